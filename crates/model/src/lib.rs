@@ -1,0 +1,553 @@
+//! The CoinCap trade: the one data contract every tradewind crate shares.
+//!
+//! * [`Trade`] is the wire message exactly (8 fields, types as CoinCap's v2 socket sent them).
+//! * [`arrow_schema`] is its columnar form, the schema every micro-batch is decoded into.
+//! * [`validate`] checks one raw frame against the model and says precisely why a bad one is bad
+//!   ([`Reject`]), so the ingestor and the engine route bad records to the dead-letter topic with the
+//!   same reasons.
+//!
+//! The JSON Schema of the wire message lives in `schemas/coincap-trade.schema.json`.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Wire field names, in the order CoinCap sent them.
+pub const FIELDS: [&str; 8] = [
+    "exchange",
+    "base",
+    "quote",
+    "direction",
+    "price",
+    "volume",
+    "timestamp",
+    "priceUsd",
+];
+
+/// Kafka header that carries the machine-readable reject reason of a dead-letter record.
+pub const HEADER_REASON: &str = "tw-reason";
+/// Kafka header that carries the human-readable detail of a dead-letter record.
+pub const HEADER_DETAIL: &str = "tw-detail";
+/// Kafka header naming the component that rejected the record (`ingest` or `engine`).
+pub const HEADER_STAGE: &str = "tw-stage";
+/// Kafka header with the source topic/partition/offset of a record routed by the engine.
+pub const HEADER_ORIGIN: &str = "tw-origin";
+
+/// Taker side of a trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The taker bought.
+    Buy,
+    /// The taker sold.
+    Sell,
+}
+
+impl Direction {
+    /// The wire spelling (`buy` / `sell`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Buy => "buy",
+            Direction::Sell => "sell",
+        }
+    }
+}
+
+/// One CoinCap trade, borrowed from the frame it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trade<'a> {
+    /// Exchange id as in the socket URL (`binance`).
+    pub exchange: &'a str,
+    /// CoinCap asset id of the traded asset (`bitcoin`).
+    pub base: &'a str,
+    /// CoinCap asset id of the quote asset (`tether`).
+    pub quote: &'a str,
+    /// Taker side.
+    pub direction: Direction,
+    /// Price in quote units.
+    pub price: f64,
+    /// Quantity in base units.
+    pub volume: f64,
+    /// Trade time, Unix epoch milliseconds.
+    pub timestamp: i64,
+    /// USD price of one base unit at this trade.
+    pub price_usd: f64,
+}
+
+/// An owned trade, for generators and oracles that build trades rather than parse them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedTrade {
+    /// Exchange id.
+    pub exchange: String,
+    /// Base asset id.
+    pub base: String,
+    /// Quote asset id.
+    pub quote: String,
+    /// Taker side.
+    pub direction: Direction,
+    /// Price in quote units.
+    pub price: f64,
+    /// Quantity in base units.
+    pub volume: f64,
+    /// Trade time, epoch ms.
+    pub timestamp: i64,
+    /// USD price of one base unit.
+    pub price_usd: f64,
+}
+
+impl Trade<'_> {
+    /// Copies the borrowed strings into an [`OwnedTrade`].
+    pub fn to_owned_trade(&self) -> OwnedTrade {
+        OwnedTrade {
+            exchange: self.exchange.to_string(),
+            base: self.base.to_string(),
+            quote: self.quote.to_string(),
+            direction: self.direction,
+            price: self.price,
+            volume: self.volume,
+            timestamp: self.timestamp,
+            price_usd: self.price_usd,
+        }
+    }
+}
+
+impl OwnedTrade {
+    /// Borrows this trade as a [`Trade`].
+    pub fn as_trade(&self) -> Trade<'_> {
+        Trade {
+            exchange: &self.exchange,
+            base: &self.base,
+            quote: &self.quote,
+            direction: self.direction,
+            price: self.price,
+            volume: self.volume,
+            timestamp: self.timestamp,
+            price_usd: self.price_usd,
+        }
+    }
+}
+
+/// Appends the compact CoinCap JSON of `t` to `out` (fields in wire order, shortest round-trip floats).
+///
+/// Asset and exchange ids are CoinCap ids (lower-case ASCII, digits and `-`), written without escaping;
+/// ids with characters that need escaping are escaped.
+pub fn write_json(t: &Trade<'_>, out: &mut Vec<u8>) {
+    fn s(out: &mut Vec<u8>, v: &str) {
+        if v
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+        {
+            out.push(b'"');
+            out.extend_from_slice(v.as_bytes());
+            out.push(b'"');
+        } else {
+            // serde_json escapes correctly; this branch is never taken for CoinCap ids.
+            out.extend_from_slice(serde_json::to_string(v).unwrap_or_default().as_bytes());
+        }
+    }
+    fn f(out: &mut Vec<u8>, v: f64) {
+        let mut b = ryu_like(v);
+        out.append(&mut b);
+    }
+    out.extend_from_slice(b"{\"exchange\":");
+    s(out, t.exchange);
+    out.extend_from_slice(b",\"base\":");
+    s(out, t.base);
+    out.extend_from_slice(b",\"quote\":");
+    s(out, t.quote);
+    out.extend_from_slice(b",\"direction\":\"");
+    out.extend_from_slice(t.direction.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"price\":");
+    f(out, t.price);
+    out.extend_from_slice(b",\"volume\":");
+    f(out, t.volume);
+    out.extend_from_slice(b",\"timestamp\":");
+    out.extend_from_slice(t.timestamp.to_string().as_bytes());
+    out.extend_from_slice(b",\"priceUsd\":");
+    f(out, t.price_usd);
+    out.push(b'}');
+}
+
+/// Shortest representation of a finite f64 that parses back to the same value (Rust's `Display`).
+fn ryu_like(v: f64) -> Vec<u8> {
+    use std::io::Write;
+    let mut b = Vec::with_capacity(24);
+    // Display of f64 is the shortest round-trip form and never uses an exponent.
+    let _ = write!(b, "{v}");
+    b
+}
+
+/// Column names of the Arrow trade schema (wire names).
+pub mod col {
+    /// `exchange` column.
+    pub const EXCHANGE: usize = 0;
+    /// `base` column.
+    pub const BASE: usize = 1;
+    /// `quote` column.
+    pub const QUOTE: usize = 2;
+    /// `direction` column.
+    pub const DIRECTION: usize = 3;
+    /// `price` column.
+    pub const PRICE: usize = 4;
+    /// `volume` column.
+    pub const VOLUME: usize = 5;
+    /// `timestamp` column (Timestamp(ms, UTC)).
+    pub const TIMESTAMP: usize = 6;
+    /// `priceUsd` column.
+    pub const PRICE_USD: usize = 7;
+}
+
+/// The Arrow schema of a decoded micro-batch: the 8 wire fields, event time as
+/// `Timestamp(Millisecond, "UTC")`.
+///
+/// Every field is nullable on purpose: a record with a missing field still decodes, and the engine's
+/// vectorized validation routes it to the dead-letter topic with reason `missing_field` instead of
+/// failing the whole batch.
+pub fn arrow_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("exchange", DataType::Utf8, true),
+        Field::new("base", DataType::Utf8, true),
+        Field::new("quote", DataType::Utf8, true),
+        Field::new("direction", DataType::Utf8, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("volume", DataType::Float64, true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("priceUsd", DataType::Float64, true),
+    ]))
+}
+
+/// Why a record was rejected. The label ([`RejectKind::label`]) is a bounded set, safe as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// Not valid JSON (or not exactly one JSON value).
+    Syntax,
+    /// Valid JSON, but not an object.
+    NotObject,
+    /// A required field is absent or null.
+    MissingField,
+    /// A field has the wrong JSON type (e.g. a string price).
+    WrongType,
+    /// A number is not finite (overflowed to infinity).
+    NonFinite,
+    /// Price, volume, priceUsd or timestamp is zero or negative.
+    NonPositive,
+    /// `direction` is neither `buy` nor `sell`.
+    BadDirection,
+    /// An id field is empty.
+    EmptyId,
+    /// The trade is dated further in the future than the tolerance allows.
+    FutureTimestamp,
+    /// A control frame of the source, e.g. CoinCap's `Unauthorized` text frame.
+    SourceError,
+    /// The message key does not match the trade's `base` (breaks per-asset partitioning).
+    KeyMismatch,
+}
+
+impl RejectKind {
+    /// Every kind, for pre-registering metric label values.
+    pub const ALL: [RejectKind; 11] = [
+        RejectKind::Syntax,
+        RejectKind::NotObject,
+        RejectKind::MissingField,
+        RejectKind::WrongType,
+        RejectKind::NonFinite,
+        RejectKind::NonPositive,
+        RejectKind::BadDirection,
+        RejectKind::EmptyId,
+        RejectKind::FutureTimestamp,
+        RejectKind::SourceError,
+        RejectKind::KeyMismatch,
+    ];
+
+    /// Stable snake_case label used in the `tw-reason` header and the `reason` metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectKind::Syntax => "syntax",
+            RejectKind::NotObject => "not_object",
+            RejectKind::MissingField => "missing_field",
+            RejectKind::WrongType => "wrong_type",
+            RejectKind::NonFinite => "non_finite",
+            RejectKind::NonPositive => "non_positive",
+            RejectKind::BadDirection => "bad_direction",
+            RejectKind::EmptyId => "empty_id",
+            RejectKind::FutureTimestamp => "future_timestamp",
+            RejectKind::SourceError => "source_error",
+            RejectKind::KeyMismatch => "key_mismatch",
+        }
+    }
+}
+
+/// A rejected record: the reason kind and a one-line human detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", kind.label())]
+pub struct Reject {
+    /// Machine-readable reason.
+    pub kind: RejectKind,
+    /// Human-readable detail (which field, which value).
+    pub detail: String,
+}
+
+impl Reject {
+    /// Builds a reject.
+    pub fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
+        Reject {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Validation policy shared by the ingestor and the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Validator {
+    /// How far ahead of processing time a trade may be dated, in ms. Older trades are always fine
+    /// (captures replay), only the future is bounded: a far-future trade must not move a watermark.
+    pub future_tolerance_ms: i64,
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        Validator {
+            future_tolerance_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTrade<'a> {
+    #[serde(borrow)]
+    exchange: Option<&'a RawValue>,
+    #[serde(borrow)]
+    base: Option<&'a RawValue>,
+    #[serde(borrow)]
+    quote: Option<&'a RawValue>,
+    #[serde(borrow)]
+    direction: Option<&'a RawValue>,
+    #[serde(borrow)]
+    price: Option<&'a RawValue>,
+    #[serde(borrow)]
+    volume: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, rename = "priceUsd")]
+    price_usd: Option<&'a RawValue>,
+}
+
+fn present<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
+    match v.map(RawValue::get) {
+        None | Some("null") => Err(Reject::new(
+            RejectKind::MissingField,
+            format!("field `{name}` is missing"),
+        )),
+        Some(s) => Ok(s),
+    }
+}
+
+fn id<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
+    let raw = present(v, name)?;
+    if !raw.starts_with('"') {
+        return Err(Reject::new(
+            RejectKind::WrongType,
+            format!("field `{name}` must be a string, got {}", clip(raw)),
+        ));
+    }
+    let inner = &raw[1..raw.len() - 1];
+    if inner.contains('\\') {
+        // Escaped ids are not CoinCap ids; refuse rather than allocate.
+        return Err(Reject::new(
+            RejectKind::WrongType,
+            format!("field `{name}` has escapes, not a CoinCap id"),
+        ));
+    }
+    if inner.is_empty() {
+        return Err(Reject::new(
+            RejectKind::EmptyId,
+            format!("field `{name}` is empty"),
+        ));
+    }
+    Ok(inner)
+}
+
+fn number(v: Option<&RawValue>, name: &str) -> Result<f64, Reject> {
+    let raw = present(v, name)?;
+    let first = raw.as_bytes()[0];
+    if !(first == b'-' || first.is_ascii_digit()) {
+        return Err(Reject::new(
+            RejectKind::WrongType,
+            format!("field `{name}` must be a number, got {}", clip(raw)),
+        ));
+    }
+    let x: f64 = raw.parse().map_err(|_| {
+        Reject::new(
+            RejectKind::WrongType,
+            format!("field `{name}` is not a number: {}", clip(raw)),
+        )
+    })?;
+    if !x.is_finite() {
+        return Err(Reject::new(
+            RejectKind::NonFinite,
+            format!("field `{name}` is not finite: {}", clip(raw)),
+        ));
+    }
+    if x <= 0.0 {
+        return Err(Reject::new(
+            RejectKind::NonPositive,
+            format!("field `{name}` must be > 0, got {}", clip(raw)),
+        ));
+    }
+    Ok(x)
+}
+
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Parses and validates one raw frame against the model.
+///
+/// `now_ms` is processing time (epoch ms); trades dated more than `future_tolerance_ms` after it are
+/// rejected. Unknown extra fields are ignored (forward compatibility).
+pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<Trade<'a>, Reject> {
+    let text = std::str::from_utf8(frame)
+        .map_err(|_| Reject::new(RejectKind::Syntax, "frame is not UTF-8"))?;
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        // Distinguish "valid JSON but not an object" from garbage.
+        return Err(match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => Reject::new(
+                RejectKind::NotObject,
+                format!("expected a JSON object, got {}", clip(trimmed)),
+            ),
+            Err(e) => Reject::new(RejectKind::Syntax, format!("invalid JSON: {e}")),
+        });
+    }
+    let raw: RawTrade<'a> = serde_json::from_str(text)
+        .map_err(|e| Reject::new(RejectKind::Syntax, format!("invalid JSON: {e}")))?;
+    let exchange = id(raw.exchange, "exchange")?;
+    let base = id(raw.base, "base")?;
+    let quote = id(raw.quote, "quote")?;
+    let direction = match present(raw.direction, "direction")? {
+        "\"buy\"" => Direction::Buy,
+        "\"sell\"" => Direction::Sell,
+        other if other.starts_with('"') => {
+            return Err(Reject::new(
+                RejectKind::BadDirection,
+                format!("direction must be buy or sell, got {}", clip(other)),
+            ))
+        }
+        other => {
+            return Err(Reject::new(
+                RejectKind::WrongType,
+                format!("field `direction` must be a string, got {}", clip(other)),
+            ))
+        }
+    };
+    let price = number(raw.price, "price")?;
+    let volume = number(raw.volume, "volume")?;
+    let price_usd = number(raw.price_usd, "priceUsd")?;
+    let ts_raw = present(raw.timestamp, "timestamp")?;
+    let timestamp: i64 = ts_raw.parse().map_err(|_| {
+        Reject::new(
+            RejectKind::WrongType,
+            format!(
+                "field `timestamp` must be integer epoch ms, got {}",
+                clip(ts_raw)
+            ),
+        )
+    })?;
+    if timestamp <= 0 {
+        return Err(Reject::new(
+            RejectKind::NonPositive,
+            format!("field `timestamp` must be > 0, got {timestamp}"),
+        ));
+    }
+    check_event_time(timestamp, now_ms, policy)?;
+    Ok(Trade {
+        exchange,
+        base,
+        quote,
+        direction,
+        price,
+        volume,
+        timestamp,
+        price_usd,
+    })
+}
+
+/// Rejects a trade dated beyond `now_ms + future_tolerance_ms`.
+pub fn check_event_time(timestamp: i64, now_ms: i64, policy: &Validator) -> Result<(), Reject> {
+    if timestamp > now_ms.saturating_add(policy.future_tolerance_ms) {
+        return Err(Reject::new(
+            RejectKind::FutureTimestamp,
+            format!(
+                "timestamp {timestamp} is {} ms ahead of processing time (tolerance {} ms)",
+                timestamp - now_ms,
+                policy.future_tolerance_ms
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Current wall-clock time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &[u8] = br#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":19365.59,"volume":0.07,"timestamp":1666616454283,"priceUsd":19371.064153143514}"#;
+
+    fn kind(frame: &str) -> RejectKind {
+        validate(frame.as_bytes(), 1_700_000_000_000, &Validator::default())
+            .expect_err("should reject")
+            .kind
+    }
+
+    #[test]
+    fn parses_real_capture_and_round_trips() {
+        let t = validate(GOOD, 1_700_000_000_000, &Validator::default()).expect("valid");
+        assert_eq!(t.base, "bitcoin");
+        assert_eq!(t.direction, Direction::Buy);
+        assert_eq!(t.price_usd, 19371.064153143514);
+        let mut out = Vec::new();
+        write_json(&t, &mut out);
+        assert_eq!(out, GOOD);
+    }
+
+    #[test]
+    fn classifies_every_reject() {
+        assert_eq!(kind("{not json"), RejectKind::Syntax);
+        assert_eq!(kind("[1,2]"), RejectKind::NotObject);
+        assert_eq!(kind(r#"{"exchange":"binance"}"#), RejectKind::MissingField);
+        let g = std::str::from_utf8(GOOD).unwrap();
+        assert_eq!(
+            kind(&g.replace("19365.59", "\"19365.59\"")),
+            RejectKind::WrongType
+        );
+        assert_eq!(kind(&g.replace("0.07", "-0.07")), RejectKind::NonPositive);
+        assert_eq!(kind(&g.replace("0.07", "1e999")), RejectKind::NonFinite);
+        assert_eq!(kind(&g.replace("\"buy\"", "\"hold\"")), RejectKind::BadDirection);
+        assert_eq!(kind(&g.replace("\"binance\"", "\"\"")), RejectKind::EmptyId);
+        assert_eq!(
+            kind(&g.replace("1666616454283", "1666616454283.5")),
+            RejectKind::WrongType
+        );
+        assert_eq!(
+            kind(&g.replace("1666616454283", "1900000000000")),
+            RejectKind::FutureTimestamp
+        );
+    }
+}
