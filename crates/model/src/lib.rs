@@ -134,8 +134,7 @@ impl OwnedTrade {
 /// ids with characters that need escaping are escaped.
 pub fn write_json(t: &Trade<'_>, out: &mut Vec<u8>) {
     fn s(out: &mut Vec<u8>, v: &str) {
-        if v
-            .bytes()
+        if v.bytes()
             .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
         {
             out.push(b'"');
@@ -539,7 +538,10 @@ mod tests {
         );
         assert_eq!(kind(&g.replace("0.07", "-0.07")), RejectKind::NonPositive);
         assert_eq!(kind(&g.replace("0.07", "1e999")), RejectKind::NonFinite);
-        assert_eq!(kind(&g.replace("\"buy\"", "\"hold\"")), RejectKind::BadDirection);
+        assert_eq!(
+            kind(&g.replace("\"buy\"", "\"hold\"")),
+            RejectKind::BadDirection
+        );
         assert_eq!(kind(&g.replace("\"binance\"", "\"\"")), RejectKind::EmptyId);
         assert_eq!(
             kind(&g.replace("1666616454283", "1666616454283.5")),

@@ -1,0 +1,168 @@
+//! Kafka client settings and helpers shared by the ingestor and the engine, so both talk to the
+//! broker the same way: one idempotent, compressed, bounded producer configuration; one consumer
+//! configuration; topic creation; and the dead-letter writer that carries reject reasons in headers.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use tradewind_model::{Reject, HEADER_DETAIL, HEADER_ORIGIN, HEADER_REASON, HEADER_STAGE};
+
+/// Producer settings: idempotent (no duplicates or reordering on retry), lz4-compressed, small linger
+/// for batching, a bounded local queue (backpressure instead of unbounded memory) and a long delivery
+/// timeout so librdkafka keeps retrying through a broker outage.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("message.timeout.ms", "300000")
+        .set("statistics.interval.ms", "0");
+    c
+}
+
+/// Consumer settings for a group member that manages its own offsets: no auto-commit (offsets live in
+/// MySQL, Kafka commits are only for lag tooling), cooperative rebalancing, earliest reset, partition
+/// EOF events (to detect "caught up" on brokers whose ListOffsets is unreliable) and statistics every
+/// second (consumer lag per partition).
+pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "50")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "4194304")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("statistics.interval.ms", "1000");
+    c
+}
+
+/// Creates each `(topic, partitions)` that does not exist yet (replication factor 1 is for local
+/// brokers; production topics are declared in `deploy/`). Existing topics are left alone.
+pub async fn ensure_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(new.iter(), &opts).await? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("cannot create topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Writes rejected records to a dead-letter (or late-trades) topic, unchanged, with the reason in
+/// headers: `tw-reason` (machine label), `tw-detail` (human detail), `tw-stage` (who rejected it) and,
+/// when known, `tw-origin` (`topic/partition/offset` of the source record).
+#[derive(Clone)]
+pub struct DeadLetter {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetter {
+    /// A dead-letter writer on `topic` using `producer`.
+    pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
+        DeadLetter {
+            producer,
+            topic: topic.into(),
+        }
+    }
+
+    /// The topic records are written to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The underlying producer (for flushing at shutdown).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Sends one rejected record and waits for the broker's acknowledgement, so a caller that commits
+    /// progress afterwards never loses a dead letter.
+    pub async fn send(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reject: &Reject,
+        stage: &str,
+        origin: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.send_labelled(
+            key,
+            payload,
+            reject.kind.label(),
+            &reject.detail,
+            stage,
+            origin,
+        )
+        .await
+    }
+
+    /// Like [`DeadLetter::send`] with a free-form reason label (e.g. `too_late` for the late-trades topic).
+    pub async fn send_labelled(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reason: &str,
+        detail: &str,
+        stage: &str,
+        origin: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut headers = OwnedHeaders::new_with_capacity(4)
+            .insert(Header {
+                key: HEADER_REASON,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: HEADER_DETAIL,
+                value: Some(detail),
+            })
+            .insert(Header {
+                key: HEADER_STAGE,
+                value: Some(stage),
+            });
+        if let Some(origin) = origin {
+            headers = headers.insert(Header {
+                key: HEADER_ORIGIN,
+                value: Some(origin),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(300))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("dead-letter write to {} failed: {e}", self.topic))?;
+        Ok(())
+    }
+}
