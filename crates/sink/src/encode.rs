@@ -1,0 +1,372 @@
+//! Arrow -> MySQL text-protocol literals, written straight into one reusable `String`.
+//!
+//! Column types are resolved once per batch into [`Col`] (a typed view of each array), so the per-value
+//! path is a `match` plus a write into the statement buffer: no per-value allocation.
+
+use std::fmt::Write as _;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, DictionaryArray, GenericStringArray,
+    LargeBinaryArray, PrimitiveArray, RecordBatch, StringViewArray,
+};
+use arrow_schema::{DataType, TimeUnit};
+
+use crate::SinkError;
+
+/// A typed, borrowed view of one column, resolved once per batch.
+pub(crate) enum Col<'a> {
+    Null,
+    Utf8(&'a GenericStringArray<i32>),
+    LargeUtf8(&'a GenericStringArray<i64>),
+    Utf8View(&'a StringViewArray),
+    DictUtf8(&'a DictionaryArray<Int32Type>, &'a GenericStringArray<i32>),
+    F64(&'a PrimitiveArray<Float64Type>),
+    F32(&'a PrimitiveArray<Float32Type>),
+    I8(&'a PrimitiveArray<Int8Type>),
+    I16(&'a PrimitiveArray<Int16Type>),
+    I32(&'a PrimitiveArray<Int32Type>),
+    I64(&'a PrimitiveArray<Int64Type>),
+    U8(&'a PrimitiveArray<UInt8Type>),
+    U16(&'a PrimitiveArray<UInt16Type>),
+    U32(&'a PrimitiveArray<UInt32Type>),
+    U64(&'a PrimitiveArray<UInt64Type>),
+    Bool(&'a BooleanArray),
+    TsSecond(&'a PrimitiveArray<TimestampSecondType>),
+    TsMilli(&'a PrimitiveArray<TimestampMillisecondType>),
+    TsMicro(&'a PrimitiveArray<TimestampMicrosecondType>),
+    TsNano(&'a PrimitiveArray<TimestampNanosecondType>),
+    Binary(&'a BinaryArray),
+    LargeBinary(&'a LargeBinaryArray),
+}
+
+fn unsupported(table: &str, column: &str, dt: &DataType) -> SinkError {
+    SinkError::UnsupportedType {
+        table: table.to_string(),
+        column: column.to_string(),
+        data_type: dt.to_string(),
+    }
+}
+
+impl<'a> Col<'a> {
+    /// Resolves a column's typed view, or a clear error for a type the sink cannot write.
+    pub(crate) fn new(table: &str, column: &str, array: &'a ArrayRef) -> Result<Self, SinkError> {
+        let dt = array.data_type();
+        let bad = || unsupported(table, column, dt);
+        let col = match dt {
+            DataType::Null => Col::Null,
+            DataType::Utf8 => Col::Utf8(array.as_string_opt::<i32>().ok_or_else(bad)?),
+            DataType::LargeUtf8 => Col::LargeUtf8(array.as_string_opt::<i64>().ok_or_else(bad)?),
+            DataType::Utf8View => Col::Utf8View(array.as_string_view_opt().ok_or_else(bad)?),
+            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+                let dict = array.as_dictionary_opt::<Int32Type>().ok_or_else(bad)?;
+                let values = dict.values().as_string_opt::<i32>().ok_or_else(bad)?;
+                Col::DictUtf8(dict, values)
+            }
+            DataType::Float64 => Col::F64(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::Float32 => Col::F32(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::Int8 => Col::I8(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::Int16 => Col::I16(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::Int32 => Col::I32(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::Int64 => Col::I64(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::UInt8 => Col::U8(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::UInt16 => Col::U16(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::UInt32 => Col::U32(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::UInt64 => Col::U64(array.as_primitive_opt().ok_or_else(bad)?),
+            DataType::Boolean => Col::Bool(array.as_boolean_opt().ok_or_else(bad)?),
+            DataType::Timestamp(TimeUnit::Second, _) => {
+                Col::TsSecond(array.as_primitive_opt().ok_or_else(bad)?)
+            }
+            DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                Col::TsMilli(array.as_primitive_opt().ok_or_else(bad)?)
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                Col::TsMicro(array.as_primitive_opt().ok_or_else(bad)?)
+            }
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                Col::TsNano(array.as_primitive_opt().ok_or_else(bad)?)
+            }
+            DataType::Binary => Col::Binary(array.as_binary_opt::<i32>().ok_or_else(bad)?),
+            DataType::LargeBinary => {
+                Col::LargeBinary(array.as_binary_opt::<i64>().ok_or_else(bad)?)
+            }
+            _ => return Err(bad()),
+        };
+        Ok(col)
+    }
+
+    /// Appends the SQL literal of row `i` (or `NULL`) to `out`.
+    pub(crate) fn write(&self, i: usize, out: &mut String) -> Result<(), SinkError> {
+        macro_rules! prim {
+            ($a:expr) => {{
+                if $a.is_null(i) {
+                    out.push_str("NULL");
+                } else {
+                    let _ = write!(out, "{}", $a.value(i));
+                }
+            }};
+        }
+        macro_rules! nullable {
+            ($a:expr, $f:expr) => {{
+                if $a.is_null(i) {
+                    out.push_str("NULL");
+                } else {
+                    $f
+                }
+            }};
+        }
+        match self {
+            Col::Null => out.push_str("NULL"),
+            Col::Utf8(a) => nullable!(a, write_str_literal(a.value(i), out)),
+            Col::LargeUtf8(a) => nullable!(a, write_str_literal(a.value(i), out)),
+            Col::Utf8View(a) => nullable!(a, write_str_literal(a.value(i), out)),
+            Col::DictUtf8(d, values) => {
+                let key = if d.keys().is_null(i) {
+                    None
+                } else {
+                    usize::try_from(d.keys().value(i)).ok()
+                };
+                match key {
+                    Some(k) if k < values.len() && !values.is_null(k) => {
+                        write_str_literal(values.value(k), out)
+                    }
+                    _ => out.push_str("NULL"),
+                }
+            }
+            Col::F64(a) => nullable!(a, write_f64(a.value(i), out)),
+            Col::F32(a) => nullable!(a, write_f32(a.value(i), out)),
+            Col::I8(a) => prim!(a),
+            Col::I16(a) => prim!(a),
+            Col::I32(a) => prim!(a),
+            Col::I64(a) => prim!(a),
+            Col::U8(a) => prim!(a),
+            Col::U16(a) => prim!(a),
+            Col::U32(a) => prim!(a),
+            Col::U64(a) => prim!(a),
+            Col::Bool(a) => nullable!(a, out.push(if a.value(i) { '1' } else { '0' })),
+            Col::TsSecond(a) => {
+                nullable!(a, write_datetime_ms(a.value(i).saturating_mul(1000), out)?)
+            }
+            Col::TsMilli(a) => nullable!(a, write_datetime_ms(a.value(i), out)?),
+            Col::TsMicro(a) => nullable!(a, write_datetime_ms(a.value(i).div_euclid(1000), out)?),
+            Col::TsNano(a) => {
+                nullable!(a, write_datetime_ms(a.value(i).div_euclid(1_000_000), out)?)
+            }
+            Col::Binary(a) => nullable!(a, write_hex_literal(a.value(i), out)),
+            Col::LargeBinary(a) => nullable!(a, write_hex_literal(a.value(i), out)),
+        }
+        Ok(())
+    }
+}
+
+/// Resolves every column of `batch` (in field order).
+pub(crate) fn columns<'a>(table: &str, batch: &'a RecordBatch) -> Result<Vec<Col<'a>>, SinkError> {
+    let schema = batch.schema_ref();
+    batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(array, field)| Col::new(table, field.name(), array))
+        .collect()
+}
+
+/// Appends `s` as a quoted MySQL string literal, escaping `\`, `'`, NUL, `\n`, `\r` and Ctrl-Z.
+pub(crate) fn write_str_literal(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
+    out.push('\'');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = match b {
+            b'\\' => "\\\\",
+            b'\'' => "\\'",
+            0 => "\\0",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            0x1a => "\\Z",
+            _ => continue,
+        };
+        // All escaped bytes are ASCII, so `start..i` always falls on char boundaries.
+        out.push_str(&s[start..i]);
+        out.push_str(esc);
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('\'');
+}
+
+/// Appends a quoted identifier (`` `name` ``), doubling any backtick.
+pub(crate) fn write_ident(name: &str, out: &mut String) {
+    out.push('`');
+    for part in name.split('`').enumerate() {
+        if part.0 > 0 {
+            out.push_str("``");
+        }
+        out.push_str(part.1);
+    }
+    out.push('`');
+}
+
+/// Appends an `f64` as the shortest literal that round-trips exactly; non-finite values become `NULL`.
+///
+/// Exponent form (`1.5e-7`) is used so that MySQL parses it as a DOUBLE literal (correctly rounded
+/// `strtod`) rather than as a DECIMAL, and so huge/tiny magnitudes stay short.
+pub(crate) fn write_f64(v: f64, out: &mut String) {
+    if v.is_finite() {
+        let _ = write!(out, "{v:e}");
+    } else {
+        out.push_str("NULL");
+    }
+}
+
+/// Appends an `f32` as its shortest round-trip `f32` digits; non-finite values become `NULL`.
+pub(crate) fn write_f32(v: f32, out: &mut String) {
+    if v.is_finite() {
+        let _ = write!(out, "{v:e}");
+    } else {
+        out.push_str("NULL");
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends bytes as a hex literal `X'0A1B'`.
+pub(crate) fn write_hex_literal(b: &[u8], out: &mut String) {
+    out.reserve(b.len() * 2 + 3);
+    out.push_str("X'");
+    for &x in b {
+        out.push(HEX[(x >> 4) as usize] as char);
+        out.push(HEX[(x & 0xf) as usize] as char);
+    }
+    out.push('\'');
+}
+
+/// Civil date (proleptic Gregorian) from days since 1970-01-01 (Howard Hinnant's algorithm).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Appends epoch milliseconds as `'YYYY-MM-DD HH:MM:SS.mmm'` in UTC.
+///
+/// Years outside 0000..=9999 cannot be written as a DATETIME and are rejected.
+pub(crate) fn write_datetime_ms(ms: i64, out: &mut String) -> Result<(), SinkError> {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, mo, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return Err(SinkError::ValueOutOfRange(format!(
+            "timestamp {ms} ms is outside the DATETIME range"
+        )));
+    }
+    let secs = rem / 1000;
+    let _ = write!(
+        out,
+        "'{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}.{:03}'",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        rem % 1000
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_string_literals() {
+        let mut s = String::new();
+        write_str_literal("a'b\\c\0d\ne\rf\x1ag é", &mut s);
+        assert_eq!(s, "'a\\'b\\\\c\\0d\\ne\\rf\\Zg é'");
+    }
+
+    #[test]
+    fn quotes_identifiers() {
+        let mut s = String::new();
+        write_ident("we`ird", &mut s);
+        assert_eq!(s, "`we``ird`");
+    }
+
+    #[test]
+    fn formats_datetimes() {
+        let mut s = String::new();
+        write_datetime_ms(0, &mut s).unwrap();
+        assert_eq!(s, "'1970-01-01 00:00:00.000'");
+        s.clear();
+        write_datetime_ms(1_700_000_000_123, &mut s).unwrap();
+        assert_eq!(s, "'2023-11-14 22:13:20.123'");
+        s.clear();
+        write_datetime_ms(-1, &mut s).unwrap();
+        assert_eq!(s, "'1969-12-31 23:59:59.999'");
+        s.clear();
+        // 2000-02-29 (leap day), 2100-03-01 (2100 is not a leap year).
+        write_datetime_ms(951_782_400_000, &mut s).unwrap();
+        assert_eq!(s, "'2000-02-29 00:00:00.000'");
+        s.clear();
+        write_datetime_ms(4_107_542_400_000, &mut s).unwrap();
+        assert_eq!(s, "'2100-03-01 00:00:00.000'");
+        assert!(write_datetime_ms(i64::MAX, &mut s).is_err());
+    }
+
+    #[test]
+    fn civil_matches_day_by_day_iteration() {
+        // Walk forward day by day from 1970-01-01 for ~200 years and compare.
+        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
+        for day in 0..(200 * 366) {
+            assert_eq!(civil_from_days(day), (y, m, d), "day {day}");
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let mdays = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            d += 1;
+            if d > mdays[(m - 1) as usize] {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn formats_floats() {
+        let mut s = String::new();
+        write_f64(0.1, &mut s);
+        s.push(',');
+        write_f64(f64::NAN, &mut s);
+        s.push(',');
+        write_f64(1e300, &mut s);
+        assert_eq!(s, "1e-1,NULL,1e300");
+        let mut s = String::new();
+        write_hex_literal(&[0, 0xab, 0xff], &mut s);
+        assert_eq!(s, "X'00ABFF'");
+    }
+}

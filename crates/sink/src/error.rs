@@ -1,0 +1,106 @@
+//! The sink's error type, with a transient/permanent split for the engine's retry loop.
+
+use mysql_async::{DriverError, Error as MyError};
+
+/// Errors from the MySQL sink.
+///
+/// [`SinkError::is_transient`] tells the engine whether retrying the same work later (with backoff)
+/// can succeed: lost connections, I/O errors, deadlocks and lock-wait timeouts are transient; bad input,
+/// unsupported types and SQL errors are permanent.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The connection URL could not be parsed.
+    #[error("invalid MySQL URL: {0}")]
+    Url(String),
+    /// A MySQL/MariaDB operation failed; `context` says what the sink was doing.
+    #[error("MySQL error while {context}: {source}")]
+    Mysql {
+        /// What the sink was doing (e.g. "connecting to 127.0.0.1:3306", "upserting into asset_1m").
+        context: String,
+        /// The driver's or server's error.
+        #[source]
+        source: MyError,
+    },
+    /// A column's Arrow type has no SQL mapping in this sink.
+    #[error("unsupported Arrow type {data_type} for column `{column}` of table `{table}`")]
+    UnsupportedType {
+        /// Target table.
+        table: String,
+        /// Column (field) name.
+        column: String,
+        /// The Arrow data type, displayed.
+        data_type: String,
+    },
+    /// A table or column name cannot be used as an identifier (empty or containing NUL).
+    #[error("invalid SQL identifier {0:?}")]
+    InvalidIdentifier(String),
+    /// A value cannot be represented in the target SQL type (e.g. a timestamp outside year 0..9999).
+    #[error("value out of range: {0}")]
+    ValueOutOfRange(String),
+    /// One row's literal alone exceeds the statement size limit (`max_allowed_packet` minus a margin).
+    #[error("a row of table `{table}` needs {bytes} bytes, more than the statement limit of {limit} bytes (max_allowed_packet)")]
+    RowTooLarge {
+        /// Target table.
+        table: String,
+        /// Size of the statement holding just this row.
+        bytes: usize,
+        /// The statement size limit.
+        limit: usize,
+    },
+}
+
+/// Server error codes after which a retry can succeed.
+const TRANSIENT_SERVER_CODES: &[u16] = &[
+    1040, // ER_CON_COUNT_ERROR: too many connections
+    1053, // ER_SERVER_SHUTDOWN
+    1158, // ER_NET_READ_ERROR
+    1159, // ER_NET_READ_INTERRUPTED
+    1160, // ER_NET_ERROR_ON_WRITE
+    1161, // ER_NET_WRITE_INTERRUPTED
+    1205, // ER_LOCK_WAIT_TIMEOUT
+    1213, // ER_LOCK_DEADLOCK
+    1317, // ER_QUERY_INTERRUPTED
+    1927, // ER_CONNECTION_KILLED (MariaDB)
+    2006, // CR_SERVER_GONE_ERROR
+    2013, // CR_SERVER_LOST
+    4031, // ER_CLIENT_INTERACTION_TIMEOUT
+];
+
+impl SinkError {
+    /// True when the same operation may succeed if retried later: connection and I/O failures,
+    /// deadlocks, lock-wait timeouts, server shutdown. False for input and schema errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Mysql { source, .. } => is_transient_mysql(source),
+            _ => false,
+        }
+    }
+
+    /// The MySQL server error code, if this is a server error.
+    pub fn server_code(&self) -> Option<u16> {
+        match self {
+            SinkError::Mysql {
+                source: MyError::Server(e),
+                ..
+            } => Some(e.code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn mysql(context: impl Into<String>) -> impl FnOnce(MyError) -> SinkError {
+        let context = context.into();
+        move |source| SinkError::Mysql { context, source }
+    }
+}
+
+fn is_transient_mysql(e: &MyError) -> bool {
+    match e {
+        MyError::Io(_) => true,
+        MyError::Driver(d) => matches!(
+            d,
+            DriverError::ConnectionClosed | DriverError::PacketOutOfOrder
+        ),
+        MyError::Server(s) => TRANSIENT_SERVER_CODES.contains(&s.code),
+        MyError::Other(_) | MyError::Url(_) => false,
+    }
+}
