@@ -1,0 +1,321 @@
+//! tradewind-ingest: websocket trade feeds into Kafka, and file backfill (`tradewind produce`).
+//!
+//! Every frame is validated against the shared trade model ([`tradewind_model::validate`]). Good frames
+//! are produced **unchanged** (bytes as received) keyed by `base`, so one asset stays in one partition
+//! and in order; bad frames go to the dead-letter topic with the reason in the `tw-reason` header,
+//! are counted, and never stop ingestion. The producer is idempotent and lz4-compressed; a bounded
+//! in-flight window (`--max-inflight`) backpressures the socket read loop instead of growing memory;
+//! shutdown stops reading and flushes, so nothing already received is lost.
+//!
+//! Sources ([`source`]): the CoinCap v2 trades socket (default: the local simulator), CoinCap v3
+//! prices (quote USD rates), Binance spot `@trade` and Coinbase `matches` normalised into the CoinCap
+//! shape ([`normalize`]). `wss://` needs the `tls` cargo feature (off by default).
+
+pub mod metrics;
+pub mod normalize;
+pub mod pipeline;
+pub mod produce;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+pub use metrics::IngestMetrics;
+pub use produce::{backfill, produce, BackfillConfig, BackfillStats, ProduceArgs};
+/// Re-exported so callers (the binary, benches) can build a registry without their own dependency.
+pub use prometheus;
+
+use pipeline::{Pipeline, PipelineConfig};
+use source::{SourceOptions, SourceSpec};
+
+/// Resolves when `shutdown` is (or becomes) true; never if the sender is gone without flipping it.
+pub(crate) async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Parses a duration such as `30s`, `500ms`, `2m`, `1h` (a bare number means seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}` (use ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration `{s}`: {e}"))
+}
+
+/// `tradewind ingest`: stream trades from websocket sources into Kafka.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Websocket source; repeat the flag (or space-separate in the env var) for several. A ws:// or
+    /// wss:// URL: CoinCap trades socket (frames forwarded unchanged), a `/prices` path is CoinCap
+    /// prices, a Binance host is Binance `@trade`. Shorthands: `binance:BTCUSDT,ETHUSDT[@URL]`,
+    /// `coinbase:BTC-USD,ETH-USD[@URL]`, `coincap-prices:bitcoin,ethereum[@URL]` (v3, needs
+    /// --api-key). CoinCap's v2 socket wss://ws.coincap.io/trades/binance was retired 2025-03-31;
+    /// the default is the local simulator. wss:// needs a build with the `tls` feature.
+    #[arg(long = "source", env = "TRADEWIND_SOURCE", value_delimiter = ' ',
+          default_value = source::DEFAULT_SOURCE)]
+    pub sources: Vec<String>,
+    /// Kafka bootstrap servers (comma-separated host:port).
+    #[arg(long, env = "TRADEWIND_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic that receives valid trades, keyed by `base`.
+    #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
+    pub topic: String,
+    /// Dead-letter topic for rejected frames (reason in the `tw-reason` header).
+    #[arg(long, env = "TRADEWIND_DLQ_TOPIC", default_value = "trades.dlq")]
+    pub dlq_topic: String,
+    /// Address of the Prometheus /metrics, /healthz and /readyz endpoint.
+    #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9101")]
+    pub metrics_addr: SocketAddr,
+    /// Reconnect when a source sends no frame for this long (e.g. 30s, 500ms).
+    #[arg(long, env = "TRADEWIND_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Maximum records handed to Kafka and not yet acknowledged; when full, reading the socket
+    /// pauses (backpressure) instead of buffering without bound.
+    #[arg(long, env = "TRADEWIND_MAX_INFLIGHT", default_value_t = 100_000)]
+    pub max_inflight: usize,
+    /// Reject trades dated further than this ahead of the wall clock (older trades always pass).
+    #[arg(long, env = "TRADEWIND_FUTURE_TOLERANCE", default_value = "60s", value_parser = parse_duration)]
+    pub future_tolerance: Duration,
+    /// CoinCap API key for the v3 prices socket (appended as `apiKey=`).
+    #[arg(long, env = "TRADEWIND_COINCAP_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Partitions of the topics, created at start if missing (0 = do not create topics).
+    #[arg(long, env = "TRADEWIND_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+    /// How long shutdown waits for outstanding deliveries.
+    #[arg(long, env = "TRADEWIND_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub flush_timeout: Duration,
+}
+
+/// Library form of [`IngestArgs`], for in-process callers (`demo`, tests, benches).
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Source specs (see [`SourceSpec::parse`]).
+    pub sources: Vec<String>,
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Trade topic.
+    pub topic: String,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Idle timeout per source connection.
+    pub idle_timeout: Duration,
+    /// In-flight window size.
+    pub max_inflight: usize,
+    /// Future timestamp tolerance.
+    pub future_tolerance: Duration,
+    /// CoinCap API key for prices sources.
+    pub api_key: Option<String>,
+    /// Create missing topics with this many partitions (`None`: leave topics alone).
+    pub partitions: Option<i32>,
+    /// Shutdown flush bound.
+    pub flush_timeout: Duration,
+    /// First reconnect delay (doubles up to `backoff_max`).
+    pub backoff_initial: Duration,
+    /// Reconnect delay cap.
+    pub backoff_max: Duration,
+    /// Readiness reporting (ready once the producer exists and the sources start).
+    pub health: Option<Arc<tradewind_telemetry::Health>>,
+}
+
+impl IngestConfig {
+    /// Defaults for everything but the sources and brokers.
+    pub fn new(sources: Vec<String>, brokers: impl Into<String>) -> Self {
+        IngestConfig {
+            sources,
+            brokers: brokers.into(),
+            topic: "trades".into(),
+            dlq_topic: "trades.dlq".into(),
+            idle_timeout: Duration::from_secs(30),
+            max_inflight: 100_000,
+            future_tolerance: Duration::from_secs(60),
+            api_key: None,
+            partitions: None,
+            flush_timeout: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(125),
+            backoff_max: Duration::from_secs(60),
+            health: None,
+        }
+    }
+}
+
+impl From<IngestArgs> for IngestConfig {
+    fn from(a: IngestArgs) -> Self {
+        IngestConfig {
+            idle_timeout: a.idle_timeout,
+            max_inflight: a.max_inflight,
+            future_tolerance: a.future_tolerance,
+            api_key: a.api_key,
+            partitions: (a.partitions > 0).then_some(a.partitions),
+            flush_timeout: a.flush_timeout,
+            topic: a.topic,
+            dlq_topic: a.dlq_topic,
+            ..IngestConfig::new(a.sources, a.brokers)
+        }
+    }
+}
+
+/// What an ingest run did (counter values at the end of the run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Frames that entered validation.
+    pub frames: u64,
+    /// Trades acknowledged by Kafka.
+    pub produced: u64,
+    /// Dead-lettered frames by reason label.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Source reconnects.
+    pub reconnects: u64,
+    /// Failed deliveries.
+    pub delivery_errors: u64,
+    /// CoinCap prices received.
+    pub price_updates: u64,
+    /// True when the final flush settled every record.
+    pub flushed: bool,
+}
+
+impl IngestStats {
+    /// Total dead-lettered frames.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// Runs ingestion in-process until `shutdown` flips, then stops reading, flushes and returns the
+/// counts. Metrics are registered on `registry` (once per registry).
+pub async fn ingest(
+    cfg: IngestConfig,
+    registry: &prometheus::Registry,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<IngestStats> {
+    let specs = cfg
+        .sources
+        .iter()
+        .map(|s| SourceSpec::parse(s, cfg.api_key.as_deref()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!specs.is_empty(), "no source given");
+    if let Some(p) = cfg.partitions {
+        tradewind_kafka::ensure_topics(
+            &cfg.brokers,
+            &[(cfg.topic.as_str(), p), (cfg.dlq_topic.as_str(), p)],
+        )
+        .await?;
+    }
+    let metrics = IngestMetrics::register(registry)?;
+    let pipeline = Arc::new(Pipeline::new(
+        &PipelineConfig {
+            brokers: cfg.brokers.clone(),
+            topic: cfg.topic.clone(),
+            dlq_topic: cfg.dlq_topic.clone(),
+            max_inflight: cfg.max_inflight,
+            future_tolerance: cfg.future_tolerance,
+            flush_timeout: cfg.flush_timeout,
+        },
+        metrics.clone(),
+    )?);
+    let rates = Arc::new(normalize::RateTable::new());
+    let opts = SourceOptions {
+        idle_timeout: cfg.idle_timeout,
+        backoff_initial: cfg.backoff_initial,
+        backoff_max: cfg.backoff_max,
+        ..SourceOptions::default()
+    };
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for spec in specs {
+        tracing::info!(source = %spec.label, kind = ?spec.kind, topic = %cfg.topic, "starting source");
+        tasks.spawn(source::run_source(
+            spec,
+            opts.clone(),
+            Arc::clone(&pipeline),
+            Arc::clone(&rates),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(h) = &cfg.health {
+        h.set_ready(true, "ingesting");
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "source task failed");
+        }
+    }
+    if let Some(h) = &cfg.health {
+        h.set_ready(false, "shutting down: flushing");
+    }
+    tracing::info!(
+        inflight = metrics.inflight.get(),
+        "sources stopped; flushing producer"
+    );
+    let flushed = pipeline.flush().await;
+    let stats = IngestStats {
+        frames: metrics.frames.get(),
+        produced: metrics.produced.get(),
+        rejected: metrics.rejected_by_reason(),
+        reconnects: metrics.reconnects.get(),
+        delivery_errors: metrics.delivery_errors.get(),
+        price_updates: metrics.price_updates.get(),
+        flushed,
+    };
+    tracing::info!(
+        frames = stats.frames,
+        produced = stats.produced,
+        rejected = stats.rejected_total(),
+        reconnects = stats.reconnects,
+        delivery_errors = stats.delivery_errors,
+        flushed,
+        secs = started.elapsed().as_secs_f64(),
+        "ingest stopped"
+    );
+    Ok(stats)
+}
+
+/// `tradewind ingest` entry point: serves /metrics, ingests until `shutdown`, flushes, returns.
+pub async fn run(args: IngestArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let registry = tradewind_telemetry::new_registry();
+    let health = tradewind_telemetry::Health::new();
+    let addr =
+        tradewind_telemetry::serve_http(args.metrics_addr, registry.clone(), Arc::clone(&health))
+            .await?;
+    tracing::info!(%addr, "metrics endpoint listening");
+    let mut cfg = IngestConfig::from(args);
+    cfg.health = Some(health);
+    let stats = ingest(cfg, &registry, shutdown).await?;
+    anyhow::ensure!(
+        stats.flushed,
+        "shutdown flush did not settle every record (see logs)"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}
