@@ -10,6 +10,7 @@
 //!
 //! Errors are [`SinkError`]; [`SinkError::is_transient`] says whether a retry with backoff can help.
 
+mod chunk;
 mod encode;
 mod error;
 mod migrate;
@@ -443,133 +444,27 @@ impl MySqlSink {
         mode: IngestMode,
         buf: &mut String,
     ) -> Result<u64, SinkError> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(0);
         }
-        let cols = encode::columns(table, batch)?;
-        let (prefix, suffix) = statement_frame(table, batch, mode)?;
-        let limit = self.max_stmt_bytes;
-        let ctx = || match mode {
-            IngestMode::Append => format!("inserting into `{table}`"),
-            IngestMode::Upsert => format!("upserting into `{table}`"),
-        };
-        let too_large = |bytes: usize| SinkError::RowTooLarge {
-            table: table.to_string(),
-            bytes,
-            limit,
-        };
-
-        buf.clear();
-        buf.push_str(&prefix);
-        let mut in_stmt = 0usize;
+        let mut chunker =
+            chunk::Chunker::new(table, batch, mode, self.max_stmt_rows, self.max_stmt_bytes)?;
         let mut statements = 0usize;
-        for i in 0..n {
-            let mark = buf.len();
-            if in_stmt > 0 {
-                buf.push(',');
-            }
-            write_row(&cols, i, buf)?;
-            if buf.len() + suffix.len() > limit {
-                if in_stmt == 0 {
-                    return Err(too_large(buf.len() + suffix.len()));
-                }
-                // Send what fits, then start the next statement with this row.
-                buf.truncate(mark);
-                buf.push_str(&suffix);
-                q.query_drop(buf.as_str())
-                    .await
-                    .map_err(SinkError::mysql(ctx()))?;
-                statements += 1;
-                buf.clear();
-                buf.push_str(&prefix);
-                write_row(&cols, i, buf)?;
-                if buf.len() + suffix.len() > limit {
-                    return Err(too_large(buf.len() + suffix.len()));
-                }
-                in_stmt = 0;
-            }
-            in_stmt += 1;
-            if in_stmt >= self.max_stmt_rows {
-                buf.push_str(&suffix);
-                q.query_drop(buf.as_str())
-                    .await
-                    .map_err(SinkError::mysql(ctx()))?;
-                statements += 1;
-                buf.clear();
-                buf.push_str(&prefix);
-                in_stmt = 0;
-            }
-        }
-        if in_stmt > 0 {
-            buf.push_str(&suffix);
+        while chunker.next_statement(buf)? > 0 {
             q.query_drop(buf.as_str())
                 .await
-                .map_err(SinkError::mysql(ctx()))?;
+                .map_err(|source| SinkError::Mysql {
+                    context: match mode {
+                        IngestMode::Append => format!("inserting into `{table}`"),
+                        IngestMode::Upsert => format!("upserting into `{table}`"),
+                    },
+                    source,
+                })?;
             statements += 1;
         }
-        tracing::trace!(table, rows = n, statements, "batch written");
-        Ok(n as u64)
+        tracing::trace!(table, rows = batch.num_rows(), statements, "batch written");
+        Ok(batch.num_rows() as u64)
     }
-}
-
-/// Builds `INSERT INTO `t` (`a`,`b`) VALUES ` and, for upserts, ` ON DUPLICATE KEY UPDATE `a`=VALUES(`a`),...`.
-fn statement_frame(
-    table: &str,
-    batch: &RecordBatch,
-    mode: IngestMode,
-) -> Result<(String, String), SinkError> {
-    check_ident(table)?;
-    let schema = batch.schema_ref();
-    if schema.fields().is_empty() {
-        return Err(SinkError::InvalidIdentifier(format!(
-            "(batch for `{table}` has no columns)"
-        )));
-    }
-    let mut prefix = String::from("INSERT INTO ");
-    encode::write_ident(table, &mut prefix);
-    prefix.push_str(" (");
-    let mut suffix = String::new();
-    if mode == IngestMode::Upsert {
-        suffix.push_str(" ON DUPLICATE KEY UPDATE ");
-    }
-    for (i, f) in schema.fields().iter().enumerate() {
-        check_ident(f.name())?;
-        if i > 0 {
-            prefix.push(',');
-            if mode == IngestMode::Upsert {
-                suffix.push(',');
-            }
-        }
-        encode::write_ident(f.name(), &mut prefix);
-        if mode == IngestMode::Upsert {
-            encode::write_ident(f.name(), &mut suffix);
-            suffix.push_str("=VALUES(");
-            encode::write_ident(f.name(), &mut suffix);
-            suffix.push(')');
-        }
-    }
-    prefix.push_str(") VALUES ");
-    Ok((prefix, suffix))
-}
-
-fn check_ident(name: &str) -> Result<(), SinkError> {
-    if name.is_empty() || name.contains('\0') || name.len() > 64 {
-        return Err(SinkError::InvalidIdentifier(name.to_string()));
-    }
-    Ok(())
-}
-
-fn write_row(cols: &[encode::Col<'_>], i: usize, buf: &mut String) -> Result<(), SinkError> {
-    buf.push('(');
-    for (j, c) in cols.iter().enumerate() {
-        if j > 0 {
-            buf.push(',');
-        }
-        c.write(i, buf)?;
-    }
-    buf.push(')');
-    Ok(())
 }
 
 fn push_display(buf: &mut String, v: impl std::fmt::Display) {

@@ -1,0 +1,914 @@
+//! Integration tests against the real MariaDB at 127.0.0.1:3306 (root, no password).
+//! Every test works in its own database `tw_test_<pid>_<n>` and drops it at the end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, BinaryArray, BooleanArray, DictionaryArray, Float32Array, Float64Array, Int32Array,
+    Int64Array, Int8Array, LargeStringArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray, UInt32Array, UInt64Array, UInt8Array,
+};
+use arrow_schema::{Field, Schema};
+use mysql_async::prelude::Queryable;
+use mysql_async::Row;
+use tradewind_sink::{
+    Commit, CommitOutcome, IngestMode, MySqlSink, PartitionProgress, PartitionSnapshot, SinkError,
+    StateEntry,
+};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+fn db_name() -> String {
+    format!(
+        "tw_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+async fn fresh() -> (MySqlSink, String) {
+    let db = db_name();
+    let sink = MySqlSink::connect(&format!("mysql://root@127.0.0.1:3306/{db}"))
+        .await
+        .expect("connect");
+    sink.migrate().await.expect("migrate");
+    (sink, db)
+}
+
+async fn cleanup(sink: MySqlSink, db: &str) {
+    let mut conn = sink.pool().get_conn().await.unwrap();
+    conn.query_drop(format!("DROP DATABASE `{db}`"))
+        .await
+        .unwrap();
+    drop(conn);
+    sink.disconnect().await.unwrap();
+}
+
+async fn rows(sink: &MySqlSink, sql: &str) -> Vec<Row> {
+    let mut conn = sink.pool().get_conn().await.unwrap();
+    // Prepared statement: binary protocol, so doubles come back as their exact 8 bytes.
+    conn.exec(sql, ()).await.unwrap()
+}
+
+async fn count(sink: &MySqlSink, sql: &str) -> i64 {
+    let r = rows(sink, sql).await;
+    r[0].get::<i64, _>(0).unwrap()
+}
+
+fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    let fields: Vec<Field> = cols
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        cols.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap()
+}
+
+fn ts_ms(v: Vec<i64>) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC"))
+}
+
+const T0: i64 = 1_700_000_040_000; // a minute boundary
+
+/// asset_1m rows: (base, minute index, trades, volume, vwap, trend, is_final, revision).
+#[allow(clippy::type_complexity)]
+fn asset_rows(rows: &[(&str, i64, u64, f64, f64, Option<&str>, bool, u32)]) -> RecordBatch {
+    batch(vec![
+        (
+            "base",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "window_start",
+            ts_ms(rows.iter().map(|r| T0 + r.1 * 60_000).collect()),
+        ),
+        (
+            "window_end",
+            ts_ms(rows.iter().map(|r| T0 + (r.1 + 1) * 60_000).collect()),
+        ),
+        (
+            "trades",
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ),
+        (
+            "volume",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ),
+        (
+            "vwap_usd",
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
+        ),
+        (
+            "price_trend",
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.5).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "is_final",
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|r| r.6).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "revision",
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.7))),
+        ),
+    ])
+}
+
+/// tw_window_state rows for one (group, topic, partition): (grain, key, window_start_ms, acc).
+fn state_rows(group: &str, topic: &str, part: i32, rows: &[(u8, &str, i64, &[u8])]) -> RecordBatch {
+    let n = rows.len();
+    batch(vec![
+        (
+            "group_id",
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(group, n))),
+        ),
+        (
+            "topic",
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),
+        ),
+        (
+            "kpartition",
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(part, n))),
+        ),
+        (
+            "grain",
+            Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "wkey",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+        ),
+        (
+            "window_start",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ),
+        (
+            "acc",
+            Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.3))),
+        ),
+    ])
+}
+
+fn progress(partition: i32, expected: Option<i64>, next: i64) -> PartitionProgress {
+    PartitionProgress {
+        partition,
+        expected_offset: expected,
+        next_offset: next,
+        max_event_ms: Some(T0 + next),
+        evict_before_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn connect_creates_database_and_migrate_is_idempotent() {
+    let db = db_name();
+    let url = format!("mysql://root@127.0.0.1:3306/{db}");
+    // The database does not exist before connect.
+    let admin = mysql_async::Pool::new("mysql://root@127.0.0.1:3306");
+    let mut c = admin.get_conn().await.unwrap();
+    let before: Vec<Row> = c
+        .exec(
+            "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (&db,),
+        )
+        .await
+        .unwrap();
+    assert!(before.is_empty());
+    drop(c);
+    admin.disconnect().await.unwrap();
+
+    let sink = MySqlSink::connect(&url).await.unwrap();
+    assert!(sink.max_allowed_packet() >= 1 << 20);
+    sink.ping().await.unwrap();
+    sink.migrate().await.unwrap();
+    sink.migrate().await.unwrap(); // second run: no-op, no error
+                                   // A second sink (another replica) migrating the same database is fine too.
+    let other = MySqlSink::connect(&url).await.unwrap();
+    other.migrate().await.unwrap();
+    other.disconnect().await.unwrap();
+
+    let tables: Vec<Row> = rows(
+        &sink,
+        "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME",
+    )
+    .await;
+    let names: Vec<(String, String)> = tables
+        .into_iter()
+        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+        .collect();
+    let expect = [
+        ("asset_1m", "BASE TABLE"),
+        ("coincap_analysis", "VIEW"),
+        ("market_1m", "BASE TABLE"),
+        ("tw_offsets", "BASE TABLE"),
+        ("tw_schema_migrations", "BASE TABLE"),
+        ("tw_window_state", "BASE TABLE"),
+        ("v_asset_minute", "VIEW"),
+        ("v_market_minute", "VIEW"),
+    ];
+    assert_eq!(
+        names,
+        expect
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM tw_schema_migrations").await,
+        2
+    );
+    // Secondary index on window_start for both window tables.
+    assert_eq!(
+        count(
+            &sink,
+            "SELECT COUNT(DISTINCT TABLE_NAME) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'window_start' \
+             AND SEQ_IN_INDEX = 1 AND INDEX_NAME <> 'PRIMARY'"
+        )
+        .await,
+        2
+    );
+    // Session time zone is UTC on pooled connections.
+    let tz = rows(&sink, "SELECT @@session.time_zone").await;
+    assert_eq!(tz[0].get::<String, _>(0).unwrap(), "+00:00");
+    cleanup(sink, &db).await;
+}
+
+#[tokio::test]
+async fn upsert_keeps_latest_values_without_duplicates() {
+    let (sink, db) = fresh().await;
+    let first = asset_rows(&[
+        ("bitcoin", 0, 10, 1.5, 100.0, None, true, 0),
+        ("bitcoin", 1, 3, 0.5, 101.0, Some("up"), false, 0),
+        ("ethereum", 0, 7, 2.0, 5.0, None, true, 0),
+    ]);
+    assert_eq!(
+        sink.ingest("asset_1m", &first, IngestMode::Upsert)
+            .await
+            .unwrap(),
+        3
+    );
+    let second = asset_rows(&[
+        ("bitcoin", 1, 9, 1.25, 102.5, Some("up"), true, 1),
+        ("ethereum", 0, 8, 2.5, 4.0, None, true, 1),
+        ("solana", 0, 1, 3.0, 20.0, None, false, 0),
+    ]);
+    sink.ingest("asset_1m", &second, IngestMode::Upsert)
+        .await
+        .unwrap();
+    // Replaying the same batch is harmless.
+    sink.ingest("asset_1m", &second, IngestMode::Upsert)
+        .await
+        .unwrap();
+
+    let got = rows(
+        &sink,
+        "SELECT base, TIMESTAMPDIFF(SECOND, '1970-01-01', window_start), trades, volume, vwap_usd, \
+         price_trend, is_final, revision FROM asset_1m ORDER BY base, window_start",
+    )
+    .await;
+    type AssetRow = (String, i64, u64, f64, f64, Option<String>, u8, u32);
+    let got: Vec<AssetRow> = got
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0).unwrap(),
+                r.get(1).unwrap(),
+                r.get(2).unwrap(),
+                r.get(3).unwrap(),
+                r.get(4).unwrap(),
+                r.get(5).unwrap(),
+                r.get(6).unwrap(),
+                r.get(7).unwrap(),
+            )
+        })
+        .collect();
+    let s = T0 / 1000;
+    assert_eq!(
+        got,
+        vec![
+            ("bitcoin".into(), s, 10, 1.5, 100.0, None, 1, 0),
+            (
+                "bitcoin".into(),
+                s + 60,
+                9,
+                1.25,
+                102.5,
+                Some("up".into()),
+                1,
+                1
+            ),
+            ("ethereum".into(), s, 8, 2.5, 4.0, None, 1, 1),
+            ("solana".into(), s, 1, 3.0, 20.0, None, 0, 0),
+        ]
+    );
+    // Views: compatibility view shows final rows only; the Tableau view shows all with a status.
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM coincap_analysis").await,
+        3
+    );
+    let v = rows(
+        &sink,
+        "SELECT total_volume, actual_avg FROM coincap_analysis WHERE base = 'ethereum'",
+    )
+    .await;
+    assert_eq!(v[0].get::<f64, _>(0).unwrap(), 2.5);
+    assert_eq!(v[0].get::<f64, _>(1).unwrap(), 4.0);
+    assert_eq!(
+        count(
+            &sink,
+            "SELECT COUNT(*) FROM v_asset_minute WHERE window_status = 'provisional'"
+        )
+        .await,
+        1
+    );
+    // Append of an existing key is a permanent (non-retryable) error.
+    let err = sink
+        .ingest("asset_1m", &second, IngestMode::Append)
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_code(), Some(1062), "{err}");
+    assert!(!err.is_transient());
+    cleanup(sink, &db).await;
+}
+
+/// Tiny deterministic PRNG (xorshift64*), so the test needs no extra crates.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[tokio::test]
+async fn values_round_trip_exactly() {
+    let (sink, db) = fresh().await;
+    sink.pool()
+        .get_conn()
+        .await
+        .unwrap()
+        .query_drop(
+            "CREATE TABLE rt (id INT PRIMARY KEY, d DOUBLE NULL, f FLOAT NULL, ts DATETIME(3) NULL, \
+             tus DATETIME(3) NULL, s VARCHAR(255) NULL, ls TEXT NULL, dict VARCHAR(64) NULL, \
+             b VARBINARY(512) NULL, u BIGINT UNSIGNED NULL, i BIGINT NULL, t TINYINT NULL, \
+             flag TINYINT(1) NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        )
+        .await
+        .unwrap();
+
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let n = 2_000usize;
+    let mut doubles = Vec::with_capacity(n);
+    let mut floats = Vec::with_capacity(n);
+    while doubles.len() < n {
+        let d = f64::from_bits(rng.next());
+        // Random bit patterns cover every magnitude (subnormals included); skip non-finite and -0.
+        if d.is_finite() && d != 0.0 {
+            doubles.push(d);
+        }
+    }
+    doubles[0] = 0.1;
+    doubles[1] = 1.0 / 3.0;
+    doubles[2] = f64::MAX;
+    doubles[3] = f64::MIN_POSITIVE;
+    doubles[4] = 5e-324;
+    doubles[5] = 67_890.123_456_789;
+    while floats.len() < n {
+        let f = f32::from_bits(rng.next() as u32);
+        if f.is_normal() {
+            floats.push(f);
+        }
+    }
+    // DATETIME range: year 1000..9999, in ms.
+    let lo = -30_610_224_000_000i64; // 1000-01-01
+    let hi = 253_402_300_799_999i64; // 9999-12-31 23:59:59.999
+    let millis: Vec<i64> = (0..n)
+        .map(|i| match i {
+            0 => 0,
+            1 => -1,
+            2 => lo,
+            3 => hi,
+            4 => 951_782_400_000, // 2000-02-29
+            _ => lo + (rng.next() % ((hi - lo) as u64)) as i64,
+        })
+        .collect();
+    let micros: Vec<i64> = millis.iter().map(|m| m * 1000 + 999).collect();
+    let specials = [
+        "",
+        "it's",
+        "back\\slash",
+        "\\'",
+        "nul\0byte",
+        "line\nbreak\r\n",
+        "ctrl-z\x1a",
+        "unicode: é ü 中文 🚀 𝔘",
+        "\"double\" `back` %_",
+        "trailing\\",
+    ];
+    let strings: Vec<String> = (0..n)
+        .map(|i| match specials.get(i) {
+            Some(s) => s.to_string(),
+            None => format!("s{i}-'{}'\\", "ü".repeat(i % 50)),
+        })
+        .collect();
+    let binaries: Vec<Vec<u8>> = (0..n)
+        .map(|i| match i {
+            0 => Vec::new(),
+            1 => (0..=255u8).collect(),
+            _ => (0..(i % 40)).map(|_| rng.next() as u8).collect(),
+        })
+        .collect();
+    let dict_keys: Vec<Option<i32>> = (0..n)
+        .map(|i| {
+            if i % 7 == 3 {
+                None
+            } else {
+                Some((i % 3) as i32)
+            }
+        })
+        .collect();
+    let dict = DictionaryArray::<Int32Type>::try_new(
+        Int32Array::from(dict_keys.clone()),
+        Arc::new(StringArray::from(vec!["usd", "o'k", "z\\"])),
+    )
+    .unwrap();
+    let nullable = |i: usize| i % 11 != 5; // every 11th row (from 5) has NULLs in the nullable columns
+    let b = batch(vec![
+        ("id", Arc::new(Int32Array::from_iter_values(0..n as i32))),
+        (
+            "d",
+            Arc::new(Float64Array::from(
+                (0..n)
+                    .map(|i| nullable(i).then_some(doubles[i]))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        ("f", Arc::new(Float32Array::from(floats.clone()))),
+        (
+            "ts",
+            Arc::new(
+                TimestampMillisecondArray::from(
+                    (0..n)
+                        .map(|i| nullable(i).then_some(millis[i]))
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "tus",
+            Arc::new(TimestampMicrosecondArray::from(micros.clone())),
+        ),
+        (
+            "s",
+            Arc::new(StringArray::from(
+                (0..n)
+                    .map(|i| nullable(i).then_some(strings[i].as_str()))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "ls",
+            Arc::new(LargeStringArray::from_iter_values(strings.iter())),
+        ),
+        ("dict", Arc::new(dict)),
+        (
+            "b",
+            Arc::new(BinaryArray::from(
+                (0..n)
+                    .map(|i| nullable(i).then_some(binaries[i].as_slice()))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "u",
+            Arc::new(UInt64Array::from_iter_values(
+                (0..n as u64).map(|i| u64::MAX - i),
+            )),
+        ),
+        (
+            "i",
+            Arc::new(Int64Array::from_iter_values(
+                (0..n as i64).map(|i| i64::MIN + i),
+            )),
+        ),
+        (
+            "t",
+            Arc::new(Int8Array::from_iter_values(
+                (0..n).map(|i| (i % 256) as u8 as i8),
+            )),
+        ),
+        (
+            "flag",
+            Arc::new(BooleanArray::from(
+                (0..n)
+                    .map(|i| (i % 3 != 0).then_some(i % 2 == 0))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+    ]);
+    assert_eq!(
+        sink.ingest("rt", &b, IngestMode::Append).await.unwrap(),
+        n as u64
+    );
+
+    let got = rows(
+        &sink,
+        "SELECT id, d, f, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', ts), \
+         TIMESTAMPDIFF(MICROSECOND, '1970-01-01', tus), s, ls, dict, b, u, i, t, flag, \
+         DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f') FROM rt ORDER BY id",
+    )
+    .await;
+    assert_eq!(got.len(), n);
+    for (i, r) in got.into_iter().enumerate() {
+        assert_eq!(r.get::<i32, _>(0).unwrap(), i as i32);
+        let d: Option<f64> = r.get(1).unwrap();
+        match nullable(i) {
+            true => assert_eq!(d.unwrap().to_bits(), doubles[i].to_bits(), "row {i}"),
+            false => assert_eq!(d, None),
+        }
+        let f: f32 = r.get(2).unwrap();
+        assert_eq!(f.to_bits(), floats[i].to_bits(), "float row {i}");
+        let ts: Option<i64> = r.get(3).unwrap();
+        assert_eq!(ts, nullable(i).then_some(millis[i] * 1000), "ts row {i}");
+        let tus: i64 = r.get(4).unwrap();
+        assert_eq!(
+            tus,
+            millis[i] * 1000,
+            "microsecond timestamps floor to millis, row {i}"
+        );
+        let s: Option<String> = r.get(5).unwrap();
+        assert_eq!(s.as_deref(), nullable(i).then_some(strings[i].as_str()));
+        let ls: String = r.get(6).unwrap();
+        assert_eq!(ls, strings[i]);
+        let dv: Option<String> = r.get(7).unwrap();
+        assert_eq!(
+            dv.as_deref(),
+            dict_keys[i].map(|k| ["usd", "o'k", "z\\"][k as usize])
+        );
+        let bv: Option<Vec<u8>> = r.get(8).unwrap();
+        assert_eq!(bv.as_deref(), nullable(i).then_some(binaries[i].as_slice()));
+        assert_eq!(r.get::<u64, _>(9).unwrap(), u64::MAX - i as u64);
+        assert_eq!(r.get::<i64, _>(10).unwrap(), i64::MIN + i as i64);
+        assert_eq!(r.get::<i8, _>(11).unwrap(), (i % 256) as u8 as i8);
+        let flag: Option<u8> = r.get(12).unwrap();
+        assert_eq!(flag, (i % 3 != 0).then_some((i % 2 == 0) as u8));
+        if i == 4 {
+            let text: String = r.get(13).unwrap();
+            assert_eq!(text, "2000-02-29 00:00:00.000000");
+        }
+    }
+
+    // Non-finite doubles are written as NULL.
+    let nf = batch(vec![
+        ("id", Arc::new(Int32Array::from(vec![-1, -2, -3]))),
+        (
+            "d",
+            Arc::new(Float64Array::from(vec![
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+            ])),
+        ),
+    ]);
+    sink.ingest("rt", &nf, IngestMode::Upsert).await.unwrap();
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM rt WHERE id < 0 AND d IS NULL").await,
+        3
+    );
+
+    // An unsupported Arrow type is a clear, permanent error.
+    let bad = batch(vec![(
+        "d",
+        Arc::new(arrow_array::Date32Array::from(vec![1])) as ArrayRef,
+    )]);
+    let err = sink
+        .ingest("rt", &bad, IngestMode::Append)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SinkError::UnsupportedType { .. }), "{err}");
+    assert!(err.to_string().contains("Date32"), "{err}");
+    assert!(!err.is_transient());
+    cleanup(sink, &db).await;
+}
+
+#[tokio::test]
+async fn chunking_splits_statements_by_rows_and_bytes() {
+    let (sink, db) = fresh().await;
+    sink.pool()
+        .get_conn()
+        .await
+        .unwrap()
+        .query_drop("CREATE TABLE ch (id BIGINT PRIMARY KEY, s VARCHAR(255) NOT NULL, d DOUBLE)")
+        .await
+        .unwrap();
+    let n = 3_001i64;
+    let mk = |tag: &str| {
+        batch(vec![
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("{tag}-{}", "x".repeat((i % 97) as usize))),
+                )),
+            ),
+            (
+                "d",
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| i as f64 * 0.5),
+                )),
+            ),
+        ])
+    };
+    // Byte-bound chunks (about 10 rows each) and row-bound chunks (7 rows each).
+    for (rows_cap, bytes_cap, tag) in [(5_000, 1_200, "a"), (7, 1 << 20, "b")] {
+        let small = sink.clone().with_chunk_limits(rows_cap, bytes_cap);
+        assert_eq!(
+            small
+                .ingest("ch", &mk(tag), IngestMode::Upsert)
+                .await
+                .unwrap(),
+            n as u64
+        );
+        assert_eq!(count(&sink, "SELECT COUNT(*) FROM ch").await, n);
+        let like = format!("SELECT COUNT(*) FROM ch WHERE s LIKE '{tag}-%'");
+        assert_eq!(count(&sink, &like).await, n);
+        let sum = rows(&sink, "SELECT SUM(d), SUM(LENGTH(s)) FROM ch").await;
+        assert_eq!(
+            sum[0].get::<f64, _>(0).unwrap(),
+            (n * (n - 1)) as f64 * 0.25
+        );
+        let expect_len: i64 = (0..n).map(|i| 2 + i % 97).sum();
+        assert_eq!(
+            sum[0].get::<mysql_async::Value, _>(1).unwrap(),
+            mysql_async::Value::Bytes(expect_len.to_string().into_bytes())
+        );
+    }
+    // A single row larger than the statement limit is a clear error, and nothing is written
+    // (ingest runs in one transaction).
+    let tiny = sink.clone().with_chunk_limits(5_000, 200);
+    let err = tiny
+        .ingest("ch", &mk("c"), IngestMode::Upsert)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SinkError::RowTooLarge { .. }), "{err}");
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM ch WHERE s LIKE 'c-%'").await,
+        0
+    );
+    cleanup(sink, &db).await;
+}
+
+#[tokio::test]
+async fn commit_is_atomic_and_fenced() {
+    let (sink, db) = fresh().await;
+    let (g, t) = ("grp", "trades");
+    let windows = asset_rows(&[
+        ("bitcoin", 0, 10, 1.5, 100.0, None, true, 0),
+        ("ethereum", 0, 7, 2.0, 5.0, None, false, 0),
+    ]);
+    let state = state_rows(g, t, 0, &[(1, "ethereum", T0, b"acc-e")]);
+    let parts = [progress(0, None, 100), progress(1, None, 50)];
+    let out = sink
+        .commit(&Commit {
+            group: g,
+            topic: t,
+            partitions: &parts,
+            upserts: &[("asset_1m", &windows), ("tw_window_state", &state)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, CommitOutcome::Committed { rows: 3 });
+    assert_eq!(count(&sink, "SELECT COUNT(*) FROM asset_1m").await, 2);
+    assert_eq!(
+        count(&sink, "SELECT SUM(next_offset) FROM tw_offsets").await,
+        150
+    );
+
+    // A zombie that believes partition 1 is at 40 (it is at 50): fenced, writes nothing at all,
+    // not even partition 0 whose expectation matches.
+    let zombie_rows = asset_rows(&[("solana", 0, 1, 3.0, 20.0, None, true, 0)]);
+    let zombie = [progress(0, Some(100), 200), progress(1, Some(40), 60)];
+    let out = sink
+        .commit(&Commit {
+            group: g,
+            topic: t,
+            partitions: &zombie,
+            upserts: &[("asset_1m", &zombie_rows)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        CommitOutcome::Fenced {
+            partitions: vec![1]
+        }
+    );
+    // A fresh consumer expecting no row where one exists is fenced as well.
+    let out = sink
+        .commit(&Commit {
+            group: g,
+            topic: t,
+            partitions: &[progress(0, None, 1)],
+            upserts: &[("asset_1m", &zombie_rows)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        CommitOutcome::Fenced {
+            partitions: vec![0]
+        }
+    );
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM asset_1m WHERE base = 'solana'").await,
+        0
+    );
+    assert_eq!(
+        count(&sink, "SELECT SUM(next_offset) FROM tw_offsets").await,
+        150
+    );
+
+    // A commit that fails half-way (second upsert targets a missing table) leaves nothing behind.
+    let err = sink
+        .commit(&Commit {
+            group: g,
+            topic: t,
+            partitions: &[progress(0, Some(100), 200)],
+            upserts: &[("asset_1m", &zombie_rows), ("no_such_table", &zombie_rows)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_code(), Some(1146), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM asset_1m WHERE base = 'solana'").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &sink,
+            "SELECT next_offset FROM tw_offsets WHERE kpartition = 0"
+        )
+        .await,
+        100
+    );
+
+    // The rightful owner continues; a replay of the same rows is harmless.
+    let out = sink
+        .commit(&Commit {
+            group: g,
+            topic: t,
+            partitions: &[progress(0, Some(100), 200)],
+            upserts: &[("asset_1m", &zombie_rows), ("asset_1m", &zombie_rows)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, CommitOutcome::Committed { rows: 2 });
+    assert_eq!(count(&sink, "SELECT COUNT(*) FROM asset_1m").await, 3);
+    // Another group/topic is independent.
+    let out = sink
+        .commit(&Commit {
+            group: "other",
+            topic: t,
+            partitions: &[progress(0, None, 7)],
+            upserts: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, CommitOutcome::Committed { rows: 0 });
+    cleanup(sink, &db).await;
+}
+
+#[tokio::test]
+async fn eviction_and_load_partition() {
+    let (sink, db) = fresh().await;
+    let (g, t) = ("grp", "trades");
+    // Nothing stored yet.
+    assert_eq!(
+        sink.load_partition(g, t, 0).await.unwrap(),
+        PartitionSnapshot::default()
+    );
+    let s0 = state_rows(
+        g,
+        t,
+        0,
+        &[
+            (0, "x:btc/usd", 0, b"a0"),
+            (0, "x:btc/usd", 60_000, b"a1"),
+            (1, "btc", 120_000, &[0, 1, 2, 255]),
+        ],
+    );
+    let s1 = state_rows(g, t, 1, &[(0, "x:eth/usd", 0, b"b0")]);
+    let out = sink
+        .commit(&Commit {
+            group: g,
+            topic: t,
+            partitions: &[progress(0, None, 10), progress(1, None, 20)],
+            upserts: &[("tw_window_state", &s0), ("tw_window_state", &s1)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, CommitOutcome::Committed { rows: 4 });
+    let snap = sink.load_partition(g, t, 0).await.unwrap();
+    assert_eq!(snap.next_offset, Some(10));
+    assert_eq!(snap.max_event_ms, Some(T0 + 10));
+    assert_eq!(
+        snap.state,
+        vec![
+            StateEntry {
+                grain: 0,
+                key: "x:btc/usd".into(),
+                window_start_ms: 0,
+                acc: b"a0".to_vec()
+            },
+            StateEntry {
+                grain: 0,
+                key: "x:btc/usd".into(),
+                window_start_ms: 60_000,
+                acc: b"a1".to_vec()
+            },
+            StateEntry {
+                grain: 1,
+                key: "btc".into(),
+                window_start_ms: 120_000,
+                acc: vec![0, 1, 2, 255]
+            },
+        ]
+    );
+
+    // Next commit: updates the 120_000 accumulator, adds 180_000, re-writes an old 0 window,
+    // and evicts everything below 120_000 on partition 0 only. max_event_ms None keeps the stored one.
+    let upd = state_rows(
+        g,
+        t,
+        0,
+        &[
+            (0, "x:btc/usd", 0, b"old"),
+            (1, "btc", 120_000, b"new"),
+            (1, "btc", 180_000, b"next"),
+        ],
+    );
+    let mut p0 = progress(0, Some(10), 30);
+    p0.evict_before_ms = Some(120_000);
+    p0.max_event_ms = None;
+    let out = sink
+        .commit(&Commit {
+            group: g,
+            topic: t,
+            partitions: &[p0],
+            upserts: &[("tw_window_state", &upd)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, CommitOutcome::Committed { rows: 3 });
+    let snap = sink.load_partition(g, t, 0).await.unwrap();
+    assert_eq!(snap.next_offset, Some(30));
+    assert_eq!(snap.max_event_ms, Some(T0 + 10));
+    let got: Vec<(u8, &str, i64, &[u8])> = snap
+        .state
+        .iter()
+        .map(|e| (e.grain, e.key.as_str(), e.window_start_ms, e.acc.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "btc", 120_000, b"new".as_slice()),
+            (1, "btc", 180_000, b"next".as_slice())
+        ]
+    );
+    // Partition 1 is untouched.
+    let snap1 = sink.load_partition(g, t, 1).await.unwrap();
+    assert_eq!(snap1.next_offset, Some(20));
+    assert_eq!(snap1.state.len(), 1);
+    assert_eq!(snap1.state[0].acc, b"b0");
+    cleanup(sink, &db).await;
+}
+
+#[tokio::test]
+async fn unreachable_server_is_transient() {
+    // Nothing listens on port 1 of loopback.
+    let err = MySqlSink::connect("mysql://root@127.0.0.1:1/tw_nothing")
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    let err = MySqlSink::connect("postgres://x").await.unwrap_err();
+    assert!(matches!(err, SinkError::Url(_)), "{err}");
+    assert!(!err.is_transient());
+}
