@@ -14,8 +14,9 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin tradewind \
- && cp target/release/tradewind /usr/local/bin/tradewind \
- && strip /usr/local/bin/tradewind || true
+ && cp target/release/tradewind /usr/local/bin/tradewind
+# Keep line tables out of the runtime image (the release profile has debug = "line-tables-only").
+RUN strip /usr/local/bin/tradewind
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
