@@ -1,0 +1,20 @@
+//! tradewind-sim: a CoinCap-compatible websocket market simulator and capture replayer.
+//!
+//! * [`market`]: a deterministic, seeded market generator (own PRNG, so a seed's byte stream never
+//!   changes): 120+ real CoinCap asset ids, heavy-tailed activity, random-walk prices, several
+//!   quotes per base including crypto-quoted pairs, several exchanges, jitter and late trades.
+//! * [`server`]: the websocket server behind `tradewind simulate`: `/trades/{exchange}` and
+//!   `/prices?assets=...` exactly as CoinCap's v2 socket framed them, paced from 1 to hundreds of
+//!   thousands of trades per second with bursts, `--replay` of JSON-lines captures, a replay log of
+//!   every frame sent, and fault injection (malformed frames, abrupt close, stall, `Unauthorized`).
+//! * [`SimulateArgs`] / [`run`]: the command-line front end.
+
+pub mod assets;
+mod cli;
+pub mod market;
+pub mod rng;
+pub mod server;
+
+pub use cli::{generate_file, run, SimulateArgs};
+pub use market::{generate, write_jsonl, LogicalClock, Market, MarketConfig, PriceSubscription};
+pub use server::{serve, Burst, Faults, SimConfig, SimMetrics, MALFORMED_ROTATION};
