@@ -138,12 +138,23 @@ impl MySqlSink {
             let mut conn = mysql_async::Conn::new(no_db)
                 .await
                 .map_err(SinkError::mysql(format!("connecting to {endpoint}")))?;
-            let mut sql = String::from("CREATE DATABASE IF NOT EXISTS ");
-            encode::write_ident(db, &mut sql);
-            sql.push_str(" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
-            conn.query_drop(sql)
+            // Look first, so a user with rights on an existing database only does not need CREATE.
+            let exists: Option<Row> = conn
+                .exec_first(
+                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                    (db,),
+                )
                 .await
-                .map_err(SinkError::mysql(format!("creating database `{db}`")))?;
+                .map_err(SinkError::mysql(format!("looking up database `{db}`")))?;
+            if exists.is_none() {
+                let mut sql = String::from("CREATE DATABASE IF NOT EXISTS ");
+                encode::write_ident(db, &mut sql);
+                sql.push_str(" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+                conn.query_drop(sql)
+                    .await
+                    .map_err(SinkError::mysql(format!("creating database `{db}`")))?;
+                tracing::info!(database = db, "created database");
+            }
             // Best effort: the database exists either way.
             let _ = conn.disconnect().await;
         }
@@ -302,7 +313,9 @@ impl MySqlSink {
             .map_err(SinkError::mysql("starting the commit transaction"))?;
         let mut buf = String::with_capacity(4096);
 
-        // (a) Fence: lock the offset rows and compare.
+        // (a) Fence: lock the offset rows and compare. Under REPEATABLE READ (the default) a locking
+        // read of an absent row takes a gap lock, so two consumers that both expect "no row" cannot
+        // both insert: one commits, the other deadlocks (transient; on retry it sees the row: Fenced).
         if !c.partitions.is_empty() {
             buf.push_str("SELECT kpartition, next_offset FROM tw_offsets WHERE group_id = ");
             encode::write_str_literal(c.group, &mut buf);

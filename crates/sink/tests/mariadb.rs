@@ -912,3 +912,75 @@ async fn unreachable_server_is_transient() {
     assert!(matches!(err, SinkError::Url(_)), "{err}");
     assert!(!err.is_transient());
 }
+
+#[tokio::test]
+async fn concurrent_owners_cannot_both_commit() {
+    let (sink, db) = fresh().await;
+    let url = format!("mysql://root@127.0.0.1:3306/{db}");
+    let other = MySqlSink::connect(&url).await.unwrap();
+    let (g, t) = ("grp", "trades");
+    for round in 0..5i64 {
+        // Both believe they own partition 3 at the same stored offset (None first, then the winner's).
+        let expected = match round {
+            0 => None,
+            _ => sink.load_partition(g, t, 3).await.unwrap().next_offset,
+        };
+        let a_rows = asset_rows(&[("a", round, 1, 1.0, 1.0, None, true, 0)]);
+        let b_rows = asset_rows(&[("b", round, 1, 1.0, 1.0, None, true, 0)]);
+        let pa = [progress(3, expected, 100 * (round + 1))];
+        let pb = [progress(3, expected, 100 * (round + 1) + 1)];
+        let ca = Commit {
+            group: g,
+            topic: t,
+            partitions: &pa,
+            upserts: &[("asset_1m", &a_rows)],
+        };
+        let cb = Commit {
+            group: g,
+            topic: t,
+            partitions: &pb,
+            upserts: &[("asset_1m", &b_rows)],
+        };
+        let (ra, rb) = tokio::join!(sink.commit(&ca), other.commit(&cb));
+        let won =
+            |r: &Result<CommitOutcome, SinkError>| matches!(r, Ok(CommitOutcome::Committed { .. }));
+        let lost = |r: &Result<CommitOutcome, SinkError>| match r {
+            Ok(CommitOutcome::Fenced { partitions }) => partitions == &vec![3],
+            Err(e) => e.is_transient(),
+            _ => false,
+        };
+        assert!(
+            (won(&ra) && lost(&rb)) || (won(&rb) && lost(&ra)),
+            "round {round}: {ra:?} / {rb:?}"
+        );
+        // Exactly the winner's row and offset are stored.
+        let winner = if won(&ra) { "a" } else { "b" };
+        let q = format!(
+            "SELECT COUNT(*) FROM asset_1m WHERE window_start = FROM_UNIXTIME({}) AND base = '{winner}'",
+            (T0 + round * 60_000) / 1000
+        );
+        assert_eq!(count(&sink, &q).await, 1);
+        let q = format!(
+            "SELECT COUNT(*) FROM asset_1m WHERE window_start = FROM_UNIXTIME({})",
+            (T0 + round * 60_000) / 1000
+        );
+        assert_eq!(count(&sink, &q).await, 1);
+        let stored = sink.load_partition(g, t, 3).await.unwrap().next_offset;
+        assert_eq!(stored, Some(100 * (round + 1) + i64::from(winner == "b")));
+        // The loser retrying with its stale expectation is fenced.
+        let retry = if winner == "a" { &cb } else { &ca };
+        let out = if winner == "a" {
+            other.commit(retry).await
+        } else {
+            sink.commit(retry).await
+        };
+        assert_eq!(
+            out.unwrap(),
+            CommitOutcome::Fenced {
+                partitions: vec![3]
+            }
+        );
+    }
+    other.disconnect().await.unwrap();
+    cleanup(sink, &db).await;
+}
