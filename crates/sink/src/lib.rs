@@ -10,6 +10,8 @@
 //!
 //! Errors are [`SinkError`]; [`SinkError::is_transient`] says whether a retry with backoff can help.
 
+#![warn(missing_docs)]
+
 mod chunk;
 mod encode;
 mod error;
