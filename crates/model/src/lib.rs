@@ -198,7 +198,7 @@ pub mod col {
 }
 
 /// The Arrow schema of a decoded micro-batch: the 8 wire fields, event time as
-/// `Timestamp(Millisecond, "UTC")`.
+/// `Timestamp(Millisecond, "+00:00")` (UTC, spelled as an offset so arrow needs no time-zone database).
 ///
 /// Every field is nullable on purpose: a record with a missing field still decodes, and the engine's
 /// vectorized validation routes it to the dead-letter topic with reason `missing_field` instead of
@@ -213,7 +213,7 @@ pub fn arrow_schema() -> SchemaRef {
         Field::new("volume", DataType::Float64, true),
         Field::new(
             "timestamp",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
             true,
         ),
         Field::new("priceUsd", DataType::Float64, true),

@@ -1,0 +1,157 @@
+//! The tradewind engine: consumes the trades topic in micro-batches, decodes each batch into an Arrow
+//! `RecordBatch`, folds it into event-time tumbling windows, and commits window rows, offsets and
+//! window state to MySQL in one transaction (exactly once).
+//!
+//! Modules, in data-path order: [`consumer`] (poll thread, bounded batches) → [`raw`] (the polled
+//! bytes) → [`decode`] (arrow-json + vectorized validation) → [`window`] (the windowing kernel,
+//! emission and eviction rules) → [`rows`] (Arrow batches for the sink) → [`runner`] (the loop:
+//! watermark, lateness, commit, retry, drain). [`metrics`] holds the Prometheus metrics.
+
+pub mod consumer;
+pub mod decode;
+pub mod metrics;
+pub mod raw;
+pub mod rows;
+pub mod runner;
+pub mod window;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use runner::{run_engine, EngineSummary};
+
+/// Parses a duration such as `250ms`, `5s`, `10m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 250ms, 5s, 10m, 1h"))?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n * 1_000,
+        "m" | "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        other => {
+            return Err(format!(
+                "invalid duration unit {other:?} in {s:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// `tradewind run`: the engine's flags (each also read from its `TRADEWIND_*` environment variable).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Kafka bootstrap servers (comma-separated host:port).
+    #[arg(long, env = "TRADEWIND_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic of CoinCap trades, keyed by base asset.
+    #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
+    pub topic: String,
+    /// Consumer group; replicas in one group split the partitions between them.
+    #[arg(long, env = "TRADEWIND_GROUP", default_value = "tradewind")]
+    pub group: String,
+    /// MySQL URL of the database holding the window tables (created if missing).
+    #[arg(
+        long,
+        env = "TRADEWIND_MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306/tradewind"
+    )]
+    pub mysql_url: String,
+    /// Tumbling window size (e.g. 1m).
+    #[arg(long, env = "TRADEWIND_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub window: Duration,
+    /// Out-of-orderness bound: the watermark trails the largest event time seen by this much.
+    #[arg(long, env = "TRADEWIND_OUT_OF_ORDERNESS", default_value = "5s", value_parser = parse_duration)]
+    pub out_of_orderness: Duration,
+    /// Allowed lateness: a trade this late after its window closed still corrects the written row;
+    /// later ones go to the late-trades topic.
+    #[arg(long, env = "TRADEWIND_ALLOWED_LATENESS", default_value = "10m", value_parser = parse_duration)]
+    pub allowed_lateness: Duration,
+    /// Also write the open windows as provisional rows (is_final = 0) at this interval (e.g. 1s).
+    #[arg(long, env = "TRADEWIND_LIVE_INTERVAL", value_parser = parse_duration)]
+    pub live_interval: Option<Duration>,
+    /// A partition with no new record for this long no longer holds the watermark back.
+    #[arg(long, env = "TRADEWIND_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Trades dated further than this ahead of processing time are invalid (dead-letter topic).
+    #[arg(long, env = "TRADEWIND_FUTURE_TOLERANCE", default_value = "60s", value_parser = parse_duration)]
+    pub future_tolerance: Duration,
+    /// Dead-letter topic for undecodable or invalid records.
+    #[arg(long, env = "TRADEWIND_DLQ_TOPIC", default_value = "trades.dlq")]
+    pub dlq_topic: String,
+    /// Topic for trades later than the allowed lateness.
+    #[arg(long, env = "TRADEWIND_LATE_TOPIC", default_value = "trades.late")]
+    pub late_topic: String,
+    /// Largest micro-batch, in records.
+    #[arg(long, env = "TRADEWIND_MAX_BATCH_ROWS", default_value_t = 100_000)]
+    pub max_batch_rows: usize,
+    /// Longest time to gather one micro-batch (e.g. 100ms).
+    #[arg(long, env = "TRADEWIND_MAX_BATCH_WAIT", default_value = "100ms", value_parser = parse_duration)]
+    pub max_batch_wait: Duration,
+    /// Address of the /metrics, /healthz and /readyz endpoint.
+    #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9102")]
+    pub metrics_addr: SocketAddr,
+    /// Consume until every assigned partition is caught up, finalize every window, commit, exit 0.
+    #[arg(long, env = "TRADEWIND_DRAIN")]
+    pub drain: bool,
+    /// Apply the MySQL schema before starting.
+    #[arg(long, env = "TRADEWIND_MIGRATE")]
+    pub migrate: bool,
+}
+
+impl RunArgs {
+    /// The defaults, pointed at `brokers` and `mysql_url` (for in-process use and tests).
+    pub fn new(brokers: &str, mysql_url: &str) -> Self {
+        RunArgs {
+            brokers: brokers.to_string(),
+            topic: "trades".into(),
+            group: "tradewind".into(),
+            mysql_url: mysql_url.to_string(),
+            window: Duration::from_secs(60),
+            out_of_orderness: Duration::from_secs(5),
+            allowed_lateness: Duration::from_secs(600),
+            live_interval: None,
+            idle_timeout: Duration::from_secs(10),
+            future_tolerance: Duration::from_secs(60),
+            dlq_topic: "trades.dlq".into(),
+            late_topic: "trades.late".into(),
+            max_batch_rows: 100_000,
+            max_batch_wait: Duration::from_millis(100),
+            metrics_addr: ([127, 0, 0, 1], 0).into(),
+            drain: false,
+            migrate: true,
+        }
+    }
+}
+
+/// `tradewind run`: serves /metrics and runs the engine until SIGTERM (or, with `--drain`, until caught up).
+pub async fn run(
+    args: RunArgs,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let registry = tradewind_telemetry::new_registry();
+    let health = tradewind_telemetry::Health::new();
+    tradewind_telemetry::serve_http(args.metrics_addr, registry.clone(), health.clone()).await?;
+    let summary = run_engine(args, &registry, health, shutdown).await?;
+    tracing::info!(?summary, "engine stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}
