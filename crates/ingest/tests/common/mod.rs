@@ -30,8 +30,8 @@ pub enum Step {
     Sleep(Duration),
     /// Drop the TCP connection without a close handshake.
     Abort,
-    /// Wait for the client to send a text message (recorded), up to the duration.
-    ExpectText(Duration),
+    /// Wait until the client has sent this many text messages in total (recorded), up to the duration.
+    AwaitTexts(usize, Duration),
 }
 
 /// What the server observed.
@@ -65,6 +65,7 @@ pub async fn ws_server(scripts: Vec<Vec<Step>>) -> (SocketAddr, Arc<Observed>) {
             let o = Arc::clone(&o);
             tokio::spawn(async move {
                 let paths = Arc::clone(&o);
+                #[allow(clippy::result_large_err)] // the callback signature is tungstenite's
                 let cb = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                                resp| {
                     paths.paths.lock().unwrap().push(req.uri().to_string());
@@ -105,11 +106,10 @@ pub async fn ws_server(scripts: Vec<Vec<Step>>) -> (SocketAddr, Arc<Observed>) {
                             let _ = reader.await;
                             return;
                         }
-                        Step::ExpectText(d) => {
+                        Step::AwaitTexts(n, d) => {
                             let _ = tx.flush().await;
-                            let n = o.texts.lock().unwrap().len();
                             let deadline = tokio::time::Instant::now() + d;
-                            while o.texts.lock().unwrap().len() == n
+                            while o.texts.lock().unwrap().len() < n
                                 && tokio::time::Instant::now() < deadline
                             {
                                 tokio::time::sleep(Duration::from_millis(10)).await;
