@@ -7,6 +7,14 @@
 //! * `/prices?assets=bitcoin,ethereum` (or `assets=ALL`): one frame per tick mapping each asset id
 //!   whose USD price changed to the price as a string.
 //!
+//! With `replay` set, `/trades/...` paths replay the capture (filtered by exchange unless `ALL`;
+//! lines whose exchange cannot be read go to every path) and `/prices` still serves the generated
+//! market. Malformed-frame injection applies to generated trades only; the other faults apply to
+//! every path.
+//!
+//! Faults apply to every connection (a client that reconnects after `close_after` is cut again
+//! after N frames, and gets the seed's stream from its start).
+//!
 //! Every connection gets its own deterministic stream, a function of the seed (and the exchange):
 //! what is sent never depends on wall-clock timing. Only the trade timestamps follow the wall clock,
 //! unless `market.start_ms` is set, in which case a logical clock dates trade `i` at
@@ -735,6 +743,11 @@ impl Session<'_> {
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
+                    if std::str::from_utf8(&line).is_err() {
+                        // A text frame must be UTF-8; such a line cannot be sent verbatim.
+                        tracing::warn!("capture line is not UTF-8; skipped");
+                        continue;
+                    }
                     if let (Some(want), Some(have)) = (exchange, field_str(&line, b"exchange")) {
                         if have != want.as_bytes() {
                             continue;
@@ -760,12 +773,7 @@ impl Session<'_> {
                 }
             }
             if !ends.is_empty() {
-                if std::str::from_utf8(&buf).is_err() {
-                    // Not UTF-8: send each line as-is would break the text frame; skip with a warning.
-                    tracing::warn!("capture contains non-UTF-8 bytes; batch skipped");
-                } else {
-                    self.tx.send_batch(buf, &ends).await?;
-                }
+                self.tx.send_batch(buf, &ends).await?;
                 continue;
             }
             match wait_until {

@@ -369,14 +369,12 @@ async fn replay_sends_lines_verbatim_in_order_and_filters_by_exchange() {
         r#"{"broken json"#,
         r#"{"exchange":"binance","base":"ethereum","quote":"tether","direction":"sell","price":1300.1,"volume":2,"timestamp":1666422331700,"priceUsd":1300.4}"#,
     ];
-    std::fs::write(
-        &capture,
-        format!(
-            "{}\n\n{}\r\n{}\n{}\n{}",
-            lines[0], lines[1], lines[2], lines[3], lines[4]
-        ),
-    )
-    .unwrap();
+    // A blank line, a CRLF line ending, a non-UTF-8 line (cannot be a text frame: skipped) and
+    // no final newline.
+    let mut bytes = format!("{}\n\n{}\r\n{}\n", lines[0], lines[1], lines[2]).into_bytes();
+    bytes.extend_from_slice(b"\xff\xfe not utf-8\n");
+    bytes.extend_from_slice(format!("{}\n{}", lines[3], lines[4]).as_bytes());
+    std::fs::write(&capture, bytes).unwrap();
     let fast = Server::start(SimConfig {
         replay: Some(capture.clone()),
         speed: 0.0,
