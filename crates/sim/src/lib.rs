@@ -9,6 +9,8 @@
 //!   every frame sent, and fault injection (malformed frames, abrupt close, stall, `Unauthorized`).
 //! * [`SimulateArgs`] / [`run`]: the command-line front end.
 
+#![warn(missing_docs)]
+
 pub mod assets;
 mod cli;
 pub mod market;
