@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tradewind_ingest::{ingest, prometheus, IngestConfig};
 
 const BASES: [&str; 12] = [
-    "bitcoin", "ethereum", "bitcoin", "solana", "ethereum", "xrp", "bitcoin", "dogecoin", "cardano",
-    "tron", "bitcoin", "litecoin",
+    "bitcoin", "ethereum", "bitcoin", "solana", "ethereum", "xrp", "bitcoin", "dogecoin",
+    "cardano", "tron", "bitcoin", "litecoin",
 ];
 
 fn frames(n: usize) -> Vec<Utf8Bytes> {
