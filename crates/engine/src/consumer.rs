@@ -54,6 +54,12 @@ impl ClientContext for EngineContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(
             error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            return; // reported through poll() as well, where it is used; not an error
+        }
+        if matches!(
+            error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::AllBrokersDown)
         ) {
             self.brokers_down.store(true, Ordering::Relaxed);

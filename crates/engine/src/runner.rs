@@ -99,7 +99,7 @@ pub async fn run_engine(
         ],
     )
     .await
-    .context("creating topics")?;
+    .unwrap_or_else(|e| tracing::warn!(error = %e, "could not create topics; assuming they exist"));
     let producer: FutureProducer = tradewind_kafka::producer_config(&args.brokers).create()?;
     let consumer: EngineConsumer =
         tradewind_kafka::consumer_config(&args.brokers, &args.group).create_with_context(

@@ -60,11 +60,30 @@ pub async fn ensure_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Res
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
+    // Create only what is missing: some Kafka-compatible brokers (librdkafka's mock cluster) do not
+    // implement CreateTopics, and there is nothing to ask for when every topic exists.
+    let existing: Vec<String> = {
+        let client = admin.inner();
+        let md =
+            tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(10)))
+                .map_err(|e| anyhow::anyhow!("cannot read topic metadata: {e}"))?;
+        md.topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.name().to_string())
+            .collect()
+    };
     let new: Vec<NewTopic<'_>> = topics
         .iter()
+        .filter(|(name, _)| !existing.iter().any(|e| e == name))
         .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    if new.is_empty() {
+        return Ok(());
+    }
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(new.iter(), &opts).await? {
         match result {
             Ok(topic) => tracing::info!(%topic, "created topic"),
@@ -164,5 +183,93 @@ impl DeadLetter {
             .await
             .map_err(|(e, _)| anyhow::anyhow!("dead-letter write to {} failed: {e}", self.topic))?;
         Ok(())
+    }
+}
+
+/// An in-process Kafka cluster (librdkafka's mock cluster) listening on real loopback ports: the Kafka
+/// wire protocol without a broker process. Used by `tradewind demo` when no `--brokers` is given, and
+/// by tests. The cluster lives on its own thread (librdkafka's mock handle is not `Send`) until the
+/// value is dropped.
+pub struct EmbeddedCluster {
+    bootstrap: String,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedCluster {
+    /// Starts a cluster of `brokers` brokers with `topics` created (`(name, partitions)`), with the
+    /// group coordinator's initial rebalance delay set to 0 so consumers join in well under a second.
+    pub fn start(brokers: i32, topics: &[(&str, i32)]) -> anyhow::Result<Self> {
+        use rdkafka::producer::{BaseProducer, Producer};
+        let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+        let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tw-mock-kafka".into())
+            .spawn(move || {
+                let started = (|| -> Result<(BaseProducer, String), String> {
+                    let owner: BaseProducer = ClientConfig::new()
+                        .set("test.mock.num.brokers", brokers.to_string())
+                        .create()
+                        .map_err(|e| format!("cannot start the mock cluster: {e}"))?;
+                    // SAFETY: the pointer comes from a live client that owns the mock cluster, and it
+                    // is used before that client is dropped.
+                    unsafe {
+                        let mc = rdkafka::bindings::rd_kafka_handle_mock_cluster(
+                            owner.client().native_ptr(),
+                        );
+                        if !mc.is_null() {
+                            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(
+                                mc, 0,
+                            );
+                        }
+                    }
+                    let bootstrap = {
+                        let mock = owner
+                            .client()
+                            .mock_cluster()
+                            .ok_or("the client has no mock cluster")?;
+                        for (t, p) in &topics {
+                            mock.create_topic(t, *p, 1)
+                                .map_err(|e| format!("cannot create topic {t}: {e}"))?;
+                        }
+                        mock.bootstrap_servers()
+                    };
+                    Ok((owner, bootstrap))
+                })();
+                match started {
+                    Ok((owner, bootstrap)) => {
+                        let _ = tx.send(Ok(bootstrap));
+                        let _ = stop_rx.recv();
+                        drop(owner);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })?;
+        let bootstrap = rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("mock cluster thread died"))?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(EmbeddedCluster {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The `bootstrap.servers` string of the cluster.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
