@@ -101,6 +101,18 @@ pub struct RunArgs {
     /// Apply the MySQL schema before starting.
     #[arg(long, env = "TRADEWIND_MIGRATE")]
     pub migrate: bool,
+    /// Extra librdkafka consumer setting `key=value` (repeatable; env: comma-separated), e.g.
+    /// `session.timeout.ms=10000` or security settings.
+    #[arg(
+        long = "kafka-option",
+        env = "TRADEWIND_KAFKA_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub kafka_options: Vec<String>,
+    /// Testing only: abort the process right after the N-th MySQL commit, before the Kafka offset
+    /// commit (proves a crash between the two loses and duplicates nothing).
+    #[arg(long, env = "TRADEWIND_FAULT_ABORT_AFTER_COMMITS")]
+    pub fault_abort_after_commits: Option<u64>,
 }
 
 impl RunArgs {
@@ -124,6 +136,8 @@ impl RunArgs {
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             drain: false,
             migrate: true,
+            kafka_options: Vec::new(),
+            fault_abort_after_commits: None,
         }
     }
 }

@@ -350,6 +350,7 @@ impl Engine {
             let (p, o) = (raw.partitions[i], raw.offsets[i]);
             let Some(st) = self.parts.get_mut(&p) else {
                 accepted[i] = false;
+                dropped += 1;
                 continue;
             };
             if st.seek_pending {
@@ -644,6 +645,12 @@ impl Engine {
             Some(CommitOutcome::Committed { .. }) => {
                 self.set_ready(true, "ok");
                 self.summary.commits += 1;
+                if self.args.fault_abort_after_commits == Some(self.summary.commits) {
+                    tracing::error!(
+                        "fault injection: aborting after MySQL commit, before Kafka commit"
+                    );
+                    std::process::abort();
+                }
                 let latency = polled_at.elapsed().as_secs_f64();
                 for _ in 0..prep.finals {
                     self.metrics.final_to_commit.observe(latency);
@@ -671,6 +678,12 @@ impl Engine {
                     (prep.market.num_rows() + prep.asset.num_rows()) as u64;
                 let mut tpl = TopicPartitionList::new();
                 for pp in &prep.progress {
+                    tracing::debug!(
+                        partition = pp.partition,
+                        expected = ?pp.expected_offset,
+                        next = pp.next_offset,
+                        "committed"
+                    );
                     if let Some(st) = self.parts.get_mut(&pp.partition) {
                         st.committed = Some(pp.next_offset);
                     }

@@ -489,7 +489,7 @@ impl EmitKind {
 }
 
 /// Chooses the windows to write now: windows the watermark has closed (or every window, when
-/// `finalize_all`), corrected final windows, and with `live` the changed open windows. A rewritten
+/// `finalize_all`), changed final windows (corrections), and with `live` the changed open windows. A rewritten
 /// window's successor is rewritten too, since its `price_trend` compares against it.
 pub fn select_emissions(
     windows: &Windows,
@@ -501,13 +501,14 @@ pub fn select_emissions(
 ) {
     let first = out.len();
     for (k, a) in windows {
-        let closed = finalize_all || k.start + size_ms <= watermark;
-        if closed {
-            if !a.final_written {
-                out.push((*k, EmitKind::Final));
-            } else if a.dirty {
+        if a.final_written {
+            // Once final, every change is a correction, whatever the watermark is now (after a
+            // restart it can be behind the one that closed the window).
+            if a.dirty {
                 out.push((*k, EmitKind::Correction));
             }
+        } else if finalize_all || k.start + size_ms <= watermark {
+            out.push((*k, EmitKind::Final));
         } else if live && a.dirty {
             out.push((*k, EmitKind::Provisional));
         }
@@ -596,6 +597,31 @@ mod tests {
         a.add(1_000, 3, true, 1.0, 1.0, 1.0);
         a.add(1_000, 9, true, 3.0, 1.0, 3.0);
         assert_eq!((a.open_usd, a.close_usd), (1.0, 3.0));
+    }
+
+    #[test]
+    fn a_changed_final_window_is_corrected_even_behind_the_watermark() {
+        let mut w = Windows::default();
+        let k = WinKey {
+            grain: GRAIN_ASSET,
+            exchange: NONE,
+            base: 0,
+            quote: NONE,
+            start: 0,
+        };
+        let mut a = Acc::default();
+        a.add(10, 1, true, 1.0, 1.0, 1.0);
+        a.final_written = true;
+        a.writes = 1;
+        w.insert(k, a);
+        let mut out = Vec::new();
+        // Watermark far behind the window's end (as after a restart): still re-emitted.
+        select_emissions(&w, -1_000_000, 60_000, false, false, &mut out);
+        assert_eq!(out, vec![(k, EmitKind::Correction)]);
+        w.get_mut(&k).unwrap().dirty = false;
+        out.clear();
+        select_emissions(&w, 1_000_000, 60_000, false, false, &mut out);
+        assert!(out.is_empty(), "unchanged final windows are not rewritten");
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl DeadLetter {
 /// value is dropped.
 pub struct EmbeddedCluster {
     bootstrap: String,
-    stop: Option<std::sync::mpsc::Sender<()>>,
+    stop: Option<std::sync::mpsc::Sender<MockCommand>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -203,7 +203,7 @@ impl EmbeddedCluster {
         use rdkafka::producer::{BaseProducer, Producer};
         let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
         let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<MockCommand>();
         let thread = std::thread::Builder::new()
             .name("tw-mock-kafka".into())
             .spawn(move || {
@@ -240,7 +240,17 @@ impl EmbeddedCluster {
                 match started {
                     Ok((owner, bootstrap)) => {
                         let _ = tx.send(Ok(bootstrap));
-                        let _ = stop_rx.recv();
+                        while let Ok(cmd) = stop_rx.recv() {
+                            if let Some(mock) = owner.client().mock_cluster() {
+                                let r = match cmd {
+                                    MockCommand::BrokerDown(b) => mock.broker_down(b),
+                                    MockCommand::BrokerUp(b) => mock.broker_up(b),
+                                };
+                                if let Err(e) = r {
+                                    tracing::warn!(error = %e, "mock cluster command failed");
+                                }
+                            }
+                        }
                         drop(owner);
                     }
                     Err(e) => {
@@ -263,6 +273,27 @@ impl EmbeddedCluster {
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
     }
+
+    /// Takes broker `id` (1-based) down: its connections are closed and new ones refused, as in a
+    /// broker outage (the log is kept).
+    pub fn broker_down(&self, id: i32) {
+        if let Some(tx) = &self.stop {
+            let _ = tx.send(MockCommand::BrokerDown(id));
+        }
+    }
+
+    /// Brings broker `id` back up.
+    pub fn broker_up(&self, id: i32) {
+        if let Some(tx) = &self.stop {
+            let _ = tx.send(MockCommand::BrokerUp(id));
+        }
+    }
+}
+
+/// Control messages to the thread that owns the mock cluster.
+enum MockCommand {
+    BrokerDown(i32),
+    BrokerUp(i32),
 }
 
 impl Drop for EmbeddedCluster {

@@ -1,0 +1,438 @@
+//! Shared test support: an independent oracle for the window tables, MariaDB scratch databases, and
+//! Kafka helpers. The oracle is a plain batch computation over the trades (sort, group, fold) written
+//! separately from the engine's kernel, so the tables are checked against something the engine's
+//! code did not compute.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use tradewind_model::OwnedTrade;
+
+/// One expected (or actual) window row, with the columns the oracle can compute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub trades: u64,
+    pub buys: u64,
+    pub sells: u64,
+    pub volume: f64,
+    pub buy_volume: f64,
+    pub sell_volume: f64,
+    pub notional_usd: f64,
+    pub vwap_usd: f64,
+    pub avg_price_usd: f64,
+    pub open_usd: f64,
+    pub high_usd: f64,
+    pub low_usd: f64,
+    pub close_usd: f64,
+    /// Quote-unit OHLC (market grain only; NaN for assets).
+    pub ohlc_price: [f64; 4],
+    pub first_trade_at: i64,
+    pub last_trade_at: i64,
+    pub price_change_pct: f64,
+    pub price_trend: Option<String>,
+    pub window_end: i64,
+    pub is_final: bool,
+}
+
+/// Key of a market row: (exchange, base, quote, window_start ms).
+pub type MarketKey = (String, String, String, i64);
+/// Key of an asset row: (base, window_start ms).
+pub type AssetKey = (String, i64);
+
+/// Both tables.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tables {
+    pub market: BTreeMap<MarketKey, Row>,
+    pub asset: BTreeMap<AssetKey, Row>,
+}
+
+/// Computes the expected tables from `trades` given in log order (the order in which they were
+/// produced; one base's trades keep their order because they share a partition). Open/close: the
+/// earliest/latest event time, ties to the first/last in log order.
+pub fn oracle(trades: &[OwnedTrade], window_ms: i64) -> Tables {
+    let mut market: BTreeMap<MarketKey, Vec<usize>> = BTreeMap::new();
+    let mut asset: BTreeMap<AssetKey, Vec<usize>> = BTreeMap::new();
+    for (i, t) in trades.iter().enumerate() {
+        let ws = t.timestamp.div_euclid(window_ms) * window_ms;
+        market
+            .entry((t.exchange.clone(), t.base.clone(), t.quote.clone(), ws))
+            .or_default()
+            .push(i);
+        asset.entry((t.base.clone(), ws)).or_default().push(i);
+    }
+    let fold = |idx: &[usize], ws: i64| -> Row {
+        let ts: Vec<&OwnedTrade> = idx.iter().map(|&i| &trades[i]).collect();
+        // Stable sort by event time keeps log order among equal timestamps.
+        let mut by_time: Vec<usize> = (0..ts.len()).collect();
+        by_time.sort_by_key(|&k| ts[k].timestamp);
+        let open = ts[by_time[0]];
+        let last_ts = ts[*by_time.last().unwrap()].timestamp;
+        let close = ts[*by_time
+            .iter()
+            .rev()
+            .find(|&&k| ts[k].timestamp == last_ts)
+            .unwrap()];
+        let close = {
+            // Among the trades at the last timestamp, the last in log order.
+            let mut c = close;
+            for t in &ts {
+                if t.timestamp == last_ts {
+                    c = t;
+                }
+            }
+            c
+        };
+        let sum = |f: &dyn Fn(&OwnedTrade) -> f64| ts.iter().map(|t| f(t)).sum::<f64>();
+        let buy = |t: &OwnedTrade| t.direction == tradewind_model::Direction::Buy;
+        let volume = sum(&|t| t.volume);
+        let notional = sum(&|t| t.price_usd * t.volume);
+        let maxf =
+            |f: &dyn Fn(&OwnedTrade) -> f64| ts.iter().map(|t| f(t)).fold(f64::MIN, f64::max);
+        let minf =
+            |f: &dyn Fn(&OwnedTrade) -> f64| ts.iter().map(|t| f(t)).fold(f64::MAX, f64::min);
+        Row {
+            trades: ts.len() as u64,
+            buys: ts.iter().filter(|t| buy(t)).count() as u64,
+            sells: ts.iter().filter(|t| !buy(t)).count() as u64,
+            volume,
+            buy_volume: sum(&|t| if buy(t) { t.volume } else { 0.0 }),
+            sell_volume: sum(&|t| if buy(t) { 0.0 } else { t.volume }),
+            notional_usd: notional,
+            vwap_usd: notional / volume,
+            avg_price_usd: sum(&|t| t.price_usd) / ts.len() as f64,
+            open_usd: open.price_usd,
+            high_usd: maxf(&|t| t.price_usd),
+            low_usd: minf(&|t| t.price_usd),
+            close_usd: close.price_usd,
+            ohlc_price: [
+                open.price,
+                maxf(&|t| t.price),
+                minf(&|t| t.price),
+                close.price,
+            ],
+            first_trade_at: open.timestamp,
+            last_trade_at: close.timestamp,
+            price_change_pct: (close.price_usd - open.price_usd) / open.price_usd * 100.0,
+            price_trend: None,
+            window_end: ws + window_ms,
+            is_final: true,
+        }
+    };
+    let mut out = Tables::default();
+    for (k, idx) in &market {
+        out.market.insert(k.clone(), fold(idx, k.3));
+    }
+    for (k, idx) in &asset {
+        let mut r = fold(idx, k.1);
+        r.ohlc_price = [f64::NAN; 4];
+        out.asset.insert(k.clone(), r);
+    }
+    // Trend against the previous window of the same key.
+    let trend = |now: f64, prev: Option<&Row>| {
+        prev.map(|p| {
+            if now > p.vwap_usd {
+                "up"
+            } else if now < p.vwap_usd {
+                "down"
+            } else {
+                "flat"
+            }
+            .to_string()
+        })
+    };
+    let m2 = out.market.clone();
+    for ((e, b, q, ws), r) in out.market.iter_mut() {
+        let prev = m2.get(&(e.clone(), b.clone(), q.clone(), ws - window_ms));
+        r.price_trend = trend(r.vwap_usd, prev);
+    }
+    let a2 = out.asset.clone();
+    for ((b, ws), r) in out.asset.iter_mut() {
+        r.price_trend = trend(r.vwap_usd, a2.get(&(b.clone(), ws - window_ms)));
+    }
+    out
+}
+
+const COLS: &str = "trades, buys, sells, volume, buy_volume, sell_volume, notional_usd, vwap_usd, \
+    avg_price_usd, open_usd, high_usd, low_usd, close_usd, \
+    TIMESTAMPDIFF(MICROSECOND, '1970-01-01', first_trade_at) DIV 1000, \
+    TIMESTAMPDIFF(MICROSECOND, '1970-01-01', last_trade_at) DIV 1000, price_change_pct, \
+    CAST(price_trend AS CHAR), TIMESTAMPDIFF(MICROSECOND, '1970-01-01', window_end) DIV 1000, is_final, \
+    TIMESTAMPDIFF(MICROSECOND, '1970-01-01', window_start) DIV 1000";
+
+fn row_from(r: &mut mysql_async::Row, offset: usize) -> (Row, i64) {
+    let g = |r: &mut mysql_async::Row, i: usize| -> f64 { r.take::<f64, _>(offset + i).unwrap() };
+    let u = |r: &mut mysql_async::Row, i: usize| -> u64 { r.take::<u64, _>(offset + i).unwrap() };
+    let row = Row {
+        trades: u(r, 0),
+        buys: u(r, 1),
+        sells: u(r, 2),
+        volume: g(r, 3),
+        buy_volume: g(r, 4),
+        sell_volume: g(r, 5),
+        notional_usd: g(r, 6),
+        vwap_usd: g(r, 7),
+        avg_price_usd: g(r, 8),
+        open_usd: g(r, 9),
+        high_usd: g(r, 10),
+        low_usd: g(r, 11),
+        close_usd: g(r, 12),
+        ohlc_price: [f64::NAN; 4],
+        first_trade_at: r.take::<i64, _>(offset + 13).unwrap(),
+        last_trade_at: r.take::<i64, _>(offset + 14).unwrap(),
+        price_change_pct: g(r, 15),
+        price_trend: r.take::<Option<String>, _>(offset + 16).unwrap(),
+        window_end: r.take::<i64, _>(offset + 17).unwrap(),
+        is_final: r.take::<i64, _>(offset + 18).unwrap() != 0,
+    };
+    let ws = r.take::<i64, _>(offset + 19).unwrap();
+    (row, ws)
+}
+
+/// Reads `market_1m` and `asset_1m` back.
+pub async fn read_tables(pool: &mysql_async::Pool) -> Tables {
+    let mut conn = pool.get_conn().await.expect("mysql conn");
+    let mut out = Tables::default();
+    let rows: Vec<mysql_async::Row> = conn
+        .query(format!(
+            "SELECT exchange, base, quote, {COLS}, open_price, high_price, low_price, close_price FROM market_1m"
+        ))
+        .await
+        .expect("read market_1m");
+    for mut r in rows {
+        let (e, b, q): (String, String, String) =
+            (r.take(0).unwrap(), r.take(1).unwrap(), r.take(2).unwrap());
+        let (mut row, ws) = row_from(&mut r, 3);
+        row.ohlc_price = [
+            r.take(23).unwrap(),
+            r.take(24).unwrap(),
+            r.take(25).unwrap(),
+            r.take(26).unwrap(),
+        ];
+        out.market.insert((e, b, q, ws), row);
+    }
+    let rows: Vec<mysql_async::Row> = conn
+        .query(format!("SELECT base, {COLS} FROM asset_1m"))
+        .await
+        .expect("read asset_1m");
+    for mut r in rows {
+        let b: String = r.take(0).unwrap();
+        let (row, ws) = row_from(&mut r, 1);
+        out.asset.insert((b, ws), row);
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || ((a - b).abs() / a.abs().max(b.abs())) <= 1e-9
+}
+
+/// Whether two rows agree: integers and strings exactly, doubles to 1e-9 relative.
+pub fn rows_agree(a: &Row, e: &Row) -> bool {
+    let fa = [
+        a.volume,
+        a.buy_volume,
+        a.sell_volume,
+        a.notional_usd,
+        a.vwap_usd,
+        a.avg_price_usd,
+        a.open_usd,
+        a.high_usd,
+        a.low_usd,
+        a.close_usd,
+        a.price_change_pct,
+    ];
+    let fe = [
+        e.volume,
+        e.buy_volume,
+        e.sell_volume,
+        e.notional_usd,
+        e.vwap_usd,
+        e.avg_price_usd,
+        e.open_usd,
+        e.high_usd,
+        e.low_usd,
+        e.close_usd,
+        e.price_change_pct,
+    ];
+    a.trades == e.trades
+        && a.buys == e.buys
+        && a.sells == e.sells
+        && fa.iter().zip(fe.iter()).all(|(x, y)| close(*x, *y))
+        && a.ohlc_price
+            .iter()
+            .zip(e.ohlc_price.iter())
+            .all(|(x, y)| close(*x, *y))
+        && a.first_trade_at == e.first_trade_at
+        && a.last_trade_at == e.last_trade_at
+        && a.price_trend == e.price_trend
+        && a.window_end == e.window_end
+        && a.is_final == e.is_final
+}
+
+/// Asserts the tables equal the oracle: same keys (nothing missing, nothing extra) and agreeing rows.
+pub fn assert_tables_match(actual: &Tables, expected: &Tables) {
+    let mut problems = Vec::new();
+    for (k, e) in &expected.market {
+        match actual.market.get(k) {
+            None => problems.push(format!("market row missing: {k:?}")),
+            Some(a) if !rows_agree(a, e) => problems.push(format!(
+                "market row differs {k:?}\n  got  {a:?}\n  want {e:?}"
+            )),
+            _ => {}
+        }
+    }
+    for k in actual
+        .market
+        .keys()
+        .filter(|k| !expected.market.contains_key(*k))
+    {
+        problems.push(format!("unexpected market row {k:?}"));
+    }
+    for (k, e) in &expected.asset {
+        match actual.asset.get(k) {
+            None => problems.push(format!("asset row missing: {k:?}")),
+            Some(a) if !rows_agree(a, e) => problems.push(format!(
+                "asset row differs {k:?}\n  got  {a:?}\n  want {e:?}"
+            )),
+            _ => {}
+        }
+    }
+    for k in actual
+        .asset
+        .keys()
+        .filter(|k| !expected.asset.contains_key(*k))
+    {
+        problems.push(format!("unexpected asset row {k:?}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems (of {} market / {} asset rows expected); first:\n{}",
+        problems.len(),
+        expected.market.len(),
+        expected.asset.len(),
+        problems
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A scratch MariaDB database, dropped at the end of the test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new uniquely named database (created by the sink on first connect).
+    pub fn new(tag: &str) -> TestDb {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tw_test_{tag}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let url = format!("mysql://root@127.0.0.1:3306/{name}");
+        TestDb { name, url }
+    }
+
+    /// A pool on the database.
+    pub fn pool(&self) -> mysql_async::Pool {
+        mysql_async::Pool::new(self.url.as_str())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let pool = mysql_async::Pool::new("mysql://root@127.0.0.1:3306/test");
+                if let Ok(mut c) = pool.get_conn().await {
+                    let _ = c
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .await;
+                }
+                let _ = pool.disconnect().await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Produces `payloads` (key, bytes) in order to `topic` with an idempotent producer and waits for all.
+pub fn produce_all(brokers: &str, topic: &str, payloads: &[(Option<Vec<u8>>, Vec<u8>)]) {
+    let producer: BaseProducer = tradewind_kafka::producer_config(brokers)
+        .create()
+        .expect("producer");
+    for (k, p) in payloads {
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(p.as_slice());
+        if let Some(k) = k {
+            rec = rec.key(k.as_slice());
+        }
+        let mut rec = rec;
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Reads every record of `topic` (all partitions) until the end: (payload, tw-reason header).
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Option<String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("tw-test-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut eof = std::collections::BTreeSet::new();
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let reason = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == tradewind_model::HEADER_REASON)
+                        .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).to_string()))
+                });
+                out.push((m.payload().unwrap_or(&[]).to_vec(), reason));
+                eof.remove(&m.partition());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+                let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                if n > 0 && eof.len() >= n {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

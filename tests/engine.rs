@@ -1,0 +1,445 @@
+//! The engine against real parts: librdkafka's mock cluster (the Kafka wire protocol on loopback) and
+//! the MariaDB server. Every test checks the window tables against the independent oracle in
+//! `common::oracle`, computed from the same trades.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{assert_tables_match, oracle, produce_all, read_tables, read_topic, TestDb};
+use tradewind_engine::RunArgs;
+use tradewind_kafka::EmbeddedCluster;
+use tradewind_model::{write_json, OwnedTrade};
+use tradewind_sim::MarketConfig;
+
+const WINDOW_MS: i64 = 60_000;
+const START_MS: i64 = 1_700_000_000_000;
+
+/// The trades of a test and the Kafka records they became.
+struct Input {
+    /// Valid trades the tables must reflect, in produce order.
+    good: Vec<OwnedTrade>,
+    /// Records produced, in order: (key, payload).
+    records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    /// Expected dead-letter reasons, sorted.
+    dlq_reasons: Vec<String>,
+    /// Number of trades later than the allowed lateness.
+    too_late: usize,
+}
+
+fn record(t: &OwnedTrade) -> (Option<Vec<u8>>, Vec<u8>) {
+    let mut p = Vec::new();
+    write_json(&t.as_trade(), &mut p);
+    (Some(t.base.as_bytes().to_vec()), p)
+}
+
+/// `n` simulated trades (out of order by up to `jitter_ms`, `late_fraction` of them up to 2 minutes
+/// late), with invalid records mixed in and a few trades dated hours before everything at the end.
+fn input(n: u64, jitter_ms: u32, late_fraction: f64, seed: u64) -> Input {
+    let cfg = MarketConfig {
+        seed,
+        markets: 150,
+        jitter_ms,
+        late_fraction,
+        late_max_ms: 120_000,
+        start_ms: Some(START_MS),
+        event_rate: 100,
+    };
+    let good: Vec<OwnedTrade> = tradewind_sim::generate(cfg, n).collect();
+    let mut records: Vec<_> = good.iter().map(record).collect();
+    let mut dlq = Vec::new();
+    let bad: [(&str, &[u8], &str); 6] = [
+        ("bitcoin", b"{\"exchange\":\"binance\",\"base\":", "syntax"),
+        ("bitcoin", b"[1,2,3]", "not_object"),
+        (
+            "bitcoin",
+            br#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":"abc","volume":1,"timestamp":1700000000000,"priceUsd":1}"#,
+            "wrong_type",
+        ),
+        (
+            "ethereum",
+            br#"{"exchange":"binance","base":"ethereum","quote":"tether","direction":"buy","price":10,"volume":-1,"timestamp":1700000000000,"priceUsd":10}"#,
+            "non_positive",
+        ),
+        (
+            "ethereum",
+            br#"{"exchange":"binance","base":"ethereum","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":4102444800000,"priceUsd":10}"#,
+            "future_timestamp",
+        ),
+        (
+            "solana",
+            br#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":1700000000000,"priceUsd":10}"#,
+            "key_mismatch",
+        ),
+    ];
+    for (i, (key, payload, reason)) in bad.iter().enumerate() {
+        let at = (records.len() / (bad.len() + 1)) * (i + 1);
+        records.insert(at, (Some(key.as_bytes().to_vec()), payload.to_vec()));
+        dlq.push(reason.to_string());
+    }
+    dlq.sort();
+    // Trades two hours older than the data: beyond any allowed lateness once the watermark exists.
+    let mut late = Vec::new();
+    for t in good.iter().rev().take(3) {
+        let mut l = t.clone();
+        l.timestamp = START_MS - 2 * 3_600_000;
+        late.push(l);
+    }
+    records.extend(late.iter().map(record));
+    Input {
+        good,
+        records,
+        dlq_reasons: dlq,
+        too_late: late.len(),
+    }
+}
+
+fn engine_args(brokers: &str, db: &TestDb, group: &str) -> RunArgs {
+    let mut a = RunArgs::new(brokers, &db.url);
+    a.group = group.to_string();
+    a.drain = true;
+    a.max_batch_rows = 1_000;
+    a.kafka_options = vec![
+        "session.timeout.ms=3000".into(),
+        "heartbeat.interval.ms=300".into(),
+    ];
+    a
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn cluster() -> EmbeddedCluster {
+    EmbeddedCluster::start(1, &[("trades", 4), ("trades.dlq", 1), ("trades.late", 1)])
+        .expect("mock cluster")
+}
+
+fn check_against_oracle(rt: &tokio::runtime::Runtime, db: &TestDb, inp: &Input) {
+    let pool = db.pool();
+    let actual = rt.block_on(read_tables(&pool));
+    rt.block_on(pool.disconnect()).ok();
+    let expected = oracle(&inp.good, WINDOW_MS);
+    assert!(
+        expected.asset.len() >= 20,
+        "test data spans too few windows"
+    );
+    assert_tables_match(&actual, &expected);
+}
+
+fn run_in_process(input: &Input, tag: &str) -> tradewind_engine::EngineSummary {
+    let c = cluster();
+    produce_all(c.bootstrap_servers(), "trades", &input.records);
+    let db = TestDb::new(tag);
+    let rt = runtime();
+    let args = engine_args(c.bootstrap_servers(), &db, "g1");
+    let registry = prometheus::Registry::new();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let summary = rt
+        .block_on(tradewind_engine::run_engine(
+            args,
+            &registry,
+            tradewind_telemetry::Health::new(),
+            rx,
+        ))
+        .expect("engine run");
+    check_against_oracle(&rt, &db, input);
+    // Every invalid record is in the dead-letter topic with its reason; every too-late trade is in
+    // the late topic.
+    let mut reasons: Vec<String> = read_topic(c.bootstrap_servers(), "trades.dlq")
+        .into_iter()
+        .map(|(_, r)| r.unwrap_or_default())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, input.dlq_reasons);
+    let late = read_topic(c.bootstrap_servers(), "trades.late");
+    assert_eq!(late.len(), input.too_late);
+    assert!(late.iter().all(|(_, r)| r.as_deref() == Some("too_late")));
+    summary
+}
+
+#[test]
+fn in_order_trades_match_the_oracle() {
+    let inp = input(20_000, 0, 0.0, 1);
+    let s = run_in_process(&inp, "inorder");
+    assert_eq!(s.trades as usize, inp.good.len() + inp.too_late);
+    assert_eq!(s.too_late as usize, inp.too_late);
+    assert_eq!(s.rejected as usize, inp.dlq_reasons.len());
+}
+
+#[test]
+fn out_of_order_and_late_trades_match_the_oracle() {
+    let inp = input(40_000, 4_000, 0.02, 2);
+    let s = run_in_process(&inp, "ooo");
+    assert_eq!(s.too_late as usize, inp.too_late);
+    assert!(
+        s.corrected > 0,
+        "late-but-allowed trades should have corrected final windows"
+    );
+}
+
+// ---- separate processes: crashes and replicas -------------------------------------------------
+
+fn spawn_run(brokers: &str, db: &TestDb, group: &str, abort_after: Option<u64>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tradewind"));
+    cmd.args([
+        "run",
+        "--drain",
+        "--migrate",
+        "--brokers",
+        brokers,
+        "--mysql-url",
+        &db.url,
+        "--group",
+        group,
+        "--max-batch-rows",
+        "500",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--kafka-option",
+        "session.timeout.ms=3000",
+        "--kafka-option",
+        "heartbeat.interval.ms=300",
+        "--kafka-option",
+        "max.poll.interval.ms=6000",
+    ])
+    .env(
+        "RUST_LOG",
+        std::env::var("TW_TEST_RUST_LOG").unwrap_or("info".into()),
+    )
+    .stdout(Stdio::null());
+    // Set TW_TEST_LOG_DIR to keep each engine process's log for debugging.
+    match std::env::var("TW_TEST_LOG_DIR") {
+        Ok(dir) => {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let f = std::fs::File::create(format!("{dir}/{group}-{n}.log")).expect("log file");
+            cmd.stderr(f);
+        }
+        Err(_) => {
+            cmd.stderr(Stdio::null());
+        }
+    }
+    if let Some(n) = abort_after {
+        cmd.arg("--fault-abort-after-commits").arg(n.to_string());
+    }
+    cmd.spawn().expect("spawn tradewind run")
+}
+
+fn wait_ok(mut child: Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            assert!(st.success(), "tradewind run exited with {st}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tradewind run did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tiny deterministic PRNG for the kill schedule.
+fn lcg(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+#[test]
+fn killed_and_restarted_engine_leaves_exactly_the_oracle_tables() {
+    let inp = input(40_000, 2_000, 0.01, 3);
+    let c = cluster();
+    produce_all(c.bootstrap_servers(), "trades", &inp.records);
+    let db = TestDb::new("crash");
+    let mut rng = 0x5eed_u64;
+    let mut crashes = 0;
+    // Alternate two kinds of crash: abort right after a MySQL commit (before the Kafka commit), and
+    // SIGKILL at a random moment.
+    for round in 0..8 {
+        let child = if round % 2 == 0 {
+            spawn_run(
+                c.bootstrap_servers(),
+                &db,
+                "g-crash",
+                Some(1 + lcg(&mut rng) % 6),
+            )
+        } else {
+            spawn_run(c.bootstrap_servers(), &db, "g-crash", None)
+        };
+        let mut child = child;
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(300 + lcg(&mut rng) % 1200));
+            let _ = child.kill(); // SIGKILL
+        }
+        let st = child.wait().expect("wait");
+        if st.success() {
+            break; // finished the whole topic before the fault hit
+        }
+        crashes += 1;
+    }
+    assert!(
+        crashes >= 3,
+        "the schedule should have crashed the engine several times"
+    );
+    // A final uninterrupted run drains whatever is left.
+    wait_ok(
+        spawn_run(c.bootstrap_servers(), &db, "g-crash", None),
+        Duration::from_secs(120),
+    );
+    // Dead letters and late trades are delivered at least once: crashes may repeat them, but the
+    // distinct set is exactly the bad and the too-late records.
+    let late: std::collections::BTreeSet<Vec<u8>> =
+        read_topic(c.bootstrap_servers(), "trades.late")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+    let want_late: std::collections::BTreeSet<Vec<u8>> = inp.records
+        [inp.records.len() - inp.too_late..]
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(late.len(), want_late.len(), "distinct late records");
+    assert_eq!(late, want_late);
+    let rt = runtime();
+    check_against_oracle(&rt, &db, &inp);
+
+    // And the same tables as one uninterrupted run over the same topic.
+    let db2 = TestDb::new("nocrash");
+    wait_ok(
+        spawn_run(c.bootstrap_servers(), &db2, "g-clean", None),
+        Duration::from_secs(120),
+    );
+    let (p1, p2) = (db.pool(), db2.pool());
+    let (t1, t2) = rt.block_on(async { (read_tables(&p1).await, read_tables(&p2).await) });
+    assert_tables_match(&t1, &t2);
+}
+
+#[test]
+fn two_replicas_in_one_group_equal_one() {
+    let inp = input(40_000, 1_000, 0.01, 4);
+    let c = cluster();
+    produce_all(c.bootstrap_servers(), "trades", &inp.records);
+    let db = TestDb::new("replicas");
+    let a = spawn_run(c.bootstrap_servers(), &db, "g-two", None);
+    let b = spawn_run(c.bootstrap_servers(), &db, "g-two", None);
+    wait_ok(a, Duration::from_secs(120));
+    wait_ok(b, Duration::from_secs(120));
+    let rt = runtime();
+    check_against_oracle(&rt, &db, &inp);
+}
+
+// ---- outages -----------------------------------------------------------------------------------
+
+/// A TCP proxy to MariaDB that can be cut: while down it drops every connection and refuses new ones.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn start_proxy(target: &'static str) -> Proxy {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = down.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            if d.load(Ordering::Relaxed) {
+                continue; // dropped: connection refused by closing
+            }
+            let d = d.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                tokio::pin!(copy);
+                loop {
+                    tokio::select! {
+                        _ = &mut copy => return,
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                            if d.load(Ordering::Relaxed) { return; }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Proxy { addr, down }
+}
+
+fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+#[test]
+fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
+    use std::sync::atomic::Ordering;
+    let inp = input(60_000, 1_000, 0.01, 5);
+    let c = Arc::new(cluster());
+    produce_all(c.bootstrap_servers(), "trades", &inp.records);
+    let db = TestDb::new("outage");
+    let rt = runtime();
+    let proxy = rt.block_on(start_proxy("127.0.0.1:3306"));
+    let url = format!("mysql://root@{}/{}", proxy.addr, db.name);
+    let mut args = engine_args(c.bootstrap_servers(), &db, "g-outage");
+    args.mysql_url = url;
+    args.max_batch_rows = 200;
+    let registry = prometheus::Registry::new();
+    let health = tradewind_telemetry::Health::new();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let (reg, h) = (registry.clone(), health.clone());
+    let engine = rt.spawn(async move { tradewind_engine::run_engine(args, &reg, h, rx).await });
+
+    // Wait until the engine is committing, then cut MySQL for 3 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&registry, "tradewind_engine_rows_written_total") == 0.0
+        && metric(&registry, "tradewind_engine_records_in_total") < 2_000.0
+    {
+        assert!(Instant::now() < deadline, "engine never started committing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.down.store(true, Ordering::Relaxed);
+    let mut saw_not_ready = false;
+    let cut = Instant::now();
+    while cut.elapsed() < Duration::from_secs(3) {
+        saw_not_ready |= !health.is_ready();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.down.store(false, Ordering::Relaxed);
+    assert!(saw_not_ready, "readiness must drop while MySQL is down");
+    assert!(metric(&registry, "tradewind_engine_sink_errors_total") > 0.0);
+
+    // Then take the broker down for 3 s.
+    c.broker_down(1);
+    std::thread::sleep(Duration::from_secs(3));
+    c.broker_up(1);
+
+    let summary = rt
+        .block_on(engine)
+        .expect("engine task")
+        .expect("engine run");
+    assert!(summary.commits > 10);
+    check_against_oracle(&rt, &db, &inp);
+}
