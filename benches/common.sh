@@ -1,0 +1,125 @@
+# Shared helpers for the benchmark harnesses (benches/e2e.sh, benches/scaling.sh, benches/latency.sh).
+# Sourced, not run. Needs: cargo, python3, curl, GNU time (/usr/bin/time), MariaDB + tansu via
+# scripts/stack.sh. Every run uses a fresh topic, consumer group and database (names carry $TW_RUN_ID)
+# and drops the database afterwards unless TW_KEEP_DB=1.
+
+TW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tradewind-target}"
+TW_RUN_ID="${TW_RUN_ID:-$(date +%s)$$}"
+TW_MYSQL_BASE="${TW_MYSQL_BASE:-mysql://root@127.0.0.1:3306}"
+TW_START_MS="${TW_START_MS:-1704067200000}" # fixed event-time start: the data set is byte-reproducible
+TW_SEED="${TW_SEED:-42}"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+    printf '[bench] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# Builds the binary and the two bench executables; sets TW_BIN, TW_KERNELS_BIN, TW_CONSUME_BIN.
+tw_build() {
+    log "building tradewind (release) and bench executables (kernels, consume)"
+    (cd "$TW_ROOT" && cargo build --release -q -p tradewind --bin tradewind) || die "cargo build failed"
+    TW_BIN="$CARGO_TARGET_DIR/release/tradewind"
+    local json
+    json="$(cd "$TW_ROOT" && cargo bench -q --no-run --bench kernels --bench consume --message-format=json 2>/dev/null)" ||
+        die "cargo bench --no-run failed"
+    TW_KERNELS_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="kernels") | .executable // empty' <<<"$json" | tail -1)"
+    TW_CONSUME_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="consume") | .executable // empty' <<<"$json" | tail -1)"
+    [ -x "$TW_KERNELS_BIN" ] && [ -x "$TW_CONSUME_BIN" ] || die "bench executables not found"
+}
+
+# Starts MariaDB + tansu (idempotent) and exports TRADEWIND_BROKERS.
+tw_stack() {
+    bash "$TW_ROOT/scripts/stack.sh" up >&2 || die "stack up failed"
+    eval "$(bash "$TW_ROOT/scripts/stack.sh" env)"
+    TANSU_PID="$(cat "${TRADEWIND_CACHE:-$HOME/.cache/tradewind}/run/tansu.pid")"
+    MARIADB_PID="$(pgrep -x mariadbd | head -1 || true)"
+}
+
+# CPU ticks (user+sys, 1/100 s) a process has used so far; 0 if unknown.
+cpu_ticks() {
+    [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || {
+        echo 0
+        return
+    }
+    awk '{print $14+$15}' "/proc/$1/stat"
+}
+
+# Writes N trades over M markets to FILE (seeded, fixed start) unless it already exists.
+tw_generate() { # FILE N M [extra simulate flags...]
+    local file="$1" n="$2" m="$3"
+    shift 3
+    if [ -s "$file" ]; then
+        log "data set $file exists ($(wc -l <"$file") lines)"
+        return 0
+    fi
+    log "generating $n trades over $m markets into $file"
+    "$TW_BIN" simulate --write-jsonl "$file" --count "$n" --markets "$m" --seed "$TW_SEED" \
+        --start-ms "$TW_START_MS" "$@" >/dev/null 2>&1 || die "simulate --write-jsonl failed"
+}
+
+# Backfills FILE into a fresh TOPIC (6 partitions, keyed by base).
+tw_produce() { # FILE TOPIC [PARTITIONS]
+    log "producing $1 into topic $2"
+    "$TW_BIN" produce --file "$1" --topic "$2" --dlq-topic "$2.dlq" --partitions "${3:-6}" \
+        --brokers "$TRADEWIND_BROKERS" 2>&1 | grep -E '^produced' >&2 || die "produce failed"
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Runs `tradewind run --drain` on TOPIC into a fresh database under GNU time, scraping /metrics every
+# 0.5 s (the last scrape is kept), and prints one JSON result line. Extra args go to `tradewind run`.
+tw_run_drain() { # LABEL TOPIC OUTDIR [extra run args...]
+    local label="$1" topic="$2" out="$3"
+    shift 3
+    local tag db port t0 m0 pid
+    TW_RUN_SEQ=$((${TW_RUN_SEQ:-0} + 1))
+    tag="${topic//[^a-zA-Z0-9]/_}_r${TW_RUN_SEQ}_$RANDOM"
+    db="twbench_${tag}"
+    port="$(free_port)"
+    mkdir -p "$out"
+    t0="$(cpu_ticks "$TANSU_PID")"
+    m0="$(cpu_ticks "$MARIADB_PID")"
+    log "tradewind run --drain on $topic ($label)"
+    /usr/bin/time -f '%e %U %S %M' -o "$out/$tag.time" \
+        env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$TW_BIN" run --drain --brokers "$TRADEWIND_BROKERS" \
+        --topic "$topic" --group "g_$tag" --mysql-url "$TW_MYSQL_BASE/$db" \
+        --metrics-addr "127.0.0.1:$port" --migrate --dlq-topic "$topic.dlq" --late-topic "$topic.late" "$@" \
+        >"$out/$tag.log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        curl -sf -m 1 "http://127.0.0.1:$port/metrics" >"$out/$tag.metrics.tmp" 2>/dev/null &&
+            mv -f "$out/$tag.metrics.tmp" "$out/$tag.metrics"
+        sleep 0.5
+    done
+    wait "$pid" || die "tradewind run failed (log $out/$tag.log)"
+    local t1 m1
+    t1="$(cpu_ticks "$TANSU_PID")"
+    m1="$(cpu_ticks "$MARIADB_PID")"
+    local rows
+    rows="$(mariadb -uroot -h127.0.0.1 -N -e "SELECT (SELECT count(*) FROM $db.market_1m), (SELECT count(*) FROM $db.asset_1m), (SELECT coalesce(sum(trades),0) FROM $db.market_1m)" 2>/dev/null | tr '\t' ' ')"
+    [ "${TW_KEEP_DB:-0}" = 1 ] || mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS $db" 2>/dev/null || true
+    python3 "$TW_ROOT/benches/parse_run.py" --label "$label" --log "$out/$tag.log" --time "$out/$tag.time" \
+        --metrics "$out/$tag.metrics" --broker-ticks "$((t1 - t0))" --mysql-ticks "$((m1 - m0))" --rows "$rows"
+}
+
+# Runs the consume-only ceiling on TOPIC; prints one JSON line (CPU and RSS from GNU time).
+tw_consume() { # TOPIC OUTDIR
+    local t0 t1 line
+    t0="$(cpu_ticks "$TANSU_PID")"
+    line="$(TW_CONSUME_TOPIC="$1" /usr/bin/time -f '%e %U %S %M' -o "$2/consume.time" "$TW_CONSUME_BIN")" ||
+        die "consume failed"
+    t1="$(cpu_ticks "$TANSU_PID")"
+    python3 - "$line" "$2/consume.time" "$((t1 - t0))" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[1])
+e, u, s, m = open(sys.argv[2]).read().split()[-4:]
+r.update(cpu_seconds=round(float(u) + float(s), 3), peak_rss_bytes=int(m) * 1024,
+         broker_cpu_seconds=int(sys.argv[3]) / 100)
+print(json.dumps(r))
+EOF
+}
