@@ -50,7 +50,13 @@ fn main() -> anyhow::Result<()> {
     for &p in &parts {
         tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
     }
-    consumer.assign(&tpl)?;
+    // TW_CONSUME_SUBSCRIBE=1: join a consumer group (as the engine does) instead of assigning the
+    // partitions directly; the time still counts from the first record.
+    if std::env::var("TW_CONSUME_SUBSCRIBE").is_ok_and(|v| v == "1") {
+        consumer.subscribe(&[topic.as_str()])?;
+    } else {
+        consumer.assign(&tpl)?;
+    }
     let mut eof: HashSet<i32> = HashSet::new();
     let mut count = 0u64;
     let mut bytes = 0u64;
