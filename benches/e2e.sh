@@ -18,8 +18,10 @@
 #      Streaming (local[2], FILE SOURCE split into B micro-batches, noop sink) and a DuckDB batch query
 #      over the same JSON file.
 # Output: the table on stdout; JSON lines + markdown copy under $OUT (default
-# $CARGO_TARGET_DIR/bench/e2e-<date>), never committed. With --repeat R the tradewind run and the
-# ceiling are repeated R times and the best (fastest) run of each is reported (the machine is shared).
+# $CARGO_TARGET_DIR/bench/e2e-<date>), never committed. The topic is deleted from tansu at the end
+# (TW_KEEP_TOPICS=1 keeps it); databases are dropped after each run (TW_KEEP_DB=1 keeps them).
+# With --repeat R the tradewind run and the ceiling are repeated R times and the best (fastest) run of
+# each is reported (the machine is shared).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -41,7 +43,7 @@ while [ $# -gt 0 ]; do
     --partitions) PARTS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -91,5 +93,6 @@ if [ "$PEERS" = 1 ]; then
 fi
 log "load after: $(uptime)"
 
+tw_delete_topics "$TOPIC"
 python3 "$TW_ROOT/benches/report.py" "$RESULTS" --trades "$N" --markets "$M" --md "$OUT/table.md" --json "$OUT/table.json"
 log "results: $OUT (results.jsonl, table.md, table.json, logs)"

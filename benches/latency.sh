@@ -76,6 +76,7 @@ cleanup
 trap - EXIT
 mariadb -uroot -h127.0.0.1 -N -e "SELECT count(*), sum(is_final) FROM $DB.market_1m" >"$OUT/rows.txt" 2>/dev/null || true
 [ "${TW_KEEP_DB:-0}" = 1 ] || mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
+tw_delete_topics "$TOPIC"
 log "load after: $(uptime)"
 
 python3 - "$OUT" "$RATE" "$SECS" "$T0" "$T1" "$((C1 - C0))" "$HWM" <<'EOF'

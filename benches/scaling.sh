@@ -50,6 +50,7 @@ for m in $MARKETS; do
     done
     TW_KERNELS_DIRECT=0 TW_KERNELS_FILE="$file" TW_BENCH_ROWS=100000 "$TW_KERNELS_BIN" |
         python3 -c 'import sys,json; d=json.loads(sys.stdin.read()); d.update(markets=int(sys.argv[1]), kernels=True); print(json.dumps(d))' "$m" >>"$RES"
+    tw_delete_topics "$topic"
 done
 log "load after: $(uptime)"
 
