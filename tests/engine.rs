@@ -25,8 +25,9 @@ struct Input {
     records: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     /// Expected dead-letter reasons, sorted.
     dlq_reasons: Vec<String>,
-    /// Number of trades later than the allowed lateness.
-    too_late: usize,
+    /// Trades dated hours before everything else, produced after the rest has been windowed (once
+    /// every partition has a watermark): beyond any allowed lateness.
+    late: Vec<(Option<Vec<u8>>, Vec<u8>)>,
 }
 
 fn record(t: &OwnedTrade) -> (Option<Vec<u8>>, Vec<u8>) {
@@ -80,19 +81,18 @@ fn input(n: u64, jitter_ms: u32, late_fraction: f64, seed: u64) -> Input {
         dlq.push(reason.to_string());
     }
     dlq.sort();
-    // Trades two hours older than the data: beyond any allowed lateness once the watermark exists.
+    // Trades two hours older than the data: beyond any allowed lateness.
     let mut late = Vec::new();
     for t in good.iter().rev().take(3) {
         let mut l = t.clone();
         l.timestamp = START_MS - 2 * 3_600_000;
         late.push(l);
     }
-    records.extend(late.iter().map(record));
     Input {
         good,
         records,
         dlq_reasons: dlq,
-        too_late: late.len(),
+        late: late.iter().map(record).collect(),
     }
 }
 
@@ -138,17 +138,23 @@ fn run_in_process(input: &Input, tag: &str) -> tradewind_engine::EngineSummary {
     produce_all(c.bootstrap_servers(), "trades", &input.records);
     let db = TestDb::new(tag);
     let rt = runtime();
-    let args = engine_args(c.bootstrap_servers(), &db, "g1");
-    let registry = prometheus::Registry::new();
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let summary = rt
-        .block_on(tradewind_engine::run_engine(
+    let drain = || {
+        let args = engine_args(c.bootstrap_servers(), &db, "g1");
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        rt.block_on(tradewind_engine::run_engine(
             args,
-            &registry,
+            &prometheus::Registry::new(),
             tradewind_telemetry::Health::new(),
             rx,
         ))
-        .expect("engine run");
+        .expect("engine run")
+    };
+    let summary = drain();
+    // Then trades far behind the (restored) watermark: routed to the late topic, tables unchanged.
+    produce_all(c.bootstrap_servers(), "trades", &input.late);
+    let second = drain();
+    assert_eq!(second.too_late as usize, input.late.len());
+    assert_eq!(second.records as usize, input.late.len());
     check_against_oracle(&rt, &db, input);
     // Every invalid record is in the dead-letter topic with its reason; every too-late trade is in
     // the late topic.
@@ -159,7 +165,7 @@ fn run_in_process(input: &Input, tag: &str) -> tradewind_engine::EngineSummary {
     reasons.sort();
     assert_eq!(reasons, input.dlq_reasons);
     let late = read_topic(c.bootstrap_servers(), "trades.late");
-    assert_eq!(late.len(), input.too_late);
+    assert_eq!(late.len(), input.late.len());
     assert!(late.iter().all(|(_, r)| r.as_deref() == Some("too_late")));
     summary
 }
@@ -168,8 +174,9 @@ fn run_in_process(input: &Input, tag: &str) -> tradewind_engine::EngineSummary {
 fn in_order_trades_match_the_oracle() {
     let inp = input(20_000, 0, 0.0, 1);
     let s = run_in_process(&inp, "inorder");
-    assert_eq!(s.trades as usize, inp.good.len() + inp.too_late);
-    assert_eq!(s.too_late as usize, inp.too_late);
+    assert_eq!(s.trades as usize, inp.good.len());
+    assert_eq!(s.too_late, 0);
+    assert_eq!(s.corrected, 0, "in-order input corrects nothing");
     assert_eq!(s.rejected as usize, inp.dlq_reasons.len());
 }
 
@@ -177,7 +184,7 @@ fn in_order_trades_match_the_oracle() {
 fn out_of_order_and_late_trades_match_the_oracle() {
     let inp = input(40_000, 4_000, 0.02, 2);
     let s = run_in_process(&inp, "ooo");
-    assert_eq!(s.too_late as usize, inp.too_late);
+    assert_eq!(s.too_late, 0);
     assert!(
         s.corrected > 0,
         "late-but-allowed trades should have corrected final windows"
@@ -187,6 +194,16 @@ fn out_of_order_and_late_trades_match_the_oracle() {
 // ---- separate processes: crashes and replicas -------------------------------------------------
 
 fn spawn_run(brokers: &str, db: &TestDb, group: &str, abort_after: Option<u64>) -> Child {
+    spawn_run_with(brokers, db, group, abort_after, &[])
+}
+
+fn spawn_run_with(
+    brokers: &str,
+    db: &TestDb,
+    group: &str,
+    abort_after: Option<u64>,
+    extra: &[&str],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tradewind"));
     cmd.args([
         "run",
@@ -229,6 +246,7 @@ fn spawn_run(brokers: &str, db: &TestDb, group: &str, abort_after: Option<u64>) 
     if let Some(n) = abort_after {
         cmd.arg("--fault-abort-after-commits").arg(n.to_string());
     }
+    cmd.args(extra);
     cmd.spawn().expect("spawn tradewind run")
 }
 
@@ -263,22 +281,41 @@ fn killed_and_restarted_engine_leaves_exactly_the_oracle_tables() {
     let db = TestDb::new("crash");
     let mut rng = 0x5eed_u64;
     let mut crashes = 0;
-    // Alternate two kinds of crash: abort right after a MySQL commit (before the Kafka commit), and
-    // SIGKILL at a random moment.
-    for round in 0..8 {
-        let child = if round % 2 == 0 {
-            spawn_run(
-                c.bootstrap_servers(),
-                &db,
-                "g-crash",
-                Some(1 + lcg(&mut rng) % 6),
+    let rt = runtime();
+    let pool = db.pool();
+    let progress = |rt: &tokio::runtime::Runtime| -> i64 {
+        use mysql_async::prelude::Queryable;
+        rt.block_on(async {
+            let mut c = pool.get_conn().await.ok()?;
+            c.query_first::<i64, _>(
+                "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM tw_offsets",
             )
+            .await
+            .ok()
+            .flatten()
+        })
+        .unwrap_or(0)
+    };
+    // Static membership: a restarted engine takes over its predecessor's partitions at once instead
+    // of waiting for the dead member's session to expire.
+    let extra = ["--kafka-option", "group.instance.id=tw-crash-test"];
+    // Alternate two kinds of crash: abort right after a MySQL commit (before the Kafka commit), and
+    // SIGKILL at a random moment once the engine has made progress.
+    for round in 0..10 {
+        let before = progress(&rt);
+        let b = c.bootstrap_servers();
+        let mut child = if round % 2 == 0 {
+            let n = 1 + lcg(&mut rng) % 6;
+            spawn_run_with(b, &db, "g-crash", Some(n), &extra)
         } else {
-            spawn_run(c.bootstrap_servers(), &db, "g-crash", None)
+            spawn_run_with(b, &db, "g-crash", None, &extra)
         };
-        let mut child = child;
         if round % 2 == 1 {
-            std::thread::sleep(Duration::from_millis(300 + lcg(&mut rng) % 1200));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while progress(&rt) == before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(lcg(&mut rng) % 150));
             let _ = child.kill(); // SIGKILL
         }
         let st = child.wait().expect("wait");
@@ -293,24 +330,17 @@ fn killed_and_restarted_engine_leaves_exactly_the_oracle_tables() {
     );
     // A final uninterrupted run drains whatever is left.
     wait_ok(
-        spawn_run(c.bootstrap_servers(), &db, "g-crash", None),
+        spawn_run_with(c.bootstrap_servers(), &db, "g-crash", None, &extra),
         Duration::from_secs(120),
     );
-    // Dead letters and late trades are delivered at least once: crashes may repeat them, but the
-    // distinct set is exactly the bad and the too-late records.
-    let late: std::collections::BTreeSet<Vec<u8>> =
-        read_topic(c.bootstrap_servers(), "trades.late")
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-    let want_late: std::collections::BTreeSet<Vec<u8>> = inp.records
-        [inp.records.len() - inp.too_late..]
-        .iter()
-        .map(|(_, p)| p.clone())
+    // Dead letters are delivered at least once: crashes may repeat them, but the distinct set is
+    // exactly the bad records. No trade of this input is beyond the allowed lateness.
+    let dlq: std::collections::BTreeSet<Vec<u8>> = read_topic(c.bootstrap_servers(), "trades.dlq")
+        .into_iter()
+        .map(|(p, _)| p)
         .collect();
-    assert_eq!(late.len(), want_late.len(), "distinct late records");
-    assert_eq!(late, want_late);
-    let rt = runtime();
+    assert_eq!(dlq.len(), inp.dlq_reasons.len(), "distinct dead letters");
+    assert!(read_topic(c.bootstrap_servers(), "trades.late").is_empty());
     check_against_oracle(&rt, &db, &inp);
 
     // And the same tables as one uninterrupted run over the same topic.
@@ -396,50 +426,76 @@ fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
 #[test]
 fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
     use std::sync::atomic::Ordering;
-    let inp = input(60_000, 1_000, 0.01, 5);
+    tradewind_telemetry::init_tracing();
+    let inp = input(40_000, 1_000, 0.01, 5);
+    let half = inp.records.len() / 2;
     let c = Arc::new(cluster());
-    produce_all(c.bootstrap_servers(), "trades", &inp.records);
+    produce_all(c.bootstrap_servers(), "trades", &inp.records[..half]);
     let db = TestDb::new("outage");
     let rt = runtime();
     let proxy = rt.block_on(start_proxy("127.0.0.1:3306"));
-    let url = format!("mysql://root@{}/{}", proxy.addr, db.name);
+    // prefer_socket=false: otherwise mysql_async switches to MariaDB's Unix socket and bypasses the proxy.
+    let url = format!(
+        "mysql://root@{}/{}?prefer_socket=false",
+        proxy.addr, db.name
+    );
     let mut args = engine_args(c.bootstrap_servers(), &db, "g-outage");
     args.mysql_url = url;
-    args.max_batch_rows = 200;
+    args.drain = false;
     let registry = prometheus::Registry::new();
     let health = tradewind_telemetry::Health::new();
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let (reg, h) = (registry.clone(), health.clone());
-    let engine = rt.spawn(async move { tradewind_engine::run_engine(args, &reg, h, rx).await });
+    let (stop_tx, rx) = tokio::sync::watch::channel(false);
+    let (reg, h, a) = (registry.clone(), health.clone(), args.clone());
+    let engine = rt.spawn(async move { tradewind_engine::run_engine(a, &reg, h, rx).await });
 
-    // Wait until the engine is committing, then cut MySQL for 3 s.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(&registry, "tradewind_engine_rows_written_total") == 0.0
-        && metric(&registry, "tradewind_engine_records_in_total") < 2_000.0
-    {
-        assert!(Instant::now() < deadline, "engine never started committing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("first commit", &|| {
+        metric(&registry, "tradewind_engine_records_in_total") > 0.0
+    });
+
+    // MySQL goes away while the second half arrives: the engine must stop, report not ready,
+    // retry, and resume without loss.
     proxy.down.store(true, Ordering::Relaxed);
-    let mut saw_not_ready = false;
-    let cut = Instant::now();
-    while cut.elapsed() < Duration::from_secs(3) {
-        saw_not_ready |= !health.is_ready();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    proxy.down.store(false, Ordering::Relaxed);
-    assert!(saw_not_ready, "readiness must drop while MySQL is down");
+    produce_all(c.bootstrap_servers(), "trades", &inp.records[half..]);
+    wait_for("readiness to drop", &|| !health.is_ready());
+    std::thread::sleep(Duration::from_secs(2));
     assert!(metric(&registry, "tradewind_engine_sink_errors_total") > 0.0);
+    proxy.down.store(false, Ordering::Relaxed);
+    wait_for("readiness to return", &|| health.is_ready());
 
-    // Then take the broker down for 3 s.
+    // Then the broker goes away for 3 s.
     c.broker_down(1);
     std::thread::sleep(Duration::from_secs(3));
     c.broker_up(1);
-
-    let summary = rt
-        .block_on(engine)
+    let total = inp.records.len() as f64;
+    wait_for("every record consumed", &|| {
+        metric(&registry, "tradewind_engine_records_in_total") >= total
+    });
+    let _ = stop_tx.send(true);
+    rt.block_on(engine)
         .expect("engine task")
         .expect("engine run");
-    assert!(summary.commits > 10);
+
+    // A restarted engine drains the rest and finalizes; the tables must equal the oracle.
+    args.drain = true;
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    rt.block_on(tradewind_engine::run_engine(
+        args,
+        &prometheus::Registry::new(),
+        tradewind_telemetry::Health::new(),
+        rx,
+    ))
+    .expect("drain run");
+    assert_eq!(
+        metric(&registry, "tradewind_engine_records_in_total"),
+        total,
+        "the first engine consumed every record exactly once"
+    );
     check_against_oracle(&rt, &db, &inp);
 }

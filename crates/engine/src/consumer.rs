@@ -4,7 +4,7 @@
 //! data — backpressure, not an unbounded queue).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +77,9 @@ pub type EngineConsumer = BaseConsumer<EngineContext>;
 pub struct Polled {
     /// The messages.
     pub raw: RawBatch,
+    /// Seek generation when polling of this batch began: messages of a batch whose generation is
+    /// at least a partition's seek generation were all fetched after that seek.
+    pub gen: u64,
     /// Partitions whose end had been reached (and nothing newer seen) when the batch was cut.
     pub eof: BTreeSet<i32>,
     /// When the batch was cut.
@@ -89,22 +92,30 @@ pub struct Poller {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Batches, in poll order.
     pub batches: Receiver<Polled>,
+    /// Emptied batches go back to the poll thread for reuse (no allocation per batch).
+    pub recycle: SyncSender<RawBatch>,
+    /// Bumped after every seek (see [`Polled::gen`]).
+    pub seek_gen: Arc<AtomicU64>,
 }
 
 impl Poller {
     /// Starts polling `consumer` into batches of at most `max_rows` messages or `max_wait`.
     pub fn start(consumer: Arc<EngineConsumer>, max_rows: usize, max_wait: Duration) -> Self {
         let (tx, rx) = sync_channel(1);
+        let (recycle, recycled) = sync_channel(2);
         let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
+        let seek_gen = Arc::new(AtomicU64::new(0));
+        let (s, g) = (stop.clone(), seek_gen.clone());
         let thread = std::thread::Builder::new()
             .name("tw-poll".into())
-            .spawn(move || poll_loop(&consumer, max_rows, max_wait, &s, tx))
+            .spawn(move || poll_loop(&consumer, max_rows, max_wait, &s, &g, tx, recycled))
             .ok();
         Poller {
             stop,
             thread,
             batches: rx,
+            recycle,
+            seek_gen,
         }
     }
 
@@ -125,18 +136,30 @@ fn poll_loop(
     max_rows: usize,
     max_wait: Duration,
     stop: &AtomicBool,
+    seek_gen: &AtomicU64,
     tx: SyncSender<Polled>,
+    recycled: Receiver<RawBatch>,
 ) {
     let mut eof = BTreeSet::new();
     while !stop.load(Ordering::Relaxed) {
-        let mut raw = RawBatch::with_capacity(max_rows.min(65_536));
+        let mut raw = recycled
+            .try_recv()
+            .unwrap_or_else(|_| RawBatch::with_capacity(max_rows.min(65_536)));
+        raw.clear();
+        let gen = seek_gen.load(Ordering::Acquire);
         let deadline = Instant::now() + max_wait;
-        while raw.len() < max_rows {
-            let now = Instant::now();
-            if now >= deadline || stop.load(Ordering::Relaxed) {
-                break;
-            }
-            match consumer.poll(deadline - now) {
+        // While messages keep coming, poll without waiting and read the clock only every 256
+        // messages; when none is ready, wait for the rest of the batch window.
+        let mut timeout = max_wait;
+        while raw.len() < max_rows && !stop.load(Ordering::Relaxed) {
+            match consumer.poll(timeout) {
+                None if timeout.is_zero() => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    timeout = deadline - now;
+                }
                 None => break,
                 Some(Ok(m)) => {
                     eof.remove(&m.partition());
@@ -146,10 +169,10 @@ fn poll_loop(
                         m.key(),
                         m.payload().unwrap_or(&[]),
                     );
-                    consumer
-                        .context()
-                        .brokers_down
-                        .store(false, Ordering::Relaxed);
+                    timeout = Duration::ZERO;
+                    if raw.len() % 256 == 0 && Instant::now() >= deadline {
+                        break;
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     eof.insert(p);
@@ -160,12 +183,24 @@ fn poll_loop(
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
-                    std::thread::sleep(Duration::from_millis(20));
+                    // librdkafka reconnects by itself; do not spin (or flood the log) meanwhile.
+                    std::thread::sleep(Duration::from_millis(250));
+                    timeout = deadline.saturating_duration_since(Instant::now());
+                    if timeout.is_zero() {
+                        break;
+                    }
                 }
             }
         }
+        if !raw.is_empty() {
+            consumer
+                .context()
+                .brokers_down
+                .store(false, Ordering::Relaxed);
+        }
         let polled = Polled {
             raw,
+            gen,
             eof: eof.clone(),
             at: Instant::now(),
         };

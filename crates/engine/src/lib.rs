@@ -87,7 +87,7 @@ pub struct RunArgs {
     #[arg(long, env = "TRADEWIND_LATE_TOPIC", default_value = "trades.late")]
     pub late_topic: String,
     /// Largest micro-batch, in records.
-    #[arg(long, env = "TRADEWIND_MAX_BATCH_ROWS", default_value_t = 100_000)]
+    #[arg(long, env = "TRADEWIND_MAX_BATCH_ROWS", default_value_t = 50_000)]
     pub max_batch_rows: usize,
     /// Longest time to gather one micro-batch (e.g. 100ms).
     #[arg(long, env = "TRADEWIND_MAX_BATCH_WAIT", default_value = "100ms", value_parser = parse_duration)]
@@ -131,7 +131,7 @@ impl RunArgs {
             future_tolerance: Duration::from_secs(60),
             dlq_topic: "trades.dlq".into(),
             late_topic: "trades.late".into(),
-            max_batch_rows: 100_000,
+            max_batch_rows: 50_000,
             max_batch_wait: Duration::from_millis(100),
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             drain: false,

@@ -72,6 +72,10 @@ struct PartState {
     seek_pending: bool,
     /// A seek was issued since the load (never more than one per load).
     seeked: bool,
+    /// Seek generation of that seek: batches polled from this generation on are all post-seek.
+    seek_gen: u64,
+    /// Caught up with the end of the partition (as of the last batch).
+    at_eof: bool,
 }
 
 /// Runs the engine until `shutdown` flips (or, with `--drain`, until caught up).
@@ -165,6 +169,7 @@ struct Engine {
     watermark: i64,
     last_live: Instant,
     summary: EngineSummary,
+    seek_gen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Prepared output of one batch, kept intact across commit retries.
@@ -204,6 +209,7 @@ impl Engine {
             watermark: i64::MIN,
             last_live: Instant::now(),
             summary: EngineSummary::default(),
+            seek_gen: Arc::default(),
         })
     }
 
@@ -221,6 +227,7 @@ impl Engine {
             self.args.max_batch_rows,
             self.args.max_batch_wait,
         );
+        self.seek_gen = poller.seek_gen.clone();
         let result = self.run_loop(rt, &poller, &shutdown);
         poller.stop();
         result.map(|()| self.summary.clone())
@@ -246,6 +253,7 @@ impl Engine {
             };
             let started = Instant::now();
             let caught_up = self.process(rt, &polled, shutdown, false)?;
+            let _ = poller.recycle.try_send(polled.raw);
             self.metrics
                 .batch_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -298,9 +306,18 @@ impl Engine {
                 }
             }
         }
+        // Never committed to MySQL: start at the beginning of the partition, whatever offsets Kafka
+        // holds for the group (they may belong to another database).
+        let next = snap.next_offset.or_else(|| {
+            self.consumer
+                .fetch_watermarks(&self.args.topic, p, Duration::from_secs(5))
+                .ok()
+                .map(|(low, _)| low)
+        });
         tracing::info!(
             partition = p,
-            next_offset = ?snap.next_offset,
+            next_offset = ?next,
+            committed = snap.next_offset.is_some(),
             windows = windows.len(),
             "partition loaded from MySQL"
         );
@@ -308,12 +325,14 @@ impl Engine {
             p,
             PartState {
                 committed: snap.next_offset,
-                next: snap.next_offset,
+                next,
                 max_event_ms: snap.max_event_ms,
                 last_activity: Instant::now(),
                 windows,
                 seek_pending: false,
                 seeked: false,
+                seek_gen: 0,
+                at_eof: false,
             },
         );
         Ok(true)
@@ -343,33 +362,44 @@ impl Engine {
             }
         }
 
-        // De-duplicate against committed offsets.
+        // Restored partitions bring their event times: judge lateness against them from the start.
+        self.advance_watermark();
+        for (p, st) in self.parts.iter_mut() {
+            st.at_eof = polled.eof.contains(p);
+            if st.seek_pending && polled.gen >= st.seek_gen {
+                st.seek_pending = false; // everything polled before the seek has been seen
+            }
+        }
+
+        // De-duplicate against committed offsets: accept offset `next`, skip what is below it
+        // (already in MySQL), and seek once when the consumer starts elsewhere.
         let mut accepted = vec![true; raw.len()];
         let mut dropped = 0usize;
-        for i in 0..raw.len() {
+        for (i, keep) in accepted.iter_mut().enumerate() {
             let (p, o) = (raw.partitions[i], raw.offsets[i]);
             let Some(st) = self.parts.get_mut(&p) else {
-                accepted[i] = false;
+                *keep = false;
                 dropped += 1;
                 continue;
             };
             if st.seek_pending {
+                // A batch polled before the seek: only the seek target itself is trusted.
                 if Some(o) == st.next {
                     st.seek_pending = false;
                 } else {
-                    accepted[i] = false;
+                    *keep = false;
                     dropped += 1;
                     continue;
                 }
             }
             match st.next {
-                Some(n) if o < n => {
-                    accepted[i] = false;
+                Some(n) if o < n || (o > n && !st.seeked) => {
+                    *keep = false;
                     dropped += 1;
                     if !st.seeked {
                         st.seeked = true;
                         st.seek_pending = true;
-                        seek(&self.consumer, &self.args.topic, p, n);
+                        st.seek_gen = seek(&self.consumer, &self.seek_gen, &self.args.topic, p, n);
                     }
                     continue;
                 }
@@ -505,7 +535,7 @@ impl Engine {
         }
         let prepared = self.prepare(now, live, finalize_all)?;
         let has_work =
-            raw.len() > 0 || !prepared.emitted.is_empty() || prepared.state.num_rows() > 0;
+            !raw.is_empty() || !prepared.emitted.is_empty() || prepared.state.num_rows() > 0;
         if has_work && !prepared.progress.is_empty() {
             self.commit(rt, shutdown, &prepared, polled.at)?;
         }
@@ -522,21 +552,35 @@ impl Engine {
         Ok(caught_up)
     }
 
+    /// Engine watermark: the minimum over assigned partitions of (max event time - out-of-orderness).
+    /// A partition that has not delivered yet holds it back, unless it is idle: caught up with its
+    /// end and quiet for the idleness timeout (a lagging partition is slow, not idle). When every
+    /// partition is idle, the largest partition watermark wins. Never moves backwards.
     fn advance_watermark(&mut self) {
         let ooo = self.args.out_of_orderness.as_millis() as i64;
         let idle = self.args.idle_timeout;
         let mut active_min: Option<i64> = None;
+        let mut blocked = false;
         let mut all_max: Option<i64> = None;
         for st in self.parts.values() {
-            if let Some(m) = st.max_event_ms {
-                let w = m.saturating_sub(ooo);
+            let w = st.max_event_ms.map(|m| m.saturating_sub(ooo));
+            if let Some(w) = w {
                 all_max = Some(all_max.map_or(w, |x| x.max(w)));
-                if st.last_activity.elapsed() <= idle {
-                    active_min = Some(active_min.map_or(w, |x| x.min(w)));
-                }
+            }
+            if st.at_eof && st.last_activity.elapsed() >= idle {
+                continue;
+            }
+            match w {
+                Some(w) => active_min = Some(active_min.map_or(w, |x| x.min(w))),
+                None => blocked = true,
             }
         }
-        if let Some(w) = active_min.or(all_max) {
+        let candidate = if blocked {
+            None
+        } else {
+            active_min.or(all_max)
+        };
+        if let Some(w) = candidate {
             self.watermark = self.watermark.max(w);
         }
         if self.watermark != i64::MIN {
@@ -713,7 +757,8 @@ impl Engine {
                             if let Some(n) = st.next {
                                 st.seek_pending = true;
                                 st.seeked = true;
-                                seek(&self.consumer, &self.args.topic, p, n);
+                                st.seek_gen =
+                                    seek(&self.consumer, &self.seek_gen, &self.args.topic, p, n);
                             }
                         }
                     }
@@ -761,12 +806,21 @@ where
 fn polled_empty() -> Polled {
     Polled {
         raw: RawBatch::default(),
+        gen: 0,
         eof: BTreeSet::new(),
         at: Instant::now(),
     }
 }
 
-fn seek(consumer: &EngineConsumer, topic: &str, partition: i32, offset: i64) {
+/// Seeks `partition` to `offset`; returns the seek generation from which polled batches are known
+/// to hold only post-seek messages.
+fn seek(
+    consumer: &EngineConsumer,
+    seek_gen: &std::sync::atomic::AtomicU64,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> u64 {
     match consumer.seek(
         topic,
         partition,
@@ -775,7 +829,8 @@ fn seek(consumer: &EngineConsumer, topic: &str, partition: i32, offset: i64) {
     ) {
         Ok(()) => tracing::info!(partition, offset, "seeked to the offset committed in MySQL"),
         Err(e) => {
-            tracing::warn!(partition, offset, error = %e, "seek failed; duplicates are skipped instead")
+            tracing::warn!(partition, offset, error = %e, "seek failed; records are filtered instead")
         }
     }
+    seek_gen.fetch_add(1, Ordering::AcqRel) + 1
 }
