@@ -166,15 +166,20 @@ async fn live_view(
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let now_in = metric(registry, "tradewind_engine_records_in_total");
+        let now_in =
+            tradewind_telemetry::metric_value(registry, "tradewind_engine_records_in_total");
         let rate = (now_in - last_in) / last_at.elapsed().as_secs_f64();
         last_in = now_in;
         last_at = Instant::now();
-        let lag = metric(registry, "tradewind_engine_consumer_lag").max(0.0);
-        let wm = metric(registry, "tradewind_engine_watermark_seconds");
-        let behind = metric(registry, "tradewind_engine_event_time_lag_seconds");
-        let rejected = metric(registry, "tradewind_engine_records_rejected_total");
-        let late = metric(registry, "tradewind_engine_late_records_total");
+        let lag =
+            tradewind_telemetry::metric_value(registry, "tradewind_engine_consumer_lag").max(0.0);
+        let wm = tradewind_telemetry::metric_value(registry, "tradewind_engine_watermark_seconds");
+        let behind =
+            tradewind_telemetry::metric_value(registry, "tradewind_engine_event_time_lag_seconds");
+        let rejected =
+            tradewind_telemetry::metric_value(registry, "tradewind_engine_records_rejected_total");
+        let late =
+            tradewind_telemetry::metric_value(registry, "tradewind_engine_late_records_total");
         match minute_lines(sink).await {
             Ok(lines) => {
                 for l in lines {
@@ -223,16 +228,6 @@ async fn minute_lines(sink: &tradewind_sink::MySqlSink) -> anyhow::Result<Vec<St
         ));
     }
     Ok(out)
-}
-
-fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric().iter())
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
 }
 
 fn hhmmss(epoch_s: f64) -> String {

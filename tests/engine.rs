@@ -413,16 +413,6 @@ async fn start_proxy(target: &'static str) -> Proxy {
     Proxy { addr, down }
 }
 
-fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric().iter())
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
-}
-
 #[test]
 fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
     use std::sync::atomic::Ordering;
@@ -456,7 +446,7 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
         }
     };
     wait_for("first commit", &|| {
-        metric(&registry, "tradewind_engine_records_in_total") > 0.0
+        tradewind_telemetry::metric_value(&registry, "tradewind_engine_records_in_total") > 0.0
     });
 
     // MySQL goes away while the second half arrives: the engine must stop, report not ready,
@@ -465,7 +455,9 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
     produce_all(c.bootstrap_servers(), "trades", &inp.records[half..]);
     wait_for("readiness to drop", &|| !health.is_ready());
     std::thread::sleep(Duration::from_secs(2));
-    assert!(metric(&registry, "tradewind_engine_sink_errors_total") > 0.0);
+    assert!(
+        tradewind_telemetry::metric_value(&registry, "tradewind_engine_sink_errors_total") > 0.0
+    );
     proxy.down.store(false, Ordering::Relaxed);
     wait_for("readiness to return", &|| health.is_ready());
 
@@ -475,7 +467,7 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
     c.broker_up(1);
     let total = inp.records.len() as f64;
     wait_for("every record consumed", &|| {
-        metric(&registry, "tradewind_engine_records_in_total") >= total
+        tradewind_telemetry::metric_value(&registry, "tradewind_engine_records_in_total") >= total
     });
     let _ = stop_tx.send(true);
     rt.block_on(engine)
@@ -493,7 +485,7 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
     ))
     .expect("drain run");
     assert_eq!(
-        metric(&registry, "tradewind_engine_records_in_total"),
+        tradewind_telemetry::metric_value(&registry, "tradewind_engine_records_in_total"),
         total,
         "the first engine consumed every record exactly once"
     );

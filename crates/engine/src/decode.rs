@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType};
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow_json::reader::{Decoder, ReaderBuilder};
 use arrow_schema::{ArrowError, SchemaRef};
 use tradewind_model::{col, validate, Reject, RejectKind, Validator};
@@ -177,6 +177,47 @@ fn build(schema: &SchemaRef, batch_size: usize) -> Result<Decoder, ArrowError> {
         .build_decoder()
 }
 
+/// Typed views of the eight columns of a decoded trade batch: the kernels read these slices directly.
+pub struct TradeColumns<'a> {
+    /// `exchange`.
+    pub exchange: &'a StringArray,
+    /// `base`.
+    pub base: &'a StringArray,
+    /// `quote`.
+    pub quote: &'a StringArray,
+    /// `direction`.
+    pub direction: &'a StringArray,
+    /// `price` values.
+    pub price: &'a [f64],
+    /// `volume` values.
+    pub volume: &'a [f64],
+    /// `priceUsd` values.
+    pub price_usd: &'a [f64],
+    /// `timestamp` values, epoch ms.
+    pub ts: &'a [i64],
+}
+
+impl<'a> TradeColumns<'a> {
+    /// Views the columns of `batch`, which must have [`tradewind_model::arrow_schema`].
+    pub fn of(batch: &'a RecordBatch) -> Self {
+        let f64s =
+            |i: usize| -> &'a [f64] { batch.column(i).as_primitive::<Float64Type>().values() };
+        TradeColumns {
+            exchange: batch.column(col::EXCHANGE).as_string::<i32>(),
+            base: batch.column(col::BASE).as_string::<i32>(),
+            quote: batch.column(col::QUOTE).as_string::<i32>(),
+            direction: batch.column(col::DIRECTION).as_string::<i32>(),
+            price: f64s(col::PRICE),
+            volume: f64s(col::VOLUME),
+            price_usd: f64s(col::PRICE_USD),
+            ts: batch
+                .column(col::TIMESTAMP)
+                .as_primitive::<TimestampMillisecondType>()
+                .values(),
+        }
+    }
+}
+
 /// Rows of `batch` that break the model: nulls, non-finite or non-positive numbers, a bad direction,
 /// empty ids, far-future timestamps, or a message key that is not the trade's `base`.
 fn find_invalid(
@@ -192,26 +233,16 @@ fn find_invalid(
         return bad;
     }
     let any_null = batch.columns().iter().any(|c| c.null_count() > 0);
-    let exchange = batch.column(col::EXCHANGE).as_string::<i32>();
-    let base = batch.column(col::BASE).as_string::<i32>();
-    let quote = batch.column(col::QUOTE).as_string::<i32>();
-    let direction = batch.column(col::DIRECTION).as_string::<i32>();
-    let price = batch
-        .column(col::PRICE)
-        .as_primitive::<Float64Type>()
-        .values();
-    let volume = batch
-        .column(col::VOLUME)
-        .as_primitive::<Float64Type>()
-        .values();
-    let price_usd = batch
-        .column(col::PRICE_USD)
-        .as_primitive::<Float64Type>()
-        .values();
-    let ts = batch
-        .column(col::TIMESTAMP)
-        .as_primitive::<TimestampMillisecondType>()
-        .values();
+    let TradeColumns {
+        exchange,
+        base,
+        quote,
+        direction,
+        price,
+        volume,
+        price_usd,
+        ts,
+    } = TradeColumns::of(batch);
     let horizon = now_ms.saturating_add(policy.future_tolerance_ms);
     let ok_num = |x: f64| x.is_finite() && x > 0.0;
     for row in 0..n {

@@ -20,27 +20,7 @@ use std::time::Duration;
 
 pub use runner::{run_engine, EngineSummary};
 
-/// Parses a duration such as `250ms`, `5s`, `10m`, `1h` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 250ms, 5s, 10m, 1h"))?;
-    let ms = match unit.trim() {
-        "ms" => n,
-        "" | "s" => n * 1_000,
-        "m" | "min" => n * 60_000,
-        "h" => n * 3_600_000,
-        other => {
-            return Err(format!(
-                "invalid duration unit {other:?} in {s:?}: use ms, s, m or h"
-            ))
-        }
-    };
-    Ok(Duration::from_millis(ms))
-}
+pub use tradewind_telemetry::parse_duration;
 
 /// `tradewind run`: the engine's flags (each also read from its `TRADEWIND_*` environment variable).
 #[derive(clap::Args, Debug, Clone)]
@@ -153,19 +133,4 @@ pub async fn run(
     let summary = run_engine(args, &registry, health, shutdown).await?;
     tracing::info!(?summary, "engine stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 }

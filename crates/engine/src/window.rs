@@ -11,10 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, TimestampMillisecondType};
-use arrow_array::{Array, RecordBatch};
-use tradewind_model::col;
+use arrow_array::RecordBatch;
 
 /// `market_1m` grain: one window per (exchange, base, quote).
 pub const GRAIN_MARKET: u8 = 0;
@@ -393,26 +390,16 @@ pub fn fold(
     names: &mut Interner,
     windows: &mut Windows,
 ) -> FoldOutcome {
-    let exchange = batch.column(col::EXCHANGE).as_string::<i32>();
-    let base = batch.column(col::BASE).as_string::<i32>();
-    let quote = batch.column(col::QUOTE).as_string::<i32>();
-    let direction = batch.column(col::DIRECTION).as_string::<i32>();
-    let price = batch
-        .column(col::PRICE)
-        .as_primitive::<Float64Type>()
-        .values();
-    let volume = batch
-        .column(col::VOLUME)
-        .as_primitive::<Float64Type>()
-        .values();
-    let price_usd = batch
-        .column(col::PRICE_USD)
-        .as_primitive::<Float64Type>()
-        .values();
-    let ts = batch
-        .column(col::TIMESTAMP)
-        .as_primitive::<TimestampMillisecondType>()
-        .values();
+    let crate::decode::TradeColumns {
+        exchange,
+        base,
+        quote,
+        direction,
+        price,
+        volume,
+        price_usd,
+        ts,
+    } = crate::decode::TradeColumns::of(batch);
     let mut out = FoldOutcome::default();
     let mut max_ts = i64::MIN;
     // Consecutive rows mostly repeat the same market: remember the last one's ids.
@@ -562,11 +549,6 @@ pub fn evict(windows: &mut Windows, watermark: i64, size_ms: i64, allowed_ms: i6
 /// Number of windows in `windows` not yet final.
 pub fn open_count(windows: &Windows) -> usize {
     windows.values().filter(|a| !a.final_written).count()
-}
-
-/// Validates the arrow array lengths of a trade batch (defensive; the decoder guarantees it).
-pub fn rows_of(batch: &RecordBatch) -> usize {
-    batch.column(col::TIMESTAMP).len()
 }
 
 #[cfg(test)]

@@ -221,8 +221,59 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+/// Parses a command-line duration such as `30s`, `500ms`, `2m`, `1h` (a bare number means seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}` (use ms, s, m, h)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration `{s}`: {e}"))
+}
+
+/// Sum of the current values of every series of metric `name` in `registry` (counters and gauges);
+/// 0 when absent. For live views and tests that read the engine's own counters.
+pub fn metric_value(registry: &Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(
+            super::parse_duration("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(super::parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(super::parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(super::parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(super::parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(
+            super::parse_duration("1.5s"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(super::parse_duration("5 parsecs").is_err());
+    }
+
     use super::*;
 
     async fn get(addr: SocketAddr, path: &str) -> String {
