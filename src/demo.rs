@@ -106,6 +106,11 @@ pub async fn run(args: DemoArgs, signal: watch::Receiver<bool>) -> anyhow::Resul
     let mut engine_args = RunArgs::new(&brokers, &args.mysql_url);
     engine_args.live_interval = Some(Duration::from_secs(1));
     engine_args.out_of_orderness = Duration::from_secs(2);
+    if args.brokers.is_none() {
+        // The embedded cluster starts empty every time: offsets stored in MySQL by an earlier demo
+        // belong to a log that no longer exists, so each run is its own consumer group.
+        engine_args.group = format!("demo-{}", tradewind_model::now_ms());
+    }
     let (reg, st, h) = (registry.clone(), stop.clone(), health.clone());
     let engine =
         tokio::spawn(async move { tradewind_engine::run_engine(engine_args, &reg, h, st).await });

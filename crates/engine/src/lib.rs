@@ -54,7 +54,8 @@ pub struct RunArgs {
     /// Also write the open windows as provisional rows (is_final = 0) at this interval (e.g. 1s).
     #[arg(long, env = "TRADEWIND_LIVE_INTERVAL", value_parser = parse_duration)]
     pub live_interval: Option<Duration>,
-    /// A partition with no new record for this long no longer holds the watermark back.
+    /// A partition caught up with its end and quiet for this long no longer holds the watermark
+    /// back (a lagging partition always does).
     #[arg(long, env = "TRADEWIND_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Trades dated further than this ahead of processing time are invalid (dead-letter topic).

@@ -76,6 +76,8 @@ struct PartState {
     seek_gen: u64,
     /// Caught up with the end of the partition (as of the last batch).
     at_eof: bool,
+    /// The broker was found behind the committed offset (reported once).
+    reset_reported: bool,
 }
 
 /// Runs the engine until `shutdown` flips (or, with `--drain`, until caught up).
@@ -333,6 +335,7 @@ impl Engine {
                 seeked: false,
                 seek_gen: 0,
                 at_eof: false,
+                reset_reported: false,
             },
         );
         Ok(true)
@@ -396,6 +399,18 @@ impl Engine {
                 Some(n) if o < n || (o > n && !st.seeked) => {
                     *keep = false;
                     dropped += 1;
+                    if st.seeked && o < n && polled.gen >= st.seek_gen && !st.reset_reported {
+                        // After our seek the broker still serves older offsets: it no longer has
+                        // offset n (topic recreated or truncated). Never re-count; say it loudly.
+                        st.reset_reported = true;
+                        tracing::error!(
+                            partition = p,
+                            committed = n,
+                            served = o,
+                            "the broker's log is behind the offset committed in MySQL (topic \
+                             recreated or truncated?); skipping records below it"
+                        );
+                    }
                     if !st.seeked {
                         st.seeked = true;
                         st.seek_pending = true;
