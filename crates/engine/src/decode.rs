@@ -31,7 +31,9 @@ pub struct Decoded {
 /// Reusable micro-batch decoder (holds arrow-json decoders and scratch buffers between batches).
 pub struct BatchDecoder {
     schema: SchemaRef,
-    decoder: Decoder,
+    /// One arrow-json decoder per decode thread: a large batch is split at message boundaries and
+    /// its parts are parsed in parallel (parsing is the engine's most expensive step).
+    decoders: Vec<Decoder>,
     probe: Decoder,
     policy: Validator,
     capacity: usize,
@@ -40,10 +42,22 @@ pub struct BatchDecoder {
 impl BatchDecoder {
     /// A decoder for batches of up to `max_rows` messages, validating with `policy`.
     pub fn new(max_rows: usize, policy: Validator) -> Result<Self, ArrowError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        Self::with_threads(max_rows, policy, threads)
+    }
+
+    /// Like [`BatchDecoder::new`] with an explicit number of decode threads (1 = no parallelism).
+    pub fn with_threads(
+        max_rows: usize,
+        policy: Validator,
+        threads: usize,
+    ) -> Result<Self, ArrowError> {
         let schema = tradewind_model::arrow_schema();
         let capacity = max_rows.max(1) + 1;
         Ok(BatchDecoder {
-            decoder: build(&schema, capacity)?,
+            decoders: (0..threads.max(1))
+                .map(|_| build(&schema, capacity))
+                .collect::<Result<_, _>>()?,
             probe: build(&schema, 2)?,
             schema,
             policy,
@@ -93,21 +107,65 @@ impl BatchDecoder {
     fn fast(&mut self, raw: &RawBatch) -> Result<Option<RecordBatch>, ArrowError> {
         if raw.len() >= self.capacity {
             self.capacity = raw.len() + 1;
-            self.decoder = build(&self.schema, self.capacity)?;
+            for d in self.decoders.iter_mut() {
+                *d = build(&self.schema, self.capacity)?;
+            }
         }
-        let ok = match self.decoder.decode(&raw.buf) {
-            Ok(consumed) if consumed == raw.buf.len() => match self.decoder.flush() {
-                Ok(Some(b)) if b.num_rows() == raw.len() => Some(b),
-                Ok(None) if raw.is_empty() => Some(RecordBatch::new_empty(self.schema.clone())),
-                _ => None,
-            },
-            _ => None,
+        if raw.is_empty() {
+            return Ok(Some(RecordBatch::new_empty(self.schema.clone())));
+        }
+        // Split at message boundaries into one part per decoder (small batches stay whole).
+        let parts = if raw.len() >= PARALLEL_MIN_ROWS {
+            self.decoders.len()
+        } else {
+            1
         };
-        if ok.is_none() {
-            // A failed decode leaves the decoder unusable: rebuild it.
-            self.decoder = build(&self.schema, self.capacity)?;
+        let mut bounds = Vec::with_capacity(parts + 1);
+        for k in 0..parts {
+            bounds.push(k * raw.len() / parts);
         }
-        Ok(ok)
+        bounds.push(raw.len());
+        let byte_at = |msg: usize| {
+            if msg == raw.len() {
+                raw.buf.len()
+            } else {
+                raw.spans[msg].0 as usize
+            }
+        };
+        let jobs: Vec<(&mut Decoder, &[u8], usize)> = self
+            .decoders
+            .iter_mut()
+            .zip(bounds.windows(2))
+            .map(|(d, w)| (d, &raw.buf[byte_at(w[0])..byte_at(w[1])], w[1] - w[0]))
+            .collect();
+        let results: Vec<Option<RecordBatch>> = if jobs.len() == 1 {
+            jobs.into_iter()
+                .map(|(d, b, n)| decode_part(d, b, n))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs
+                    .into_iter()
+                    .map(|(d, b, n)| scope.spawn(move || decode_part(d, b, n)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().ok().flatten())
+                    .collect()
+            })
+        };
+        if results.iter().any(Option::is_none) {
+            // A failed decode leaves a decoder unusable: rebuild them all.
+            for d in self.decoders.iter_mut() {
+                *d = build(&self.schema, self.capacity)?;
+            }
+            return Ok(None);
+        }
+        let batches: Vec<RecordBatch> = results.into_iter().flatten().collect();
+        if batches.len() == 1 {
+            return Ok(batches.into_iter().next());
+        }
+        arrow_select::concat::concat_batches(&self.schema, &batches).map(Some)
     }
 
     /// Record-by-record: probe each message alone, reject the ones that do not decode to exactly one
@@ -168,6 +226,20 @@ impl BatchDecoder {
             )));
         }
         Ok((batch, good, rejects))
+    }
+}
+
+/// Batches smaller than this are decoded on the calling thread.
+const PARALLEL_MIN_ROWS: usize = 8_192;
+
+/// Decodes one part holding exactly `rows` messages; `None` if it does not.
+fn decode_part(d: &mut Decoder, bytes: &[u8], rows: usize) -> Option<RecordBatch> {
+    match d.decode(bytes) {
+        Ok(consumed) if consumed == bytes.len() => match d.flush() {
+            Ok(Some(b)) if b.num_rows() == rows => Some(b),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -304,6 +376,35 @@ mod tests {
             r.push(0, i as i64, k.map(str::as_bytes), p.as_bytes());
         }
         r
+    }
+
+    #[test]
+    fn parallel_decode_keeps_order_and_diverts_bad_records() {
+        let mut records: Vec<(String, Option<&str>)> = Vec::new();
+        for i in 0..20_000 {
+            let ts = 1_666_616_454_283i64 + i;
+            records.push((
+                GOOD.replace("1666616454283", &ts.to_string()),
+                Some("bitcoin"),
+            ));
+        }
+        records[12_345].0 = "{broken".into();
+        let refs: Vec<(&str, Option<&str>)> =
+            records.iter().map(|(p, k)| (p.as_str(), *k)).collect();
+        let r = raw(&refs);
+        for threads in [1, 2, 3] {
+            let mut d = BatchDecoder::with_threads(20_000, Validator::default(), threads).unwrap();
+            let out = d.decode(&r, 1_700_000_000_000).unwrap();
+            assert_eq!(out.batch.num_rows(), 19_999);
+            assert_eq!(out.rejects.len(), 1);
+            assert_eq!(out.rejects[0].0, 12_345);
+            let ts = TradeColumns::of(&out.batch).ts;
+            assert!(ts.windows(2).all(|w| w[0] < w[1]), "rows keep input order");
+            // And a clean batch goes through the parallel path.
+            let clean = d.decode(&raw(&refs[..10_000]), 1_700_000_000_000).unwrap();
+            assert_eq!(clean.batch.num_rows(), 10_000);
+            assert_eq!(clean.source, (0..10_000).collect::<Vec<u32>>());
+        }
     }
 
     #[test]
