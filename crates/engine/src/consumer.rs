@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntGaugeVec;
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::RebalanceProtocol;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::raw::RawBatch;
 
@@ -68,7 +70,54 @@ impl ClientContext for EngineContext {
     }
 }
 
-impl ConsumerContext for EngineContext {}
+impl ConsumerContext for EngineContext {
+    /// Assigned partitions start at the beginning of the log, never at Kafka's committed offsets:
+    /// the position that counts is the one in MySQL, and the engine seeks there on the first record
+    /// (Kafka's committed offsets may belong to another database, or be behind it).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = tpl.set_all_offsets(Offset::Beginning) {
+                    tracing::warn!(error = %e, "cannot set the start offsets");
+                }
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "applying the rebalance failed");
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
 
 /// The engine's consumer.
 pub type EngineConsumer = BaseConsumer<EngineContext>;

@@ -308,14 +308,9 @@ impl Engine {
                 }
             }
         }
-        // Never committed to MySQL: start at the beginning of the partition, whatever offsets Kafka
-        // holds for the group (they may belong to another database).
-        let next = snap.next_offset.or_else(|| {
-            self.consumer
-                .fetch_watermarks(&self.args.topic, p, Duration::from_secs(5))
-                .ok()
-                .map(|(low, _)| low)
-        });
+        // Never committed to MySQL: accept the partition from its beginning, where the consumer
+        // starts every assigned partition (see `EngineContext::rebalance`).
+        let next = snap.next_offset;
         tracing::info!(
             partition = p,
             next_offset = ?next,
