@@ -259,8 +259,12 @@ impl Engine {
             self.metrics
                 .batch_duration
                 .observe(started.elapsed().as_secs_f64());
+            // A batch processed without a sink error means MySQL is usable; readiness then follows
+            // the brokers (an idle, caught-up engine is ready too).
             if self.consumer.context().brokers_down.load(Ordering::Relaxed) {
                 self.set_ready(false, "all Kafka brokers down");
+            } else {
+                self.set_ready(true, "ok");
             }
             if self.args.drain && caught_up {
                 tracing::info!(
