@@ -27,5 +27,11 @@ if [ "$#" -eq 0 ]; then
 fi
 section "cargo test --release $*"
 start=$(date +%s)
-cargo test --release "$@"
+log=$(mktemp)
+cargo test --release "$@" 2>&1 | tee "$log"
+# One plain closing line over every test binary (cargo's own last line is a doc-test run's).
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
 section "tests passed in $(($(date +%s) - start)) s"
+echo "tests: ${passed} passed, ${failed} failed"

@@ -416,7 +416,6 @@ async fn start_proxy(target: &'static str) -> Proxy {
 #[test]
 fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
     use std::sync::atomic::Ordering;
-    tradewind_telemetry::init_tracing();
     let inp = input(40_000, 1_000, 0.01, 5);
     let half = inp.records.len() / 2;
     let c = Arc::new(cluster());
