@@ -26,11 +26,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{assert_tables_match, oracle, read_tables, TestDb};
+use common::{assert_tables_match, oracle, read_tables, Relay, TestDb};
 use mysql_async::prelude::Queryable;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -333,59 +333,6 @@ fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
         }
     }
     sum
-}
-
-// ---- TCP relay (one-shot in front of the simulator; cuttable in front of MariaDB) -------------
-
-/// A TCP relay on 127.0.0.1 to `target`. `max_conns` bounds how many connections are ever relayed
-/// (later ones are closed at once); `down` cuts every relayed connection and refuses new ones.
-struct Relay {
-    addr: SocketAddr,
-    down: Arc<AtomicBool>,
-}
-
-impl Relay {
-    fn start(rt: &tokio::runtime::Runtime, target: SocketAddr, max_conns: Option<usize>) -> Relay {
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind relay");
-        let addr = listener.local_addr().expect("relay addr");
-        let down = Arc::new(AtomicBool::new(false));
-        let d = down.clone();
-        rt.spawn(async move {
-            let mut relayed = 0usize;
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if d.load(Ordering::Relaxed) || max_conns.is_some_and(|m| relayed >= m) {
-                    continue; // dropped: the client sees the connection closed
-                }
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                    continue;
-                };
-                relayed += 1;
-                let d = d.clone();
-                tokio::spawn(async move {
-                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    tokio::pin!(copy);
-                    loop {
-                        tokio::select! {
-                            _ = &mut copy => return,
-                            _ = tokio::time::sleep(Duration::from_millis(20)) => {
-                                if d.load(Ordering::Relaxed) { return; }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Relay { addr, down }
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::Relaxed);
-    }
 }
 
 // ---- Kafka helpers -----------------------------------------------------------------------------

@@ -370,59 +370,15 @@ fn two_replicas_in_one_group_equal_one() {
 
 // ---- outages -----------------------------------------------------------------------------------
 
-/// A TCP proxy to MariaDB that can be cut: while down it drops every connection and refuses new ones.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    down: Arc<std::sync::atomic::AtomicBool>,
-}
-
-async fn start_proxy(target: &'static str) -> Proxy {
-    use std::sync::atomic::Ordering;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d = down.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                continue;
-            };
-            if d.load(Ordering::Relaxed) {
-                continue; // dropped: connection refused by closing
-            }
-            let d = d.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                    return;
-                };
-                let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                tokio::pin!(copy);
-                loop {
-                    tokio::select! {
-                        _ = &mut copy => return,
-                        _ = tokio::time::sleep(Duration::from_millis(20)) => {
-                            if d.load(Ordering::Relaxed) { return; }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    Proxy { addr, down }
-}
-
 #[test]
 fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
-    use std::sync::atomic::Ordering;
     let inp = input(40_000, 1_000, 0.01, 5);
     let half = inp.records.len() / 2;
     let c = Arc::new(cluster());
     produce_all(c.bootstrap_servers(), "trades", &inp.records[..half]);
     let db = TestDb::new("outage");
     let rt = runtime();
-    let proxy = rt.block_on(start_proxy("127.0.0.1:3306"));
+    let proxy = common::Relay::start(&rt, "127.0.0.1:3306".parse().expect("addr"), None);
     // prefer_socket=false: otherwise mysql_async switches to MariaDB's Unix socket and bypasses the proxy.
     let url = format!(
         "mysql://root@{}/{}?prefer_socket=false",
@@ -450,14 +406,14 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
 
     // MySQL goes away while the second half arrives: the engine must stop, report not ready,
     // retry, and resume without loss.
-    proxy.down.store(true, Ordering::Relaxed);
+    proxy.set_down(true);
     produce_all(c.bootstrap_servers(), "trades", &inp.records[half..]);
     wait_for("readiness to drop", &|| !health.is_ready());
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         tradewind_telemetry::metric_value(&registry, "tradewind_engine_sink_errors_total") > 0.0
     );
-    proxy.down.store(false, Ordering::Relaxed);
+    proxy.set_down(false);
     wait_for("readiness to return", &|| health.is_ready());
 
     // Then the broker goes away for 3 s.

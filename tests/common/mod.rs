@@ -436,3 +436,65 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Option<String>)> 
     }
     out
 }
+
+// ---- TCP relay (one-shot in front of the simulator; cuttable in front of MariaDB) -------------
+
+/// A TCP relay on 127.0.0.1 to `target`. `max_conns` bounds how many connections are ever relayed
+/// (later ones are closed at once); `down` cuts every relayed connection and refuses new ones.
+pub struct Relay {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// Starts the relay on `rt`.
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        target: std::net::SocketAddr,
+        max_conns: Option<usize>,
+    ) -> Relay {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind relay");
+        let addr = listener.local_addr().expect("relay addr");
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = down.clone();
+        rt.spawn(async move {
+            let mut relayed = 0usize;
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if d.load(std::sync::atomic::Ordering::Relaxed)
+                    || max_conns.is_some_and(|m| relayed >= m)
+                {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                relayed += 1;
+                let d = d.clone();
+                tokio::spawn(async move {
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    tokio::pin!(copy);
+                    loop {
+                        tokio::select! {
+                            _ = &mut copy => return,
+                            _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                                if d.load(std::sync::atomic::Ordering::Relaxed) { return; }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Relay { addr, down }
+    }
+
+    /// Cuts (`true`) or restores (`false`) the relay.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+}
