@@ -243,6 +243,12 @@ impl Engine {
     ) -> anyhow::Result<()> {
         loop {
             if *shutdown.borrow() {
+                if let Some(iv) = self.args.live_interval {
+                    // Write the forming windows once more, so the provisional rows show everything
+                    // consumed (their state is committed either way).
+                    self.last_live = Instant::now().checked_sub(iv).unwrap_or(self.last_live);
+                    self.process(rt, &polled_empty(), shutdown, false)?;
+                }
                 tracing::info!("shutdown: last batch committed, leaving the group");
                 return Ok(());
             }
@@ -632,6 +638,7 @@ impl Engine {
                         a.final_written = true;
                     }
                     a.dirty = true;
+                    a.unwritten = false;
                 }
                 finals += (*kind == EmitKind::Final) as usize;
                 emitted.push((k.grain, *kind));

@@ -207,6 +207,8 @@ pub struct Acc {
     pub final_written: bool,
     /// Changed since the last commit (not persisted).
     pub dirty: bool,
+    /// Changed since the row was last written (not persisted): what `--live-interval` rewrites.
+    pub unwritten: bool,
 }
 
 const ACC_VERSION: u8 = 1;
@@ -261,6 +263,7 @@ impl Acc {
         self.notional_usd += price_usd * volume;
         self.sum_price_usd += price_usd;
         self.dirty = true;
+        self.unwritten = true;
     }
 
     /// Volume-weighted average USD price.
@@ -346,6 +349,7 @@ impl Acc {
             writes: u32::from_le_bytes(w),
             final_written: b[pos + 4] != 0,
             dirty: false,
+            unwritten: false,
         })
     }
 }
@@ -496,7 +500,7 @@ pub fn select_emissions(
             }
         } else if finalize_all || k.start + size_ms <= watermark {
             out.push((*k, EmitKind::Final));
-        } else if live && a.dirty {
+        } else if live && a.unwritten {
             out.push((*k, EmitKind::Provisional));
         }
     }
@@ -567,6 +571,7 @@ mod tests {
         assert_eq!(b.len(), ACC_BYTES);
         let mut back = Acc::from_bytes(&b).expect("parse");
         back.dirty = a.dirty;
+        back.unwritten = a.unwritten;
         assert_eq!(back, a);
         assert_eq!(back.open_usd, 9.6);
         assert_eq!(back.close_usd, 10.6);
