@@ -446,3 +446,61 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
     );
     check_against_oracle(&rt, &db, &inp);
 }
+
+#[test]
+fn live_interval_writes_the_forming_windows_as_provisional_rows() {
+    let inp = input(20_000, 1_000, 0.0, 6);
+    let c = cluster();
+    produce_all(c.bootstrap_servers(), "trades", &inp.records);
+    let db = TestDb::new("live");
+    let rt = runtime();
+    let mut args = engine_args(c.bootstrap_servers(), &db, "g-live");
+    args.drain = false;
+    args.live_interval = Some(Duration::from_millis(200));
+    let registry = prometheus::Registry::new();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let reg = registry.clone();
+    let engine = rt.spawn(async move {
+        tradewind_engine::run_engine(args, &reg, tradewind_telemetry::Health::new(), rx).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tradewind_telemetry::metric_value(&registry, "tradewind_engine_records_in_total")
+        < inp.records.len() as f64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "engine did not consume everything"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(600)); // at least one live tick after the last batch
+    let pool = db.pool();
+    let mut actual = rt.block_on(read_tables(&pool));
+    let expected = oracle(&inp.good, WINDOW_MS);
+    // The last window is still open (the watermark trails the newest trade): provisional rows.
+    let open: Vec<_> = actual
+        .asset
+        .iter()
+        .filter(|(_, r)| !r.is_final)
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        !open.is_empty(),
+        "the forming minute must be visible as provisional rows"
+    );
+    let newest = expected.asset.keys().map(|k| k.1).max().expect("windows");
+    assert!(
+        open.iter().all(|k| k.1 == newest),
+        "only the newest window is open"
+    );
+    // Provisional rows hold the window so far: everything consumed, nothing missing.
+    for r in actual.market.values_mut().chain(actual.asset.values_mut()) {
+        r.is_final = true;
+    }
+    assert_tables_match(&actual, &expected);
+    let _ = stop.send(true);
+    rt.block_on(engine)
+        .expect("engine task")
+        .expect("engine run");
+    rt.block_on(pool.disconnect()).ok();
+}
