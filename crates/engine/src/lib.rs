@@ -56,7 +56,7 @@ pub struct RunArgs {
     pub live_interval: Option<Duration>,
     /// A partition caught up with its end and quiet for this long no longer holds the watermark
     /// back (a lagging partition always does).
-    #[arg(long, env = "TRADEWIND_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "TRADEWIND_WATERMARK_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Trades dated further than this ahead of processing time are invalid (dead-letter topic).
     #[arg(long, env = "TRADEWIND_FUTURE_TOLERANCE", default_value = "60s", value_parser = parse_duration)]
