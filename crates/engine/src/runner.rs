@@ -95,14 +95,11 @@ pub async fn run_engine(
     if args.migrate {
         sink.migrate().await.context("applying the MySQL schema")?;
     }
-    let partitions = 6;
+    // The engine owns its two output topics; the trades topic belongs to the ingestor (or to the
+    // platform, e.g. Strimzi), which chooses its partition count.
     tradewind_kafka::ensure_topics(
         &args.brokers,
-        &[
-            (args.topic.as_str(), partitions),
-            (args.dlq_topic.as_str(), 1),
-            (args.late_topic.as_str(), 1),
-        ],
+        &[(args.dlq_topic.as_str(), 1), (args.late_topic.as_str(), 1)],
     )
     .await
     .unwrap_or_else(|e| tracing::warn!(error = %e, "could not create topics; assuming they exist"));
