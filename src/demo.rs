@@ -62,7 +62,16 @@ pub async fn run(args: DemoArgs, signal: watch::Receiver<bool>) -> anyhow::Resul
 
     let _cluster;
     let brokers = match &args.brokers {
-        Some(b) => b.clone(),
+        Some(b) => {
+            // The demo owns its set-up: the topics exist before any component starts.
+            tradewind_kafka::ensure_topics(
+                b,
+                &[("trades", 6), ("trades.dlq", 1), ("trades.late", 1)],
+            )
+            .await
+            .context("creating the demo's topics")?;
+            b.clone()
+        }
         None => {
             let c = tradewind_kafka::EmbeddedCluster::start(
                 1,

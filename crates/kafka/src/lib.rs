@@ -50,7 +50,9 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "4194304")
         .set("queued.max.messages.kbytes", "65536")
-        .set("statistics.interval.ms", "1000");
+        .set("statistics.interval.ms", "1000")
+        // A subscribed topic created after start-up is picked up within seconds, not minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000");
     c
 }
 
