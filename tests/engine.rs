@@ -133,22 +133,27 @@ fn check_against_oracle(rt: &tokio::runtime::Runtime, db: &TestDb, inp: &Input) 
     assert_tables_match(&actual, &expected);
 }
 
+/// Runs the engine in this process until it returns (with `--drain`: until caught up).
+fn drain_in_process(
+    rt: &tokio::runtime::Runtime,
+    args: RunArgs,
+) -> tradewind_engine::EngineSummary {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    rt.block_on(tradewind_engine::run_engine(
+        args,
+        &prometheus::Registry::new(),
+        tradewind_telemetry::Health::new(),
+        rx,
+    ))
+    .expect("engine run")
+}
+
 fn run_in_process(input: &Input, tag: &str) -> tradewind_engine::EngineSummary {
     let c = cluster();
     produce_all(c.bootstrap_servers(), "trades", &input.records);
     let db = TestDb::new(tag);
     let rt = runtime();
-    let drain = || {
-        let args = engine_args(c.bootstrap_servers(), &db, "g1");
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        rt.block_on(tradewind_engine::run_engine(
-            args,
-            &prometheus::Registry::new(),
-            tradewind_telemetry::Health::new(),
-            rx,
-        ))
-        .expect("engine run")
-    };
+    let drain = || drain_in_process(&rt, engine_args(c.bootstrap_servers(), &db, "g1"));
     let summary = drain();
     // Then trades far behind the (restored) watermark: routed to the late topic, tables unchanged.
     produce_all(c.bootstrap_servers(), "trades", &input.late);
@@ -431,14 +436,7 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
 
     // A restarted engine drains the rest and finalizes; the tables must equal the oracle.
     args.drain = true;
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    rt.block_on(tradewind_engine::run_engine(
-        args,
-        &prometheus::Registry::new(),
-        tradewind_telemetry::Health::new(),
-        rx,
-    ))
-    .expect("drain run");
+    drain_in_process(&rt, args);
     assert_eq!(
         tradewind_telemetry::metric_value(&registry, "tradewind_engine_records_in_total"),
         total,
