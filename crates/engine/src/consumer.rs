@@ -3,10 +3,10 @@
 //! (capacity 1: when the engine is busy or MySQL is down, polling stops and the broker keeps the
 //! data — backpressure, not an unbounded queue).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::IntGaugeVec;
@@ -21,12 +21,16 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::raw::RawBatch;
 
-/// librdkafka callbacks: consumer lag from statistics, broker-down detection for readiness.
+/// librdkafka callbacks: consumer lag from statistics, broker-down detection for readiness, and the
+/// start offsets of (re)assigned partitions.
 pub struct EngineContext {
     topic: String,
     lag: IntGaugeVec,
     /// Set while librdkafka reports every broker down.
     pub brokers_down: AtomicBool,
+    /// The next offset MySQL holds for each partition this replica has loaded or committed: a
+    /// partition assigned again starts there instead of at the log's beginning.
+    known_offsets: Mutex<HashMap<i32, i64>>,
 }
 
 impl EngineContext {
@@ -36,6 +40,39 @@ impl EngineContext {
             topic: topic.to_string(),
             lag,
             brokers_down: AtomicBool::new(false),
+            known_offsets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records the next offset MySQL holds for `partition` (after a load or a commit).
+    pub fn remember_offset(&self, partition: i32, next_offset: i64) {
+        if let Ok(mut m) = self.known_offsets.lock() {
+            m.insert(partition, next_offset);
+        }
+    }
+
+    /// Start offsets for newly assigned partitions: the known MySQL offset, else the beginning.
+    fn set_start_offsets(&self, tpl: &mut TopicPartitionList) {
+        let known = self.known_offsets.lock().map(|m| m.clone()).unwrap_or_default();
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for (topic, p) in parts {
+            let offset = known
+                .get(&p)
+                .map_or(Offset::Beginning, |&o| Offset::Offset(o));
+            if let Err(err) = tpl.set_partition_offset(&topic, p, offset) {
+                tracing::warn!(error = %err, partition = p, "cannot set the start offset");
+            }
+        }
+    }
+
+    /// Removes the lag series of revoked partitions (another replica reports them now).
+    fn forget_lag(&self, tpl: &TopicPartitionList) {
+        for e in tpl.elements() {
+            let _ = self.lag.remove_label_values(&[&e.partition().to_string()]);
         }
     }
 }
@@ -71,9 +108,10 @@ impl ClientContext for EngineContext {
 }
 
 impl ConsumerContext for EngineContext {
-    /// Assigned partitions start at the beginning of the log, never at Kafka's committed offsets:
-    /// the position that counts is the one in MySQL, and the engine seeks there on the first record
-    /// (Kafka's committed offsets may belong to another database, or be behind it).
+    /// Assigned partitions start at the offset MySQL holds when this replica knows it (a partition
+    /// revoked and assigned again), else at the beginning of the log, never at Kafka's committed
+    /// offsets: the position that counts is the one in MySQL, and the engine seeks there on the
+    /// first record (Kafka's committed offsets may belong to another database, or be behind it).
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -86,9 +124,7 @@ impl ConsumerContext for EngineContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(e) = tpl.set_all_offsets(Offset::Beginning) {
-                    tracing::warn!(error = %e, "cannot set the start offsets");
-                }
+                consumer.context().set_start_offsets(tpl);
                 tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
                 if cooperative {
                     consumer.incremental_assign(tpl)
@@ -98,6 +134,7 @@ impl ConsumerContext for EngineContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+                consumer.context().forget_lag(tpl);
                 if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {

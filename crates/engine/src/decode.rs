@@ -1,19 +1,21 @@
 //! Decode: one micro-batch of raw Kafka payloads straight into an Arrow [`RecordBatch`] with the
-//! trade schema (arrow-json's tape decoder, no per-record struct in between), then vectorized
-//! validation that splits off invalid rows with a precise reason.
+//! trade schema, validated by the one validator every component uses ([`tradewind_model::validate`]).
 //!
-//! Fast path: the payloads are already joined by `\n` in one buffer ([`RawBatch::buf`]), decoded in one
-//! call. Only when that fails (a syntax error poisons arrow-json's decoder, or a record holds zero or
-//! several JSON values) does the slow path probe records one by one to find and divert the bad ones.
+//! Each payload is checked by the model's validator (the same verdict `ingest` and `produce` give),
+//! which borrows the fields from the payload, and its values are appended to column builders: no
+//! per-record allocation, no owned struct in between. arrow-json is not used here on purpose: it
+//! coerces numbers written as strings and ISO-8601 timestamps, which the wire contract rejects, so its
+//! verdict would differ from the ingestor's. Large batches are split at message boundaries and
+//! decoded on every core.
 
 use std::sync::Arc;
 
+use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMillisecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType};
-use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
-use arrow_json::reader::{Decoder, ReaderBuilder};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, SchemaRef};
-use tradewind_model::{col, validate, Reject, RejectKind, Validator};
+use tradewind_model::{col, validate, Reject, Trade, Validator};
 
 use crate::raw::RawBatch;
 
@@ -24,229 +26,167 @@ pub struct Decoded {
     pub batch: RecordBatch,
     /// For each row of `batch`, the index of its message in the [`RawBatch`].
     pub source: Vec<u32>,
-    /// Invalid messages: index in the [`RawBatch`] and why.
+    /// Invalid messages: index in the [`RawBatch`] and why, in input order.
     pub rejects: Vec<(u32, Reject)>,
 }
 
-/// Reusable micro-batch decoder (holds arrow-json decoders and scratch buffers between batches).
+/// Reusable micro-batch decoder.
 pub struct BatchDecoder {
     schema: SchemaRef,
-    /// One arrow-json decoder per decode thread: a large batch is split at message boundaries and
-    /// its parts are parsed in parallel (parsing is the engine's most expensive step).
-    decoders: Vec<Decoder>,
-    probe: Decoder,
     policy: Validator,
-    capacity: usize,
+    threads: usize,
 }
 
+/// Batches smaller than this are decoded on the calling thread.
+const PARALLEL_MIN_ROWS: usize = 8_192;
+
 impl BatchDecoder {
-    /// A decoder for batches of up to `max_rows` messages, validating with `policy`.
-    pub fn new(max_rows: usize, policy: Validator) -> Result<Self, ArrowError> {
+    /// A decoder validating with `policy`, on every available core (at most 4).
+    pub fn new(policy: Validator) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        Self::with_threads(max_rows, policy, threads)
+        Self::with_threads(policy, threads)
     }
 
     /// Like [`BatchDecoder::new`] with an explicit number of decode threads (1 = no parallelism).
-    pub fn with_threads(
-        max_rows: usize,
-        policy: Validator,
-        threads: usize,
-    ) -> Result<Self, ArrowError> {
-        let schema = tradewind_model::arrow_schema();
-        let capacity = max_rows.max(1) + 1;
-        Ok(BatchDecoder {
-            decoders: (0..threads.max(1))
-                .map(|_| build(&schema, capacity))
-                .collect::<Result<_, _>>()?,
-            probe: build(&schema, 2)?,
-            schema,
+    pub fn with_threads(policy: Validator, threads: usize) -> Self {
+        BatchDecoder {
+            schema: tradewind_model::arrow_schema(),
             policy,
-            capacity,
-        })
+            threads: threads.max(1),
+        }
     }
 
-    /// Decodes and validates `raw` against processing time `now_ms`.
-    pub fn decode(&mut self, raw: &RawBatch, now_ms: i64) -> Result<Decoded, ArrowError> {
+    /// Decodes and validates `raw` against processing time `now_ms`. `skip(i)` marks messages to
+    /// leave out entirely (neither decoded nor rejected).
+    pub fn decode(
+        &self,
+        raw: &RawBatch,
+        now_ms: i64,
+        skip: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Result<Decoded, ArrowError> {
         let n = raw.len();
-        let (batch, source, mut rejects) = match self.fast(raw)? {
-            Some(batch) => (batch, (0..n as u32).collect::<Vec<_>>(), Vec::new()),
-            None => self.slow(raw)?,
-        };
-        // Vectorized validation over the columns.
-        let bad = find_invalid(&batch, raw, &source, now_ms, &self.policy);
-        if bad.is_empty() {
-            return Ok(Decoded {
-                batch,
-                source,
-                rejects,
-            });
-        }
-        let mut keep = vec![true; batch.num_rows()];
-        for &row in &bad {
-            keep[row] = false;
-            let idx = source[row];
-            rejects.push((idx, explain(raw, idx, now_ms, &self.policy)));
-        }
-        let mask = BooleanArray::from(keep);
-        let batch = arrow_select::filter::filter_record_batch(&batch, &mask)?;
-        let source = source
-            .iter()
-            .enumerate()
-            .filter(|(row, _)| mask.value(*row))
-            .map(|(_, s)| *s)
+        let parts = if n >= PARALLEL_MIN_ROWS { self.threads } else { 1 };
+        let bounds: Vec<(usize, usize)> = (0..parts)
+            .map(|k| (k * n / parts, (k + 1) * n / parts))
             .collect();
-        rejects.sort_by_key(|(i, _)| *i);
+        let run = |(from, to): (usize, usize)| {
+            decode_range(raw, from..to, now_ms, &self.policy, &self.schema, skip)
+        };
+        let results: Vec<Result<Decoded, ArrowError>> = if parts == 1 {
+            bounds.into_iter().map(run).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = bounds
+                    .into_iter()
+                    .map(|b| scope.spawn(move || run(b)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(ArrowError::ComputeError("decode thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut parts = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        if parts.len() == 1 {
+            return parts.pop().ok_or_else(|| ArrowError::ComputeError("no part".into()));
+        }
+        let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
+        let batch = arrow_select::concat::concat_batches(&self.schema, batches)?;
+        let mut source = Vec::with_capacity(batch.num_rows());
+        let mut rejects = Vec::new();
+        for p in parts {
+            source.extend(p.source);
+            rejects.extend(p.rejects);
+        }
         Ok(Decoded {
             batch,
             source,
             rejects,
         })
     }
+}
 
-    /// Whole-batch decode; `None` when the batch needs the record-by-record path.
-    fn fast(&mut self, raw: &RawBatch) -> Result<Option<RecordBatch>, ArrowError> {
-        if raw.len() >= self.capacity {
-            self.capacity = raw.len() + 1;
-            for d in self.decoders.iter_mut() {
-                *d = build(&self.schema, self.capacity)?;
-            }
+/// Column builders of the trade schema.
+struct TradeBuilders {
+    ids: [StringBuilder; 4],
+    numbers: [Float64Builder; 3],
+    ts: TimestampMillisecondBuilder,
+}
+
+impl TradeBuilders {
+    fn with_capacity(rows: usize) -> Self {
+        let s = || StringBuilder::with_capacity(rows, rows * 12);
+        TradeBuilders {
+            ids: [s(), s(), s(), StringBuilder::with_capacity(rows, rows * 4)],
+            numbers: std::array::from_fn(|_| Float64Builder::with_capacity(rows)),
+            ts: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("+00:00"),
         }
-        if raw.is_empty() {
-            return Ok(Some(RecordBatch::new_empty(self.schema.clone())));
-        }
-        // Split at message boundaries into one part per decoder (small batches stay whole).
-        let parts = if raw.len() >= PARALLEL_MIN_ROWS {
-            self.decoders.len()
-        } else {
-            1
-        };
-        let mut bounds = Vec::with_capacity(parts + 1);
-        for k in 0..parts {
-            bounds.push(k * raw.len() / parts);
-        }
-        bounds.push(raw.len());
-        let byte_at = |msg: usize| {
-            if msg == raw.len() {
-                raw.buf.len()
-            } else {
-                raw.spans[msg].0 as usize
-            }
-        };
-        let jobs: Vec<(&mut Decoder, &[u8], usize)> = self
-            .decoders
+    }
+
+    fn append(&mut self, t: &Trade<'_>) {
+        for (b, v) in self
+            .ids
             .iter_mut()
-            .zip(bounds.windows(2))
-            .map(|(d, w)| (d, &raw.buf[byte_at(w[0])..byte_at(w[1])], w[1] - w[0]))
-            .collect();
-        let results: Vec<Option<RecordBatch>> = if jobs.len() == 1 {
-            jobs.into_iter()
-                .map(|(d, b, n)| decode_part(d, b, n))
-                .collect()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = jobs
-                    .into_iter()
-                    .map(|(d, b, n)| scope.spawn(move || decode_part(d, b, n)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().ok().flatten())
-                    .collect()
-            })
-        };
-        if results.iter().any(Option::is_none) {
-            // A failed decode leaves a decoder unusable: rebuild them all.
-            for d in self.decoders.iter_mut() {
-                *d = build(&self.schema, self.capacity)?;
-            }
-            return Ok(None);
+            .zip([t.exchange, t.base, t.quote, t.direction.as_str()])
+        {
+            b.append_value(v);
         }
-        let batches: Vec<RecordBatch> = results.into_iter().flatten().collect();
-        if batches.len() == 1 {
-            return Ok(batches.into_iter().next());
+        for (b, v) in self.numbers.iter_mut().zip([t.price, t.volume, t.price_usd]) {
+            b.append_value(v);
         }
-        arrow_select::concat::concat_batches(&self.schema, &batches).map(Some)
+        self.ts.append_value(t.timestamp);
     }
 
-    /// Record-by-record: probe each message alone, reject the ones that do not decode to exactly one
-    /// row, and decode the rest together.
-    #[allow(clippy::type_complexity)]
-    fn slow(
-        &mut self,
-        raw: &RawBatch,
-    ) -> Result<(RecordBatch, Vec<u32>, Vec<(u32, Reject)>), ArrowError> {
-        let mut good = Vec::with_capacity(raw.len());
-        let mut rejects = Vec::new();
-        let mut joined = Vec::with_capacity(raw.buf.len());
-        for i in 0..raw.len() {
-            let payload = raw.payload(i);
-            let rows = match self.probe.decode(payload) {
-                Ok(c) if c == payload.len() => {
-                    self.probe.flush().map(|b| b.map_or(0, |b| b.num_rows()))
-                }
-                Ok(_) => Ok(usize::MAX),
-                Err(e) => Err(e),
-            };
-            match rows {
-                Ok(1) => {
-                    good.push(i as u32);
-                    joined.extend_from_slice(payload);
-                    joined.push(b'\n');
-                }
-                other => {
-                    self.probe = build(&self.schema, 2)?;
-                    let reject = match validate(payload, i64::MAX / 2, &self.policy) {
-                        Err(r) => r,
-                        Ok(_) => match other {
-                            Err(e) => Reject::new(RejectKind::Syntax, format!("arrow-json: {e}")),
-                            Ok(0) => Reject::new(RejectKind::Syntax, "record holds no JSON value"),
-                            Ok(_) => Reject::new(
-                                RejectKind::Syntax,
-                                "record holds more than one JSON value",
-                            ),
-                        },
-                    };
-                    rejects.push((i as u32, reject));
-                }
-            }
-        }
-        let batch = if good.is_empty() {
-            RecordBatch::new_empty(self.schema.clone())
-        } else {
-            let mut d = build(&self.schema, good.len() + 1)?;
-            d.decode(&joined)?;
-            d.flush()?
-                .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()))
-        };
-        if batch.num_rows() != good.len() {
-            return Err(ArrowError::JsonError(format!(
-                "re-decode produced {} rows for {} records",
-                batch.num_rows(),
-                good.len()
-            )));
-        }
-        Ok((batch, good, rejects))
+    fn finish(mut self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        let [e, b, q, d] = &mut self.ids;
+        let [price, volume, price_usd] = &mut self.numbers;
+        // Schema order: exchange, base, quote, direction, price, volume, timestamp, priceUsd.
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(e.finish()),
+            Arc::new(b.finish()),
+            Arc::new(q.finish()),
+            Arc::new(d.finish()),
+            Arc::new(price.finish()),
+            Arc::new(volume.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(price_usd.finish()),
+        ];
+        RecordBatch::try_new(Arc::clone(schema), columns)
     }
 }
 
-/// Batches smaller than this are decoded on the calling thread.
-const PARALLEL_MIN_ROWS: usize = 8_192;
-
-/// Decodes one part holding exactly `rows` messages; `None` if it does not.
-fn decode_part(d: &mut Decoder, bytes: &[u8], rows: usize) -> Option<RecordBatch> {
-    match d.decode(bytes) {
-        Ok(consumed) if consumed == bytes.len() => match d.flush() {
-            Ok(Some(b)) if b.num_rows() == rows => Some(b),
-            _ => None,
-        },
-        _ => None,
+fn decode_range(
+    raw: &RawBatch,
+    range: std::ops::Range<usize>,
+    now_ms: i64,
+    policy: &Validator,
+    schema: &SchemaRef,
+    skip: &(dyn Fn(usize) -> bool + Sync),
+) -> Result<Decoded, ArrowError> {
+    let mut b = TradeBuilders::with_capacity(range.len());
+    let mut source = Vec::with_capacity(range.len());
+    let mut rejects = Vec::new();
+    for i in range {
+        if skip(i) {
+            continue;
+        }
+        match validate(raw.payload(i), now_ms, policy) {
+            Ok(t) => {
+                b.append(&t);
+                source.push(i as u32);
+            }
+            Err(r) => rejects.push((i as u32, r)),
+        }
     }
-}
-
-fn build(schema: &SchemaRef, batch_size: usize) -> Result<Decoder, ArrowError> {
-    ReaderBuilder::new(Arc::clone(schema))
-        .with_batch_size(batch_size)
-        .build_decoder()
+    Ok(Decoded {
+        batch: b.finish(schema)?,
+        source,
+        rejects,
+    })
 }
 
 /// Typed views of the eight columns of a decoded trade batch: the kernels read these slices directly.
@@ -290,176 +230,69 @@ impl<'a> TradeColumns<'a> {
     }
 }
 
-/// Rows of `batch` that break the model: nulls, non-finite or non-positive numbers, a bad direction,
-/// empty ids, far-future timestamps, or a message key that is not the trade's `base`.
-fn find_invalid(
-    batch: &RecordBatch,
-    raw: &RawBatch,
-    source: &[u32],
-    now_ms: i64,
-    policy: &Validator,
-) -> Vec<usize> {
-    let n = batch.num_rows();
-    let mut bad = Vec::new();
-    if n == 0 {
-        return bad;
-    }
-    let any_null = batch.columns().iter().any(|c| c.null_count() > 0);
-    let TradeColumns {
-        exchange,
-        base,
-        quote,
-        direction,
-        price,
-        volume,
-        price_usd,
-        ts,
-    } = TradeColumns::of(batch);
-    let horizon = now_ms.saturating_add(policy.future_tolerance_ms);
-    let ok_num = |x: f64| x.is_finite() && x > 0.0;
-    for row in 0..n {
-        let numbers_ok = ok_num(price[row])
-            && ok_num(volume[row])
-            && ok_num(price_usd[row])
-            && ts[row] > 0
-            && ts[row] <= horizon;
-        let nulls_ok = !any_null || batch.columns().iter().all(|c| c.is_valid(row));
-        let strings_ok = nulls_ok
-            && !exchange.value(row).is_empty()
-            && !base.value(row).is_empty()
-            && !quote.value(row).is_empty()
-            && matches!(direction.value(row), "buy" | "sell");
-        let key_ok =
-            strings_ok && raw.key(source[row] as usize) == Some(base.value(row).as_bytes());
-        if !(numbers_ok && strings_ok && key_ok) {
-            bad.push(row);
-        }
-    }
-    bad
-}
-
-/// The precise reason a message failed validation (the model's validator is the single source of truth).
-fn explain(raw: &RawBatch, idx: u32, now_ms: i64, policy: &Validator) -> Reject {
-    let i = idx as usize;
-    match validate(raw.payload(i), now_ms, policy) {
-        Err(r) => r,
-        Ok(t) => match raw.key(i) {
-            Some(k) if k == t.base.as_bytes() => Reject::new(
-                RejectKind::WrongType,
-                "record decoded to values outside the model",
-            ),
-            Some(k) => Reject::new(
-                RejectKind::KeyMismatch,
-                format!(
-                    "message key {:?} is not the trade's base {:?}: the topic must be keyed by base",
-                    String::from_utf8_lossy(k),
-                    t.base
-                ),
-            ),
-            None => Reject::new(
-                RejectKind::KeyMismatch,
-                format!("message has no key; expected the trade's base {:?}", t.base),
-            ),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tradewind_model::RejectKind;
 
     const GOOD: &str = r#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":19365.59,"volume":0.07,"timestamp":1666616454283,"priceUsd":19371.064153143514}"#;
 
-    fn raw(records: &[(&str, Option<&str>)]) -> RawBatch {
+    fn raw(records: &[&str]) -> RawBatch {
         let mut r = RawBatch::default();
-        for (i, (p, k)) in records.iter().enumerate() {
-            r.push(0, i as i64, k.map(str::as_bytes), p.as_bytes());
+        for (i, p) in records.iter().enumerate() {
+            r.push(0, i as i64, Some(b"bitcoin"), p.as_bytes());
         }
         r
     }
 
     #[test]
     fn parallel_decode_keeps_order_and_diverts_bad_records() {
-        let mut records: Vec<(String, Option<&str>)> = Vec::new();
-        for i in 0..20_000 {
-            let ts = 1_666_616_454_283i64 + i;
-            records.push((
-                GOOD.replace("1666616454283", &ts.to_string()),
-                Some("bitcoin"),
-            ));
-        }
-        records[12_345].0 = "{broken".into();
-        let refs: Vec<(&str, Option<&str>)> =
-            records.iter().map(|(p, k)| (p.as_str(), *k)).collect();
+        let mut records: Vec<String> = (0..20_000)
+            .map(|i| GOOD.replace("1666616454283", &(1_666_616_454_283i64 + i).to_string()))
+            .collect();
+        records[12_345] = "{broken".into();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
         let r = raw(&refs);
         for threads in [1, 2, 3] {
-            let mut d = BatchDecoder::with_threads(20_000, Validator::default(), threads).unwrap();
-            let out = d.decode(&r, 1_700_000_000_000).unwrap();
+            let d = BatchDecoder::with_threads(Validator::default(), threads);
+            let out = d.decode(&r, 1_700_000_000_000, &|_| false).unwrap();
             assert_eq!(out.batch.num_rows(), 19_999);
             assert_eq!(out.rejects.len(), 1);
             assert_eq!(out.rejects[0].0, 12_345);
             let ts = TradeColumns::of(&out.batch).ts;
             assert!(ts.windows(2).all(|w| w[0] < w[1]), "rows keep input order");
-            // And a clean batch goes through the parallel path.
-            let clean = d.decode(&raw(&refs[..10_000]), 1_700_000_000_000).unwrap();
-            assert_eq!(clean.batch.num_rows(), 10_000);
-            assert_eq!(clean.source, (0..10_000).collect::<Vec<u32>>());
         }
     }
 
     #[test]
-    fn decodes_good_batch_in_one_pass() {
-        let r = raw(&[(GOOD, Some("bitcoin")), (GOOD, Some("bitcoin"))]);
-        let mut d = BatchDecoder::new(10, Validator::default()).unwrap();
-        let out = d.decode(&r, 1_700_000_000_000).unwrap();
-        assert_eq!(out.batch.num_rows(), 2);
-        assert!(out.rejects.is_empty());
-        assert_eq!(out.source, vec![0, 1]);
-    }
-
-    #[test]
-    fn diverts_every_kind_of_bad_record_and_keeps_the_rest() {
+    fn gives_the_validators_verdict_for_every_record() {
         let g = GOOD;
-        let wrong_type = g.replace("19365.59", "\"abc\"");
-        let negative = g.replace("0.07", "-0.07");
-        let missing = g.replace(",\"priceUsd\":19371.064153143514", "");
-        let direction = g.replace("\"buy\"", "\"hold\"");
-        let future = g.replace("1666616454283", "1900000000000");
-        let r = raw(&[
-            (g, Some("bitcoin")),
-            ("{\"exchange\":", Some("bitcoin")),
-            (&wrong_type, Some("bitcoin")),
-            (&negative, Some("bitcoin")),
-            (&missing, Some("bitcoin")),
-            (&direction, Some("bitcoin")),
-            (&future, Some("bitcoin")),
-            (g, Some("ethereum")),
-            ("[1,2]", Some("bitcoin")),
-            (&format!("{g}{g}"), Some("bitcoin")),
-            (g, Some("bitcoin")),
-        ]);
-        let mut d = BatchDecoder::new(16, Validator::default()).unwrap();
-        let out = d.decode(&r, 1_700_000_000_000).unwrap();
-        assert_eq!(out.source, vec![0, 10]);
-        let kinds: Vec<(u32, RejectKind)> = out.rejects.iter().map(|(i, r)| (*i, r.kind)).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                (1, RejectKind::Syntax),
-                (2, RejectKind::WrongType),
-                (3, RejectKind::NonPositive),
-                (4, RejectKind::MissingField),
-                (5, RejectKind::BadDirection),
-                (6, RejectKind::FutureTimestamp),
-                (7, RejectKind::KeyMismatch),
-                (8, RejectKind::NotObject),
-                (9, RejectKind::Syntax),
-            ]
-        );
-        // The decoder is usable again after a poisoned batch.
-        let again = d
-            .decode(&raw(&[(GOOD, Some("bitcoin"))]), 1_700_000_000_000)
-            .unwrap();
-        assert_eq!(again.batch.num_rows(), 1);
+        let cases = [
+            (g.to_string(), None),
+            ("{\"exchange\":".to_string(), Some(RejectKind::Syntax)),
+            (g.replace("19365.59", "\"19365.59\""), Some(RejectKind::WrongType)),
+            (g.replace("1666616454283", "\"2022-10-24T13:00:54Z\""), Some(RejectKind::WrongType)),
+            (g.replace("0.07", "-0.07"), Some(RejectKind::NonPositive)),
+            (g.replace(",\"priceUsd\":19371.064153143514", ""), Some(RejectKind::MissingField)),
+            (g.replace("\"buy\"", "\"hold\""), Some(RejectKind::BadDirection)),
+            (g.replace("1666616454283", "1900000000000"), Some(RejectKind::FutureTimestamp)),
+            ("[1,2]".to_string(), Some(RejectKind::NotObject)),
+            (format!("{g}{g}"), Some(RejectKind::Syntax)),
+        ];
+        let refs: Vec<&str> = cases.iter().map(|(p, _)| p.as_str()).collect();
+        let d = BatchDecoder::new(Validator::default());
+        let out = d.decode(&raw(&refs), 1_700_000_000_000, &|_| false).unwrap();
+        assert_eq!(out.source, vec![0]);
+        let got: Vec<(u32, RejectKind)> = out.rejects.iter().map(|(i, r)| (*i, r.kind)).collect();
+        let want: Vec<(u32, RejectKind)> = cases
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, k))| k.map(|k| (i as u32, k)))
+            .collect();
+        assert_eq!(got, want);
+        for (i, r) in &out.rejects {
+            let direct = validate(refs[*i as usize].as_bytes(), 1_700_000_000_000, &Validator::default());
+            assert_eq!(direct.err().as_ref(), Some(r), "same verdict as the model's validator");
+        }
     }
 }

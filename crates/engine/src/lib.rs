@@ -10,6 +10,7 @@
 pub mod consumer;
 pub mod decode;
 pub mod metrics;
+pub mod partition;
 pub mod raw;
 pub mod rows;
 pub mod runner;
@@ -44,18 +45,20 @@ pub struct RunArgs {
     /// Tumbling window size (e.g. 1m).
     #[arg(long, env = "TRADEWIND_WINDOW", default_value = "1m", value_parser = parse_duration)]
     pub window: Duration,
-    /// Out-of-orderness bound: the watermark trails the largest event time seen by this much.
+    /// Out-of-orderness bound: each partition's watermark trails the largest event time seen on that
+    /// partition by this much.
     #[arg(long, env = "TRADEWIND_OUT_OF_ORDERNESS", default_value = "5s", value_parser = parse_duration)]
     pub out_of_orderness: Duration,
-    /// Allowed lateness: a trade this late after its window closed still corrects the written row;
-    /// later ones go to the late-trades topic.
+    /// Allowed lateness: a trade this late after its window closed (by its partition's watermark)
+    /// still corrects the row (`revision` + 1); later ones go to the late-trades topic.
     #[arg(long, env = "TRADEWIND_ALLOWED_LATENESS", default_value = "10m", value_parser = parse_duration)]
     pub allowed_lateness: Duration,
-    /// Also write the open windows as provisional rows (is_final = 0) at this interval (e.g. 1s).
+    /// Kept for compatibility: every commit (one per micro-batch) writes the open windows as
+    /// provisional rows (is_final = 0), merged into as trades arrive.
     #[arg(long, env = "TRADEWIND_LIVE_INTERVAL", value_parser = parse_duration)]
     pub live_interval: Option<Duration>,
-    /// A partition caught up with its end and quiet for this long no longer holds the watermark
-    /// back (a lagging partition always does).
+    /// A partition caught up with its end and quiet for this long no longer holds the topic's low
+    /// watermark (which makes rows final) back; a lagging partition always does.
     #[arg(long, env = "TRADEWIND_WATERMARK_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Trades dated further than this ahead of processing time are invalid (dead-letter topic).
@@ -76,7 +79,8 @@ pub struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
-    /// Consume until every assigned partition is caught up, finalize every window, commit, exit 0.
+    /// Consume until every assigned partition is caught up, mark them drained (when every partition
+    /// of the topic is drained, every row is final), exit 0.
     #[arg(long, env = "TRADEWIND_DRAIN")]
     pub drain: bool,
     /// Apply the MySQL schema before starting.
@@ -90,10 +94,23 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub kafka_options: Vec<String>,
+    /// Create the dead-letter and late topics if missing (off where a platform, e.g. Strimzi's
+    /// topic operator, owns them).
+    #[arg(long, env = "TRADEWIND_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+    /// How long to wait at shutdown for dead-letter and late records to be delivered.
+    #[arg(long, env = "TRADEWIND_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub flush_timeout: Duration,
+    /// /healthz fails when the engine loop has not moved for this long (a stuck process).
+    #[arg(long, env = "TRADEWIND_LIVENESS_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub liveness_timeout: Duration,
     /// Testing only: abort the process right after the N-th MySQL commit, before the Kafka offset
     /// commit (proves a crash between the two loses and duplicates nothing).
     #[arg(long, env = "TRADEWIND_FAULT_ABORT_AFTER_COMMITS")]
     pub fault_abort_after_commits: Option<u64>,
+    /// Testing only: the engine loop stops moving after the N-th commit (proves /healthz fails).
+    #[arg(long, env = "TRADEWIND_FAULT_STALL_AFTER_COMMITS")]
+    pub fault_stall_after_commits: Option<u64>,
 }
 
 impl RunArgs {
@@ -118,7 +135,11 @@ impl RunArgs {
             drain: false,
             migrate: true,
             kafka_options: Vec::new(),
+            create_topics: true,
+            flush_timeout: Duration::from_secs(30),
+            liveness_timeout: Duration::from_secs(120),
             fault_abort_after_commits: None,
+            fault_stall_after_commits: None,
         }
     }
 }

@@ -1,16 +1,16 @@
-//! The engine loop: for each polled micro-batch — de-duplicate against committed offsets, decode,
-//! route rejects, fold into windows, advance the watermark, choose the rows to write, and commit rows,
-//! offsets and window state in one MySQL transaction; retry through outages; stop on SIGTERM or, with
-//! `--drain`, once caught up.
+//! The engine loop: for each polled micro-batch — skip what MySQL already holds, decode, route
+//! rejects, fold into window contributions with per-partition lateness, and commit contributions,
+//! offsets and partition watermarks in one MySQL transaction; retry through outages; stop on SIGTERM
+//! or, with `--drain`, once caught up.
 //!
-//! Exactly once: MySQL holds, per partition, the next offset and the window state as of the last
-//! commit, written in the same transaction as the rows. A (re)started or newly assigned replica loads
-//! both and skips every record below that offset; a replica that lost a partition but still commits is
-//! fenced by the sink (expected offset mismatch) and reloads. Kafka offsets are committed afterwards
-//! for lag tooling only.
+//! Exactly once: MySQL holds, per partition, the next offset and the partition's event-time progress,
+//! written in the same transaction as the merged window rows. A (re)started or newly assigned replica
+//! loads them and skips every record below that offset; a replica that lost a partition but still
+//! commits fails the offset compare-and-set and reloads. Kafka offsets are committed afterwards for
+//! lag tooling only.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,16 +23,18 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tradewind_kafka::DeadLetter;
-use tradewind_model::{now_ms, Validator};
-use tradewind_sink::{Commit, CommitOutcome, MySqlSink, PartitionProgress, SinkError};
+use tradewind_model::{now_ms, Reject, Validator};
+use tradewind_sink::{
+    Commit, CommitOutcome, MergeTable, MySqlSink, PartitionProgress, PartitionStatus, SinkError,
+};
 use tradewind_telemetry::Health;
 
 use crate::consumer::{EngineConsumer, EngineContext, Polled, Poller};
-use crate::decode::BatchDecoder;
+use crate::decode::{BatchDecoder, Decoded};
 use crate::metrics::EngineMetrics;
+use crate::partition::{Admit, PartState, Seek};
 use crate::raw::RawBatch;
-use crate::rows::RowsBuilder;
-use crate::window::{self, Acc, EmitKind, Interner, Lateness, WinKey, Windows, GRAIN_MARKET};
+use crate::window::{self, Contributions, Interner, PartitionClock, WindowPolicy, GRAIN_MARKET};
 use crate::RunArgs;
 
 /// What one engine run did (returned at exit; also logged).
@@ -42,42 +44,20 @@ pub struct EngineSummary {
     pub records: u64,
     /// Valid trades windowed.
     pub trades: u64,
-    /// Records sent to the dead-letter topic.
+    /// Records sent to the dead-letter topic (invalid, or refused by MySQL).
     pub rejected: u64,
     /// Trades later than the allowed lateness, sent to the late topic.
     pub too_late: u64,
-    /// Trades that corrected an already-final window.
+    /// Late trades folded in as corrections.
     pub corrected: u64,
-    /// Window rows written.
+    /// Contribution rows merged into the window tables.
     pub rows_written: u64,
+    /// Rows that became final.
+    pub rows_finalized: u64,
     /// Sink transactions committed.
     pub commits: u64,
     /// Commits refused because another replica owns the partition now.
     pub fenced: u64,
-}
-
-/// The state of one assigned partition.
-struct PartState {
-    /// Next offset as committed in MySQL (`None`: never committed).
-    committed: Option<i64>,
-    /// Next offset to accept.
-    next: Option<i64>,
-    /// Largest valid event time seen.
-    max_event_ms: Option<i64>,
-    /// Last time a record arrived (idleness).
-    last_activity: Instant,
-    /// Open and recently closed windows.
-    windows: Windows,
-    /// Records are skipped until offset `next` comes back after a seek.
-    seek_pending: bool,
-    /// A seek was issued since the load (never more than one per load).
-    seeked: bool,
-    /// Seek generation of that seek: batches polled from this generation on are all post-seek.
-    seek_gen: u64,
-    /// Caught up with the end of the partition (as of the last batch).
-    at_eof: bool,
-    /// The broker was found behind the committed offset (reported once).
-    reset_reported: bool,
 }
 
 /// Runs the engine until `shutdown` flips (or, with `--drain`, until caught up).
@@ -95,38 +75,89 @@ pub async fn run_engine(
     if args.migrate {
         sink.migrate().await.context("applying the MySQL schema")?;
     }
-    // The engine owns its two output topics; the trades topic belongs to the ingestor (or to the
-    // platform, e.g. Strimzi), which chooses its partition count.
-    tradewind_kafka::ensure_topics(
-        &args.brokers,
-        &[(args.dlq_topic.as_str(), 1), (args.late_topic.as_str(), 1)],
-    )
-    .await
-    .unwrap_or_else(|e| tracing::warn!(error = %e, "could not create topics; assuming they exist"));
-    let producer: FutureProducer = tradewind_kafka::producer_config(&args.brokers).create()?;
-    let consumer: EngineConsumer =
-        tradewind_kafka::consumer_config(&args.brokers, &args.group).create_with_context(
-            EngineContext::new(&args.topic, metrics.consumer_lag.clone()),
-        )?;
+    if args.create_topics {
+        // The engine's two output topics; the trades topic belongs to the ingestor or the platform.
+        tradewind_kafka::ensure_topics(
+            &args.brokers,
+            &[(args.dlq_topic.as_str(), 1), (args.late_topic.as_str(), 1)],
+        )
+        .await
+        .unwrap_or_else(|e| tracing::warn!(error = %e, "could not create topics; assuming they exist"));
+    }
+    let options = parse_options(&args.kafka_options)?;
+    let mut producer_config = tradewind_kafka::producer_config(&args.brokers);
+    let mut config = tradewind_kafka::consumer_config(&args.brokers, &args.group);
+    for (k, v) in &options {
+        producer_config.set(*k, *v);
+        config.set(*k, *v);
+    }
+    let producer: FutureProducer = producer_config.create()?;
+    let context = EngineContext::new(&args.topic, metrics.consumer_lag.clone());
+    let consumer: EngineConsumer = config.create_with_context(context)?;
     let consumer = Arc::new(consumer);
     consumer.subscribe(&[args.topic.as_str()])?;
+    let heartbeat = Arc::new(AtomicI64::new(now_ms()));
+    let watchdog = tokio::spawn(watch_liveness(
+        heartbeat.clone(),
+        health.clone(),
+        args.liveness_timeout,
+    ));
     let handle = Handle::current();
     let dlq = DeadLetter::new(producer.clone(), args.dlq_topic.clone());
     let late = DeadLetter::new(producer.clone(), args.late_topic.clone());
-    let mut engine = Engine::new(args, sink.clone(), consumer, dlq, late, metrics, health)?;
-    let summary = tokio::task::spawn_blocking(move || {
+    let flush_timeout = args.flush_timeout;
+    let io = Io {
+        sink: sink.clone(),
+        consumer,
+        dlq,
+        late,
+        metrics,
+        health,
+        heartbeat,
+    };
+    let mut engine = Engine::new(args, io);
+    let (engine, result) = tokio::task::spawn_blocking(move || {
         let r = engine.run(&handle, shutdown);
         (engine, r)
     })
     .await
     .context("engine thread panicked")?;
-    let (engine, result) = summary;
-    let _ = producer.flush(Duration::from_secs(30));
+    watchdog.abort();
+    if let Err(e) = producer.flush(flush_timeout) {
+        tracing::warn!(error = %e, "dead-letter producer did not flush in time");
+    }
     drop(engine);
     if let Err(e) = sink.disconnect().await {
         tracing::debug!(error = %e, "mysql disconnect");
     }
     result
+}
+
+/// `key=value` librdkafka settings.
+fn parse_options(options: &[String]) -> anyhow::Result<Vec<(&str, &str)>> {
+    options
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .with_context(|| format!("--kafka-option {o:?} is not key=value"))
+        })
+        .collect()
+}
+
+/// Marks the process not live (`/healthz` 503) while the engine loop has not moved for `limit`.
+async fn watch_liveness(heartbeat: Arc<AtomicI64>, health: Arc<Health>, limit: Duration) {
+    let limit_ms = limit.as_millis() as i64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let stalled = now_ms() - heartbeat.load(Ordering::Relaxed) > limit_ms;
+        if stalled && health.is_live() {
+            tracing::error!(?limit, "engine loop made no progress; reporting not live");
+        }
+        health.set_live(!stalled);
+    }
 }
 
 /// Connects to MySQL, retrying with backoff while it is unreachable (not ready meanwhile); `None`
@@ -154,66 +185,67 @@ async fn connect_sink(
     }
 }
 
-struct Engine {
-    args: RunArgs,
+/// The engine's connections to the outside world.
+struct Io {
     sink: MySqlSink,
     consumer: Arc<EngineConsumer>,
     dlq: DeadLetter,
     late: DeadLetter,
     metrics: EngineMetrics,
     health: Arc<Health>,
+    heartbeat: Arc<AtomicI64>,
+}
+
+struct Engine {
+    args: RunArgs,
+    io: Io,
     decoder: BatchDecoder,
+    tables: [MergeTable; 2],
+    policy: WindowPolicy,
     names: Interner,
     parts: HashMap<i32, PartState>,
-    watermark: i64,
-    last_live: Instant,
+    partition_count: i32,
+    partition_count_at: Option<Instant>,
     summary: EngineSummary,
     seek_gen: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Prepared output of one batch, kept intact across commit retries.
-struct Prepared {
-    market: arrow_array::RecordBatch,
-    asset: arrow_array::RecordBatch,
-    state: arrow_array::RecordBatch,
-    progress: Vec<PartitionProgress>,
-    finals: usize,
-    emitted: Vec<(u8, EmitKind)>,
+/// One batch's window work, computed without touching the engine's committed state.
+struct Plan {
+    contributions: Contributions,
+    /// Partition clocks after the batch.
+    clocks: HashMap<i32, PartitionClock>,
+    /// Raw indices of too-late trades, with the watermark they were judged against.
+    too_late: Vec<(usize, i64)>,
+    corrected: u64,
 }
 
+/// Records set aside before the fold: raw index -> reason (validator or MySQL).
+type Rejected = Vec<(usize, Reject)>;
+
 impl Engine {
-    fn new(
-        args: RunArgs,
-        sink: MySqlSink,
-        consumer: Arc<EngineConsumer>,
-        dlq: DeadLetter,
-        late: DeadLetter,
-        metrics: EngineMetrics,
-        health: Arc<Health>,
-    ) -> anyhow::Result<Self> {
+    fn new(args: RunArgs, io: Io) -> Self {
         let policy = Validator {
             future_tolerance_ms: args.future_tolerance.as_millis() as i64,
         };
-        Ok(Engine {
-            decoder: BatchDecoder::new(args.max_batch_rows, policy)?,
+        let size_ms = args.window.as_millis().max(1) as i64;
+        Engine {
+            decoder: BatchDecoder::new(policy),
+            tables: crate::rows::window_tables(size_ms),
+            policy: WindowPolicy {
+                size_ms,
+                out_of_orderness_ms: args.out_of_orderness.as_millis() as i64,
+                allowed_ms: args.allowed_lateness.as_millis() as i64,
+            },
             args,
-            sink,
-            consumer,
-            dlq,
-            late,
-            metrics,
-            health,
+            io,
             names: Interner::default(),
             parts: HashMap::new(),
-            watermark: i64::MIN,
-            last_live: Instant::now(),
+            partition_count: 0,
+            partition_count_at: None,
             summary: EngineSummary::default(),
             seek_gen: Arc::default(),
-        })
-    }
-
-    fn size_ms(&self) -> i64 {
-        self.args.window.as_millis().max(1) as i64
+        }
     }
 
     fn run(
@@ -222,7 +254,7 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<EngineSummary> {
         let poller = Poller::start(
-            self.consumer.clone(),
+            self.io.consumer.clone(),
             self.args.max_batch_rows,
             self.args.max_batch_wait,
         );
@@ -239,13 +271,8 @@ impl Engine {
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         loop {
+            self.beat();
             if *shutdown.borrow() {
-                if let Some(iv) = self.args.live_interval {
-                    // Write the forming windows once more, so the provisional rows show everything
-                    // consumed (their state is committed either way).
-                    self.last_live = Instant::now().checked_sub(iv).unwrap_or(self.last_live);
-                    self.process(rt, &polled_empty(), shutdown, false)?;
-                }
                 tracing::info!("shutdown: last batch committed, leaving the group");
                 return Ok(());
             }
@@ -257,103 +284,72 @@ impl Engine {
                 }
             };
             let started = Instant::now();
-            let caught_up = self.process(rt, &polled, shutdown, false)?;
+            let caught_up = self.process(rt, &polled, shutdown)?;
             let _ = poller.recycle.try_send(polled.raw);
-            self.metrics
+            self.io
+                .metrics
                 .batch_duration
                 .observe(started.elapsed().as_secs_f64());
-            // A batch processed without a sink error means MySQL is usable; readiness then follows
-            // the brokers (an idle, caught-up engine is ready too).
-            if self.consumer.context().brokers_down.load(Ordering::Relaxed) {
+            if self
+                .io
+                .consumer
+                .context()
+                .brokers_down
+                .load(Ordering::Relaxed)
+            {
                 self.set_ready(false, "all Kafka brokers down");
             } else {
                 self.set_ready(true, "ok");
             }
             if self.args.drain && caught_up {
-                tracing::info!(
-                    "drain: every assigned partition is caught up; finalizing all windows"
-                );
-                self.process(rt, &polled_empty(), shutdown, true)?;
+                tracing::info!("drain: every assigned partition is caught up; marking them drained");
+                self.commit_drained(rt, shutdown)?;
                 return Ok(());
             }
         }
     }
 
-    fn set_ready(&self, ready: bool, reason: &str) {
-        self.health.set_ready(ready, reason);
-        self.metrics.ready.set(ready as i64);
+    fn beat(&self) {
+        self.io.heartbeat.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Loads partition `p` from MySQL (offsets and window state), retrying transient errors.
-    fn load(
-        &mut self,
-        rt: &Handle,
-        p: i32,
-        shutdown: &watch::Receiver<bool>,
-    ) -> anyhow::Result<bool> {
-        let (sink, group, topic) = (&self.sink, &self.args.group, &self.args.topic);
-        let snap = match retry(
-            rt,
-            shutdown,
-            &self.metrics,
-            &self.health,
-            "load partition",
-            || sink.load_partition(group, topic, p),
-        )? {
-            Some(s) => s,
-            None => return Ok(false),
+    fn set_ready(&self, ready: bool, reason: &str) {
+        self.io.health.set_ready(ready, reason);
+        self.io.metrics.ready.set(ready as i64);
+    }
+
+    /// Loads partition `p` from MySQL, retrying transient errors; `false` on shutdown.
+    fn load(&mut self, rt: &Handle, p: i32, shutdown: &watch::Receiver<bool>) -> anyhow::Result<bool> {
+        let (sink, group, topic) = (&self.io.sink, &self.args.group, &self.args.topic);
+        let Some(snap) = retry(rt, shutdown, &self.io, "load partition", || {
+            sink.load_partition(group, topic, p)
+        })?
+        else {
+            return Ok(false);
         };
-        let mut windows = Windows::default();
-        for e in snap.state {
-            let key = WinKey::from_state_key(e.grain, &e.key, e.window_start_ms, &mut self.names);
-            match (key, Acc::from_bytes(&e.acc)) {
-                (Some(k), Some(a)) => {
-                    windows.insert(k, a);
-                }
-                _ => {
-                    tracing::warn!(partition = p, key = %e.key, "unreadable window state row skipped")
-                }
-            }
-        }
-        // Never committed to MySQL: accept the partition from its beginning, where the consumer
-        // starts every assigned partition (see `EngineContext::rebalance`).
-        let next = snap.next_offset;
         tracing::info!(
             partition = p,
-            next_offset = ?next,
-            committed = snap.next_offset.is_some(),
-            windows = windows.len(),
+            next_offset = ?snap.next_offset,
+            max_event_ms = ?snap.max_event_ms,
             "partition loaded from MySQL"
         );
-        self.parts.insert(
-            p,
-            PartState {
-                committed: snap.next_offset,
-                next,
-                max_event_ms: snap.max_event_ms,
-                last_activity: Instant::now(),
-                windows,
-                seek_pending: false,
-                seeked: false,
-                seek_gen: 0,
-                at_eof: false,
-                reset_reported: false,
-            },
-        );
+        if let Some(n) = snap.next_offset {
+            self.io.consumer.context().remember_offset(p, n);
+        }
+        self.parts.insert(p, PartState::loaded(snap));
         Ok(true)
     }
 
-    /// Processes one polled batch. Returns whether every assigned partition is caught up.
-    fn process(
+    /// Drops partitions no longer assigned and loads newly assigned ones. Returns the assignment,
+    /// or `None` on shutdown during a load.
+    fn sync_partitions(
         &mut self,
         rt: &Handle,
-        polled: &Polled,
+        raw: &RawBatch,
         shutdown: &watch::Receiver<bool>,
-        finalize_all: bool,
-    ) -> anyhow::Result<bool> {
-        let raw = &polled.raw;
-        // Partition bookkeeping: drop partitions no longer assigned, load newly assigned ones.
+    ) -> anyhow::Result<Option<BTreeSet<i32>>> {
         let assigned: BTreeSet<i32> = self
+            .io
             .consumer
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
@@ -363,402 +359,476 @@ impl Engine {
             .retain(|p, _| assigned.contains(p) || in_batch.contains(p));
         for p in assigned.iter().chain(in_batch.iter()) {
             if !self.parts.contains_key(p) && !self.load(rt, *p, shutdown)? {
-                return Ok(false);
+                return Ok(None);
             }
         }
+        self.refresh_partition_count();
+        Ok(Some(assigned))
+    }
 
-        // Restored partitions bring their event times: judge lateness against them from the start.
-        self.advance_watermark();
+    /// The topic's partition count (every 10 s; a partition-count increase is picked up).
+    fn refresh_partition_count(&mut self) {
+        if self
+            .partition_count_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        match self
+            .io
+            .consumer
+            .fetch_metadata(Some(&self.args.topic), Duration::from_secs(5))
+        {
+            Ok(md) => {
+                let n = md
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == self.args.topic)
+                    .map_or(0, |t| t.partitions().len() as i32);
+                if n != self.partition_count && n > 0 {
+                    tracing::info!(partitions = n, "topic partition count");
+                    self.partition_count = n;
+                }
+                self.partition_count_at = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the topic's partition count"),
+        }
+        let highest = self.parts.keys().max().map_or(0, |p| p + 1);
+        self.partition_count = self.partition_count.max(highest);
+    }
+
+    /// Marks which records of `polled` are new (see [`PartState::admit`]) and seeks where needed.
+    fn admit(&mut self, polled: &Polled) -> Vec<bool> {
+        let raw = &polled.raw;
         for (p, st) in self.parts.iter_mut() {
             st.at_eof = polled.eof.contains(p);
-            if st.seek_pending && polled.gen >= st.seek_gen {
-                st.seek_pending = false; // everything polled before the seek has been seen
-            }
         }
-
-        // De-duplicate against committed offsets: accept offset `next`, skip what is below it
-        // (already in MySQL), and seek once when the consumer starts elsewhere.
-        let mut accepted = vec![true; raw.len()];
-        let mut dropped = 0usize;
+        let mut accepted = vec![false; raw.len()];
         for (i, keep) in accepted.iter_mut().enumerate() {
             let (p, o) = (raw.partitions[i], raw.offsets[i]);
             let Some(st) = self.parts.get_mut(&p) else {
-                *keep = false;
-                dropped += 1;
                 continue;
             };
-            if st.seek_pending {
-                // A batch polled before the seek: only the seek target itself is trusted.
-                if Some(o) == st.next {
-                    st.seek_pending = false;
-                } else {
-                    *keep = false;
-                    dropped += 1;
-                    continue;
+            match st.admit(o, polled.gen) {
+                Admit::Accept => *keep = true,
+                Admit::Skip => {}
+                Admit::SkipAndSeek(n) => {
+                    let gen = seek(&self.io.consumer, &self.seek_gen, &self.args.topic, p, n);
+                    st.seek = Seek::Pending { gen };
                 }
             }
-            match st.next {
-                Some(n) if o < n || (o > n && !st.seeked) => {
-                    *keep = false;
-                    dropped += 1;
-                    if st.seeked && o < n && polled.gen >= st.seek_gen && !st.reset_reported {
-                        // After our seek the broker still serves older offsets: it no longer has
-                        // offset n (topic recreated or truncated). Never re-count; say it loudly.
-                        st.reset_reported = true;
-                        tracing::error!(
-                            partition = p,
-                            committed = n,
-                            served = o,
-                            "the broker's log is behind the offset committed in MySQL (topic \
-                             recreated or truncated?); skipping records below it"
-                        );
-                    }
-                    if !st.seeked {
-                        st.seeked = true;
-                        st.seek_pending = true;
-                        st.seek_gen = seek(&self.consumer, &self.seek_gen, &self.args.topic, p, n);
-                    }
-                    continue;
-                }
-                Some(n) if o > n => {
-                    tracing::warn!(partition = p, expected = n, got = o, "offset gap");
-                }
-                _ => {}
-            }
-            st.next = Some(o + 1);
-            st.last_activity = Instant::now();
         }
-        let filtered;
-        let raw: &RawBatch = if dropped == 0 {
-            raw
-        } else {
-            let mut f = RawBatch::with_capacity(raw.len() - dropped);
-            for (i, _) in accepted.iter().enumerate().filter(|(_, a)| **a) {
-                f.push(
-                    raw.partitions[i],
-                    raw.offsets[i],
-                    raw.key(i),
-                    raw.payload(i),
-                );
-            }
-            filtered = f;
-            &filtered
+        accepted
+    }
+
+    /// Processes one polled batch. Returns whether every assigned partition is caught up.
+    fn process(
+        &mut self,
+        rt: &Handle,
+        polled: &Polled,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<bool> {
+        let raw = &polled.raw;
+        let Some(assigned) = self.sync_partitions(rt, raw, shutdown)? else {
+            return Ok(false);
         };
-        self.metrics.records_in.inc_by(raw.len() as u64);
-        self.summary.records += raw.len() as u64;
+        let accepted = self.admit(polled);
+        let records = accepted.iter().filter(|a| **a).count();
+        self.io.metrics.records_in.inc_by(records as u64);
+        self.summary.records += records as u64;
 
-        // Decode and route invalid records.
-        let now = now_ms();
-        let decoded = self.decoder.decode(raw, now)?;
-        self.metrics.decoded.inc_by(decoded.batch.num_rows() as u64);
-        self.summary.trades += decoded.batch.num_rows() as u64;
-        let topic = &self.args.topic;
-        let origin = |i: usize| format!("{topic}/{}/{}", raw.partitions[i], raw.offsets[i]);
-        let dlq_sends = decoded.rejects.iter().map(|(i, r)| {
-            let i = *i as usize;
-            self.metrics
-                .rejected
-                .with_label_values(&[r.kind.label()])
-                .inc();
-            let o = origin(i);
-            let dlq = &self.dlq;
-            async move {
-                dlq.send(raw.key(i), raw.payload(i), r, "engine", Some(&o))
-                    .await
-            }
-        });
-        self.summary.rejected += decoded.rejects.len() as u64;
-        for r in rt.block_on(join_all(dlq_sends)) {
-            r.context("writing to the dead-letter topic")?;
-        }
-
-        // Fold into windows, run by run of one partition.
-        let size = self.size_ms();
-        let lateness = Lateness {
-            watermark: self.watermark,
-            allowed_ms: self.args.allowed_lateness.as_millis() as i64,
-        };
-        let batch = &decoded.batch;
-        let part_of = |row: usize| raw.partitions[decoded.source[row] as usize];
-        let mut too_late = Vec::new();
-        let mut row = 0;
-        while row < batch.num_rows() {
-            let p = part_of(row);
-            let mut end = row + 1;
-            while end < batch.num_rows() && part_of(end) == p {
-                end += 1;
-            }
-            if let Some(st) = self.parts.get_mut(&p) {
-                let out = window::fold(
-                    batch,
-                    row..end,
-                    |r| raw.offsets[decoded.source[r] as usize],
-                    size,
-                    lateness,
-                    &mut self.names,
-                    &mut st.windows,
-                );
-                if let Some(m) = out.max_event_ms {
-                    st.max_event_ms = Some(st.max_event_ms.map_or(m, |x| x.max(m)));
-                }
-                self.summary.corrected += out.corrected;
-                self.metrics
-                    .late
-                    .with_label_values(&["corrected"])
-                    .inc_by(out.corrected);
-                too_late.extend(out.too_late);
-            }
-            row = end;
-        }
-        let late_sends = too_late.iter().map(|&r| {
-            let i = decoded.source[r] as usize;
-            let o = origin(i);
-            let late = &self.late;
-            let detail = format!(
-                "window closed beyond allowed lateness ({} ms) of watermark {}",
-                lateness.allowed_ms, lateness.watermark
-            );
-            async move {
-                late.send_labelled(
-                    raw.key(i),
-                    raw.payload(i),
-                    "too_late",
-                    &detail,
-                    "engine",
-                    Some(&o),
-                )
-                .await
-            }
-        });
-        for r in rt.block_on(join_all(late_sends)) {
-            r.context("writing to the late-trades topic")?;
-        }
-        self.metrics
-            .late
-            .with_label_values(&["routed"])
-            .inc_by(too_late.len() as u64);
-        self.summary.too_late += too_late.len() as u64;
-
-        // Watermark.
-        self.advance_watermark();
-
-        // Emit, persist state, evict; then commit.
-        let live = self
-            .args
-            .live_interval
-            .is_some_and(|iv| self.last_live.elapsed() >= iv);
-        if live {
-            self.last_live = Instant::now();
-        }
-        let prepared = self.prepare(now, live, finalize_all)?;
-        let has_work =
-            !raw.is_empty() || !prepared.emitted.is_empty() || prepared.state.num_rows() > 0;
-        if has_work && !prepared.progress.is_empty() {
-            self.commit(rt, shutdown, &prepared, polled.at)?;
-        }
-        self.metrics.open_windows.set(
-            self.parts
-                .values()
-                .map(|s| window::open_count(&s.windows))
-                .sum::<usize>() as i64,
-        );
-
+        let decoded = self.decoder.decode(raw, now_ms(), &|i| !accepted[i])?;
+        self.io
+            .metrics
+            .decoded
+            .inc_by(decoded.batch.num_rows() as u64);
+        let in_batch: BTreeSet<i32> = (0..raw.len())
+            .filter(|&i| accepted[i])
+            .map(|i| raw.partitions[i])
+            .collect();
+        let rejected: Rejected = decoded
+            .rejects
+            .iter()
+            .map(|(i, r)| (*i as usize, r.clone()))
+            .collect();
+        self.commit_batch(rt, polled, &decoded, rejected, &in_batch, shutdown)?;
         let caught_up = !assigned.is_empty()
-            && polled.raw.is_empty()
+            && raw.is_empty()
             && assigned.iter().all(|p| polled.eof.contains(p));
         Ok(caught_up)
     }
 
-    /// Engine watermark: the minimum over assigned partitions of (max event time - out-of-orderness).
-    /// A partition that has not delivered yet holds it back, unless it is idle: caught up with its
-    /// end and quiet for the idleness timeout (a lagging partition is slow, not idle). When every
-    /// partition is idle, the largest partition watermark wins. Never moves backwards.
-    fn advance_watermark(&mut self) {
-        let ooo = self.args.out_of_orderness.as_millis() as i64;
-        let idle = self.args.idle_timeout;
-        let mut active_min: Option<i64> = None;
-        let mut blocked = false;
-        let mut all_max: Option<i64> = None;
-        for st in self.parts.values() {
-            let w = st.max_event_ms.map(|m| m.saturating_sub(ooo));
-            if let Some(w) = w {
-                all_max = Some(all_max.map_or(w, |x| x.max(w)));
+    /// Folds the valid rows of `decoded` (minus `excluded` raw indices) into contributions, judging
+    /// lateness per partition from the committed clocks. Pure: the engine's state is unchanged.
+    fn plan(&mut self, raw: &RawBatch, decoded: &Decoded, excluded: &HashSet<usize>) -> Plan {
+        let batch = &decoded.batch;
+        let mut plan = Plan {
+            contributions: Contributions::default(),
+            clocks: HashMap::new(),
+            too_late: Vec::new(),
+            corrected: 0,
+        };
+        let src = |row: usize| decoded.source[row] as usize;
+        let mut row = 0;
+        while row < batch.num_rows() {
+            let p = raw.partitions[src(row)];
+            let mut end = row + 1;
+            while end < batch.num_rows() && raw.partitions[src(end)] == p {
+                end += 1;
             }
-            if st.at_eof && st.last_activity.elapsed() >= idle {
+            let Some(st) = self.parts.get(&p) else {
+                row = end;
+                continue;
+            };
+            let clock = plan.clocks.entry(p).or_insert(st.clock);
+            // Excluded rows split the run: fold the pieces between them.
+            let mut from = row;
+            for r in row..=end {
+                if r == end || excluded.contains(&src(r)) {
+                    let out = window::fold(
+                        batch,
+                        from..r,
+                        p,
+                        |x| raw.offsets[src(x)],
+                        self.policy,
+                        clock,
+                        &mut self.names,
+                        &mut plan.contributions,
+                    );
+                    plan.corrected += out.corrected;
+                    plan.too_late
+                        .extend(out.too_late.into_iter().map(|(x, w)| (src(x), w)));
+                    from = r + 1;
+                }
+            }
+            row = end;
+        }
+        plan
+    }
+
+    /// Plans, routes side outputs and commits one batch; on a MySQL data error, sets the trades
+    /// behind the refused rows aside (dead-letter topic, reason `mysql_<code>`) and tries again.
+    fn commit_batch(
+        &mut self,
+        rt: &Handle,
+        polled: &Polled,
+        decoded: &Decoded,
+        mut rejected: Rejected,
+        in_batch: &BTreeSet<i32>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let raw = &polled.raw;
+        let mut excluded: HashSet<usize> = HashSet::new();
+        let mut sent_dlq = 0usize;
+        let mut sent_late: HashSet<usize> = HashSet::new();
+        loop {
+            let plan = self.plan(raw, decoded, &excluded);
+            self.route_rejects(rt, raw, &rejected[sent_dlq..])?;
+            sent_dlq = rejected.len();
+            let fresh: Vec<(usize, i64)> = plan
+                .too_late
+                .iter()
+                .filter(|(i, _)| !sent_late.contains(i))
+                .copied()
+                .collect();
+            self.route_too_late(rt, raw, &fresh)?;
+            sent_late.extend(fresh.iter().map(|(i, _)| *i));
+            let progress = self.progress(&plan, in_batch, None);
+            if progress.is_empty() {
+                return Ok(());
+            }
+            let now = now_ms();
+            let batches = crate::rows::contribution_batches(
+                &plan.contributions,
+                &self.tables,
+                self.policy.size_ms,
+                now,
+                &self.names,
+            )?;
+            match self.commit(rt, shutdown, &progress, &batches, polled.at)? {
+                Committed::Done => {
+                    self.apply(&plan, &progress, &batches);
+                    return Ok(());
+                }
+                Committed::Interrupted | Committed::Fenced => return Ok(()),
+                Committed::DataError(e) => {
+                    let bad = self.find_bad_trades(rt, shutdown, decoded, &excluded, &batches, &e)?;
+                    if bad.is_empty() {
+                        return Err(anyhow::Error::new(e)
+                            .context("MySQL refused the commit and no single row reproduces it"));
+                    }
+                    for (i, r) in bad {
+                        excluded.insert(i);
+                        rejected.push((i, r));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The partitions to advance in this commit: those with new records, those whose status in the
+    /// low watermark changes (idle, drained), and idle ones never committed (so they count).
+    fn progress(
+        &self,
+        plan: &Plan,
+        in_batch: &BTreeSet<i32>,
+        force: Option<PartitionStatus>,
+    ) -> Vec<PartitionProgress> {
+        let ooo = self.policy.out_of_orderness_ms;
+        let mut out = Vec::new();
+        let mut ids: Vec<&i32> = self.parts.keys().collect();
+        ids.sort_unstable();
+        for p in ids {
+            let st = &self.parts[p];
+            let status = force.unwrap_or_else(|| st.desired_status(self.args.idle_timeout));
+            let advanced = in_batch.contains(p) && st.next != st.committed;
+            if !advanced && st.status == Some(status) {
                 continue;
             }
-            match w {
-                Some(w) => active_min = Some(active_min.map_or(w, |x| x.min(w))),
-                None => blocked = true,
+            if !advanced && st.committed.is_none() && status == PartitionStatus::Active {
+                continue; // nothing to say yet about a partition that delivered nothing
             }
+            let clock = plan.clocks.get(p).copied().unwrap_or(st.clock);
+            out.push(PartitionProgress {
+                partition: *p,
+                expected_offset: st.committed,
+                next_offset: st.next.or(st.committed).unwrap_or(0),
+                max_event_ms: clock.max_event_ms,
+                watermark_ms: clock.watermark(ooo),
+                status,
+            });
         }
-        let candidate = if blocked {
-            None
-        } else {
-            active_min.or(all_max)
-        };
-        if let Some(w) = candidate {
-            self.watermark = self.watermark.max(w);
-        }
-        if self.watermark != i64::MIN {
-            self.metrics.watermark.set(self.watermark as f64 / 1000.0);
-            self.metrics
-                .event_time_lag
-                .set((now_ms() - self.watermark) as f64 / 1000.0);
-        }
+        out
     }
 
-    /// Chooses rows to write, serializes changed window state, evicts dead windows.
-    fn prepare(&mut self, now: i64, live: bool, finalize_all: bool) -> anyhow::Result<Prepared> {
-        let size = self.size_ms();
-        let allowed = self.args.allowed_lateness.as_millis() as i64;
-        let mut rows = RowsBuilder::default();
-        let mut progress = Vec::with_capacity(self.parts.len());
-        let mut emitted = Vec::new();
-        let mut finals = 0;
-        let mut emits = Vec::new();
-        for (&p, st) in self.parts.iter_mut() {
-            emits.clear();
-            window::select_emissions(
-                &st.windows,
-                self.watermark,
-                size,
-                live,
-                finalize_all,
-                &mut emits,
-            );
-            rows.push_emits(&st.windows, &emits, size, now, &self.names);
-            for (k, kind) in &emits {
-                if let Some(a) = st.windows.get_mut(k) {
-                    a.writes += 1;
-                    if *kind != EmitKind::Provisional {
-                        a.final_written = true;
-                    }
-                    a.dirty = true;
-                    a.unwritten = false;
+    /// Takes a committed batch's effects into the engine's state.
+    fn apply(
+        &mut self,
+        plan: &Plan,
+        progress: &[PartitionProgress],
+        batches: &[arrow_array::RecordBatch; 2],
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        for pp in progress {
+            if let Some(st) = self.parts.get_mut(&pp.partition) {
+                st.committed = Some(pp.next_offset);
+                st.next = Some(pp.next_offset);
+                st.status = Some(pp.status);
+                if let Some(c) = plan.clocks.get(&pp.partition) {
+                    st.clock = *c;
                 }
-                finals += (*kind == EmitKind::Final) as usize;
-                emitted.push((k.grain, *kind));
             }
-            for (k, a) in st.windows.iter_mut().filter(|(_, a)| a.dirty) {
-                rows.push_state(p, k, a, &self.names);
-                a.dirty = false;
-            }
-            let evict_before = window::evict(&mut st.windows, self.watermark, size, allowed);
-            if let Some(next) = st.next {
-                progress.push(PartitionProgress {
-                    partition: p,
-                    expected_offset: st.committed,
-                    next_offset: next,
-                    max_event_ms: st.max_event_ms,
-                    evict_before_ms: evict_before,
-                });
-            }
+            self.io
+                .consumer
+                .context()
+                .remember_offset(pp.partition, pp.next_offset);
+            let _ = tpl.add_partition_offset(
+                &self.args.topic,
+                pp.partition,
+                Offset::Offset(pp.next_offset),
+            );
         }
-        let (w, state) = rows.finish(&self.args.group, &self.args.topic)?;
-        Ok(Prepared {
-            market: w.market,
-            asset: w.asset,
-            state,
-            progress,
-            finals,
-            emitted,
-        })
+        if let Err(e) = self.io.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "kafka offset commit (lag tooling only) failed");
+        }
+        let m = &self.io.metrics;
+        self.summary.trades += plan
+            .contributions
+            .iter()
+            .filter(|(k, _)| k.grain == GRAIN_MARKET)
+            .map(|(_, a)| a.trades)
+            .sum::<u64>();
+        self.summary.corrected += plan.corrected;
+        m.late.with_label_values(&["corrected"]).inc_by(plan.corrected);
+        for (table, b) in self.tables.iter().zip(batches) {
+            m.rows_written
+                .with_label_values(&[&table.name])
+                .inc_by(b.num_rows() as u64);
+            self.summary.rows_written += b.num_rows() as u64;
+        }
+        for (k, a) in &plan.contributions {
+            let g = if k.grain == GRAIN_MARKET { "market" } else { "asset" };
+            let kind = if a.late > 0 { "correction" } else { "provisional" };
+            m.windows_emitted.with_label_values(&[g, kind]).inc();
+        }
     }
 
+    /// Sends validator and MySQL rejects to the dead-letter topic (awaited: at-least-once).
+    fn route_rejects(&mut self, rt: &Handle, raw: &RawBatch, rejects: &[(usize, Reject)]) -> anyhow::Result<()> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        let topic = &self.args.topic;
+        let sends = rejects.iter().map(|(i, r)| {
+            self.io
+                .metrics
+                .rejected
+                .with_label_values(&[r.kind.label()])
+                .inc();
+            let origin = format!("{topic}/{}/{}", raw.partitions[*i], raw.offsets[*i]);
+            let dlq = &self.io.dlq;
+            async move {
+                dlq.send(raw.key(*i), raw.payload(*i), r, "engine", Some(&origin))
+                    .await
+            }
+        });
+        for r in rt.block_on(join_all(sends)) {
+            r.context("writing to the dead-letter topic")?;
+        }
+        self.summary.rejected += rejects.len() as u64;
+        Ok(())
+    }
+
+    /// Sends too-late trades, unchanged, to the late topic (awaited: at-least-once).
+    fn route_too_late(&mut self, rt: &Handle, raw: &RawBatch, late: &[(usize, i64)]) -> anyhow::Result<()> {
+        if late.is_empty() {
+            return Ok(());
+        }
+        let topic = &self.args.topic;
+        let allowed = self.policy.allowed_ms;
+        let sends = late.iter().map(|&(i, w)| {
+            let origin = format!("{topic}/{}/{}", raw.partitions[i], raw.offsets[i]);
+            let detail = format!(
+                "window closed beyond allowed lateness ({allowed} ms) of partition watermark {w}"
+            );
+            let late = &self.io.late;
+            async move {
+                late.send_labelled(raw.key(i), raw.payload(i), "too_late", &detail, "engine", Some(&origin))
+                    .await
+            }
+        });
+        for r in rt.block_on(join_all(sends)) {
+            r.context("writing to the late-trades topic")?;
+        }
+        self.io
+            .metrics
+            .late
+            .with_label_values(&["routed"])
+            .inc_by(late.len() as u64);
+        self.summary.too_late += late.len() as u64;
+        Ok(())
+    }
+
+    /// Finds the trades behind the contribution rows MySQL refuses (probing each table), with the
+    /// MySQL error as their reason.
+    #[allow(clippy::too_many_arguments)]
+    fn find_bad_trades(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+        decoded: &Decoded,
+        excluded: &HashSet<usize>,
+        batches: &[arrow_array::RecordBatch; 2],
+        error: &SinkError,
+    ) -> anyhow::Result<Vec<(usize, Reject)>> {
+        tracing::warn!(error = %error, "MySQL refused values of this batch; isolating the rows");
+        let mut keys: Vec<(usize, Vec<String>, i64, Reject)> = Vec::new();
+        for (t, (table, batch)) in self.tables.iter().zip(batches).enumerate() {
+            let sink = &self.io.sink;
+            let Some(bad) = retry(rt, shutdown, &self.io, "probe rows", || sink.find_bad_rows(table, batch))? else {
+                return Ok(Vec::new());
+            };
+            for b in bad {
+                let key = crate::rows::row_key(batch, t == 0, b.row);
+                let reason = Reject::new(
+                    tradewind_model::RejectKind::Storage,
+                    format!("MySQL error {} on `{}`: {}", b.code, table.name, b.message),
+                );
+                tracing::warn!(table = %table.name, key = ?key.0, window_start = key.1, code = b.code, message = %b.message, "row refused by MySQL; its trades go to the dead-letter topic");
+                keys.push((t, key.0, key.1, reason));
+            }
+        }
+        let cols = crate::decode::TradeColumns::of(&decoded.batch);
+        let mut out = Vec::new();
+        for row in 0..decoded.batch.num_rows() {
+            let i = decoded.source[row] as usize;
+            if excluded.contains(&i) {
+                continue;
+            }
+            let start = window::window_start(cols.ts[row], self.policy.size_ms);
+            let hit = keys.iter().find(|(t, k, ws, _)| {
+                *ws == start
+                    && if *t == 0 {
+                        k[0] == cols.exchange.value(row) && k[1] == cols.base.value(row) && k[2] == cols.quote.value(row)
+                    } else {
+                        k[0] == cols.base.value(row)
+                    }
+            });
+            if let Some((_, _, _, reason)) = hit {
+                out.push((i, reason.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// At the end of a drain: every assigned partition is committed as drained.
+    fn commit_drained(&mut self, rt: &Handle, shutdown: &watch::Receiver<bool>) -> anyhow::Result<()> {
+        let plan = Plan {
+            contributions: Contributions::default(),
+            clocks: HashMap::new(),
+            too_late: Vec::new(),
+            corrected: 0,
+        };
+        let progress = self.progress(&plan, &BTreeSet::new(), Some(PartitionStatus::Drained));
+        if progress.is_empty() {
+            return Ok(());
+        }
+        let batches = crate::rows::contribution_batches(
+            &plan.contributions,
+            &self.tables,
+            self.policy.size_ms,
+            now_ms(),
+            &self.names,
+        )?;
+        if let Committed::Done = self.commit(rt, shutdown, &progress, &batches, Instant::now())? {
+            self.apply(&plan, &progress, &batches);
+        }
+        Ok(())
+    }
+
+    /// Commits one batch's contributions and progress, retrying transient errors.
     fn commit(
         &mut self,
         rt: &Handle,
         shutdown: &watch::Receiver<bool>,
-        prep: &Prepared,
+        progress: &[PartitionProgress],
+        batches: &[arrow_array::RecordBatch; 2],
         polled_at: Instant,
-    ) -> anyhow::Result<()> {
-        let mut upserts: Vec<(&str, &arrow_array::RecordBatch)> = Vec::with_capacity(3);
-        for (t, b) in [
-            ("market_1m", &prep.market),
-            ("asset_1m", &prep.asset),
-            ("tw_window_state", &prep.state),
-        ] {
-            if b.num_rows() > 0 {
-                upserts.push((t, b));
-            }
-        }
-        let started = Instant::now();
+    ) -> anyhow::Result<Committed> {
+        let merges: Vec<(&MergeTable, &arrow_array::RecordBatch)> =
+            self.tables.iter().zip(batches.iter()).collect();
         let c = Commit {
             group: &self.args.group,
             topic: &self.args.topic,
-            partitions: &prep.progress,
-            upserts: &upserts,
+            partition_count: self.partition_count,
+            partitions: progress,
+            merges: &merges,
         };
-        let sink = &self.sink;
-        let outcome = retry(
-            rt,
-            shutdown,
-            &self.metrics,
-            &self.health,
-            "sink commit",
-            || sink.commit(&c),
-        )?;
-        self.metrics
+        let started = Instant::now();
+        let sink = &self.io.sink;
+        let outcome = match retry(rt, shutdown, &self.io, "sink commit", || sink.commit(&c)) {
+            Ok(o) => o,
+            Err(e) => match e.downcast::<SinkError>() {
+                Ok(se) if se.is_data_error() => return Ok(Committed::DataError(se)),
+                Ok(se) => return Err(anyhow::Error::new(se).context("sink commit")),
+                Err(e) => return Err(e),
+            },
+        };
+        self.io
+            .metrics
             .sink_duration
             .observe(started.elapsed().as_secs_f64());
         match outcome {
-            None => Ok(()), // shutdown during an outage: nothing committed, nothing lost
-            Some(CommitOutcome::Committed { .. }) => {
-                self.set_ready(true, "ok");
+            None => Ok(Committed::Interrupted),
+            Some(CommitOutcome::Committed {
+                finalized,
+                low_watermark,
+                ..
+            }) => {
                 self.summary.commits += 1;
-                if self.args.fault_abort_after_commits == Some(self.summary.commits) {
-                    tracing::error!(
-                        "fault injection: aborting after MySQL commit, before Kafka commit"
-                    );
-                    std::process::abort();
-                }
-                let latency = polled_at.elapsed().as_secs_f64();
-                for _ in 0..prep.finals {
-                    self.metrics.final_to_commit.observe(latency);
-                }
-                for (grain, kind) in &prep.emitted {
-                    let g = if *grain == GRAIN_MARKET {
-                        "market"
-                    } else {
-                        "asset"
-                    };
-                    self.metrics
-                        .windows_emitted
-                        .with_label_values(&[g, kind.label()])
-                        .inc();
-                }
-                self.metrics
-                    .rows_written
-                    .with_label_values(&["market_1m"])
-                    .inc_by(prep.market.num_rows() as u64);
-                self.metrics
-                    .rows_written
-                    .with_label_values(&["asset_1m"])
-                    .inc_by(prep.asset.num_rows() as u64);
-                self.summary.rows_written +=
-                    (prep.market.num_rows() + prep.asset.num_rows()) as u64;
-                let mut tpl = TopicPartitionList::new();
-                for pp in &prep.progress {
-                    tracing::debug!(
-                        partition = pp.partition,
-                        expected = ?pp.expected_offset,
-                        next = pp.next_offset,
-                        "committed"
-                    );
-                    if let Some(st) = self.parts.get_mut(&pp.partition) {
-                        st.committed = Some(pp.next_offset);
-                    }
-                    let _ = tpl.add_partition_offset(
-                        &self.args.topic,
-                        pp.partition,
-                        Offset::Offset(pp.next_offset),
-                    );
-                }
-                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::debug!(error = %e, "kafka offset commit (lag tooling only) failed");
-                }
-                Ok(())
+                self.summary.rows_finalized += finalized;
+                self.after_commit(finalized, low_watermark, polled_at);
+                Ok(Committed::Done)
             }
             Some(CommitOutcome::Fenced { partitions }) => {
                 self.summary.fenced += 1;
@@ -767,33 +837,73 @@ impl Engine {
                     "commit fenced: another replica committed these partitions; reloading"
                 );
                 // The whole transaction was rolled back: every partition in it reloads.
-                let reload: Vec<i32> = prep.progress.iter().map(|p| p.partition).collect();
-                for p in reload {
-                    self.parts.remove(&p);
-                    if self.load(rt, p, shutdown)? {
-                        if let Some(st) = self.parts.get_mut(&p) {
-                            if let Some(n) = st.next {
-                                st.seek_pending = true;
-                                st.seeked = true;
-                                st.seek_gen =
-                                    seek(&self.consumer, &self.seek_gen, &self.args.topic, p, n);
-                            }
-                        }
+                for pp in progress {
+                    self.parts.remove(&pp.partition);
+                    if self.load(rt, pp.partition, shutdown)? {
+                        self.seek_loaded(pp.partition);
                     }
                 }
-                Ok(())
+                Ok(Committed::Fenced)
+            }
+        }
+    }
+
+    /// Metrics, fault injection and readiness after a successful commit.
+    fn after_commit(&mut self, finalized: u64, low_watermark: Option<i64>, polled_at: Instant) {
+        self.set_ready(true, "ok");
+        if self.args.fault_abort_after_commits == Some(self.summary.commits) {
+            tracing::error!("fault injection: aborting after MySQL commit, before Kafka commit");
+            std::process::abort();
+        }
+        if self.args.fault_stall_after_commits == Some(self.summary.commits) {
+            tracing::error!("fault injection: engine loop stalls");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        let m = &self.io.metrics;
+        let latency = polled_at.elapsed().as_secs_f64();
+        for _ in 0..finalized.min(10_000) {
+            m.final_to_commit.observe(latency);
+        }
+        m.windows_emitted
+            .with_label_values(&["any", "final"])
+            .inc_by(finalized);
+        if let Some(w) = low_watermark.filter(|w| *w != i64::MAX) {
+            m.watermark.set(w as f64 / 1000.0);
+            m.event_time_lag.set((now_ms() - w) as f64 / 1000.0);
+        }
+    }
+
+    /// After a reload: seek a partition to its stored offset.
+    fn seek_loaded(&mut self, p: i32) {
+        if let Some(st) = self.parts.get_mut(&p) {
+            if let Some(n) = st.next {
+                let gen = seek(&self.io.consumer, &self.seek_gen, &self.args.topic, p, n);
+                st.seek = Seek::Pending { gen };
             }
         }
     }
 }
 
+/// How a commit attempt ended.
+enum Committed {
+    Done,
+    /// Shutdown came during an outage: nothing committed, nothing lost.
+    Interrupted,
+    /// Another replica owns a partition now; the partitions were reloaded.
+    Fenced,
+    /// MySQL refused a value (permanent): the rows behind it must be isolated.
+    DataError(SinkError),
+}
+
 /// Runs a sink operation, retrying transient failures with backoff (not ready meanwhile).
-/// `None` when shutdown interrupted the retries.
+/// `None` when shutdown interrupted the retries. A permanent error comes back as a [`SinkError`]
+/// inside the `anyhow::Error`.
 fn retry<T, F, Fut>(
     rt: &Handle,
     shutdown: &watch::Receiver<bool>,
-    metrics: &EngineMetrics,
-    health: &Health,
+    io: &Io,
     what: &str,
     mut op: F,
 ) -> anyhow::Result<Option<T>>
@@ -803,30 +913,22 @@ where
 {
     let mut backoff = Duration::from_millis(100);
     loop {
+        io.heartbeat.store(now_ms(), Ordering::Relaxed);
         match rt.block_on(op()) {
             Ok(v) => return Ok(Some(v)),
             Err(e) if e.is_transient() => {
-                metrics.sink_errors.inc();
-                metrics.ready.set(0);
-                health.set_ready(false, "mysql unavailable");
+                io.metrics.sink_errors.inc();
+                io.metrics.ready.set(0);
+                io.health.set_ready(false, "mysql unavailable");
                 tracing::warn!(error = %e, retry_in = ?backoff, "{what} failed; retrying");
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(what.to_string())),
+            Err(e) => return Err(anyhow::Error::new(e)),
         }
         if *shutdown.borrow() {
             return Ok(None);
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-fn polled_empty() -> Polled {
-    Polled {
-        raw: RawBatch::default(),
-        gen: 0,
-        eof: BTreeSet::new(),
-        at: Instant::now(),
     }
 }
 

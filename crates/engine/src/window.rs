@@ -1,17 +1,20 @@
 //! Windowing: event-time tumbling windows at two grains, as a columnar kernel over a decoded batch.
 //!
 //! The kernel reads the batch's column slices directly (no row structs) and folds each trade into two
-//! accumulators: one per (exchange, base, quote, window_start) — `market_1m` — and one per
+//! contributions: one per (exchange, base, quote, window_start) — `market_1m` — and one per
 //! (base, window_start) — `asset_1m`. Keys are interned ids, so the hot loop hashes a few integers and
 //! allocates nothing once a market has been seen.
 //!
-//! Accumulators keep exactly what the output columns need and nothing derived, so they can be
-//! persisted ([`Acc::to_bytes`]) in the sink transaction and restored bit-for-bit after a restart.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//! A contribution ([`Acc`]) is the partial aggregate of the trades one commit consumed. The sink
+//! merges it into the stored row (merge-on-write, see `tradewind_sink::MergeTable`), so a window may
+//! receive trades from any number of partitions and replicas and the row is still exact.
+//!
+//! Lateness is decided per partition, record by record in offset order: a trade is judged against
+//! the watermark of its own partition as of the records before it ([`PartitionClock`]). The verdict
+//! therefore depends only on the partition's log, never on replicas, batch sizes or restarts.
 
 use arrow_array::RecordBatch;
+use rustc_hash::FxHashMap;
 
 /// `market_1m` grain: one window per (exchange, base, quote).
 pub const GRAIN_MARKET: u8 = 0;
@@ -20,43 +23,10 @@ pub const GRAIN_ASSET: u8 = 1;
 /// Marker id for the key parts an asset window does not have.
 const NONE: u32 = u32::MAX;
 
-/// A small, fast, non-cryptographic hasher (FxHash) for integer keys that are not attacker-chosen
-/// (interned ids and window starts).
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(i as u64)
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(i as u64)
-    }
-    fn write_i64(&mut self, i: i64) {
-        self.write_u64(i as u64)
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-/// `HashMap` with [`FxHasher`].
-pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
 /// Interns exchange and asset ids to dense `u32`s (lookups by `&str` allocate nothing).
 #[derive(Default, Debug)]
 pub struct Interner {
-    ids: HashMap<Box<str>, u32>,
+    ids: FxHashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
 }
 
@@ -93,72 +63,19 @@ pub struct WinKey {
     pub start: i64,
 }
 
-impl WinKey {
-    /// The same key one window earlier (for `price_trend`).
-    pub fn previous(&self, size_ms: i64) -> WinKey {
-        WinKey {
-            start: self.start - size_ms,
-            ..*self
-        }
-    }
-
-    /// The same key one window later.
-    pub fn next(&self, size_ms: i64) -> WinKey {
-        WinKey {
-            start: self.start + size_ms,
-            ..*self
-        }
-    }
-
-    /// The key as stored in `tw_window_state.wkey`: `exchange\tbase\tquote` or `base`. A tab cannot
-    /// occur in an id (JSON forbids raw control characters and the model refuses escapes).
-    pub fn state_key(&self, names: &Interner) -> String {
-        if self.grain == GRAIN_MARKET {
-            format!(
-                "{}\t{}\t{}",
-                names.name(self.exchange),
-                names.name(self.base),
-                names.name(self.quote)
-            )
-        } else {
-            names.name(self.base).to_string()
-        }
-    }
-
-    /// Parses [`WinKey::state_key`] back.
-    pub fn from_state_key(
-        grain: u8,
-        key: &str,
-        start: i64,
-        names: &mut Interner,
-    ) -> Option<WinKey> {
-        if grain == GRAIN_MARKET {
-            let mut parts = key.split('\t');
-            let (e, b, q) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(WinKey {
-                grain,
-                exchange: names.id(e),
-                base: names.id(b),
-                quote: names.id(q),
-                start,
-            })
-        } else if grain == GRAIN_ASSET {
-            Some(WinKey {
-                grain,
-                exchange: NONE,
-                base: names.id(key),
-                quote: NONE,
-                start,
-            })
-        } else {
-            None
-        }
-    }
+/// The total order of trades within a window: event time, then partition, then offset. It decides
+/// open and close deterministically, whichever replica consumed which partition.
+pub fn order_key(ts: i64, partition: i32, offset: i64) -> i128 {
+    const SEQ: i128 = 10_000_000_000_000_000_000; // 10^19 > (partition << 44 | offset)
+    i128::from(ts) * SEQ + i128::from(sequence(partition, offset))
 }
 
-/// The running aggregate of one window. Open and close are chosen by event time; ties go to the
-/// earlier Kafka offset for open and the later one for close (offsets order one asset's trades
-/// deterministically, because one asset lives in one partition).
+/// `partition << 44 | offset`: offsets below 2^44 (17.6 trillion) and partitions below 2^19.
+pub fn sequence(partition: i32, offset: i64) -> i64 {
+    (i64::from(partition.max(0)) << 44) | (offset & ((1 << 44) - 1))
+}
+
+/// The contribution of one commit to one window: exactly what the merge needs.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Acc {
     /// Trade count.
@@ -177,14 +94,14 @@ pub struct Acc {
     pub notional_usd: f64,
     /// Sum of priceUsd (for the mean).
     pub sum_price_usd: f64,
+    /// [`order_key`] of the open trade.
+    pub open_key: i128,
     /// Event time of the open trade.
     pub open_ts: i64,
-    /// Offset of the open trade.
-    pub open_seq: i64,
+    /// [`order_key`] of the close trade.
+    pub close_key: i128,
     /// Event time of the close trade.
     pub close_ts: i64,
-    /// Offset of the close trade.
-    pub close_seq: i64,
     /// Open, USD.
     pub open_usd: f64,
     /// Close, USD.
@@ -201,180 +118,121 @@ pub struct Acc {
     pub high_price: f64,
     /// Low, quote units.
     pub low_price: f64,
-    /// How many times the row has been written (the next write's `revision`).
-    pub writes: u32,
-    /// Whether the row has been written as final.
-    pub final_written: bool,
-    /// Changed since the last commit (not persisted).
-    pub dirty: bool,
-    /// Changed since the row was last written (not persisted): what `--live-interval` rewrites.
-    pub unwritten: bool,
+    /// Late trades (within allowed lateness) among them: added to the row's `revision`.
+    pub late: u32,
 }
 
-const ACC_VERSION: u8 = 1;
-/// Serialized size of an [`Acc`].
-pub const ACC_BYTES: usize = 1 + 3 * 8 + 5 * 8 + 4 * 8 + 8 * 8 + 4 + 1;
+/// One trade as the kernel folds it.
+#[derive(Debug, Clone, Copy)]
+pub struct TradePoint {
+    /// Event time, epoch ms.
+    pub ts: i64,
+    /// [`order_key`].
+    pub key: i128,
+    /// Taker bought.
+    pub buy: bool,
+    /// Price, quote units.
+    pub price: f64,
+    /// Volume, base units.
+    pub volume: f64,
+    /// Price, USD.
+    pub price_usd: f64,
+    /// Arrived after its window closed on its partition (within allowed lateness).
+    pub late: bool,
+}
 
 impl Acc {
     /// Folds one trade in.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub fn add(&mut self, ts: i64, seq: i64, buy: bool, price: f64, volume: f64, price_usd: f64) {
+    pub fn add(&mut self, t: &TradePoint) {
         if self.trades == 0 {
-            self.open_ts = ts;
-            self.open_seq = seq;
-            self.close_ts = ts;
-            self.close_seq = seq;
-            self.open_usd = price_usd;
-            self.close_usd = price_usd;
-            self.high_usd = price_usd;
-            self.low_usd = price_usd;
-            self.open_price = price;
-            self.close_price = price;
-            self.high_price = price;
-            self.low_price = price;
+            self.open_key = t.key;
+            self.open_ts = t.ts;
+            self.close_key = t.key;
+            self.close_ts = t.ts;
+            self.open_usd = t.price_usd;
+            self.close_usd = t.price_usd;
+            self.high_usd = t.price_usd;
+            self.low_usd = t.price_usd;
+            self.open_price = t.price;
+            self.close_price = t.price;
+            self.high_price = t.price;
+            self.low_price = t.price;
         } else {
-            if (ts, seq) < (self.open_ts, self.open_seq) {
-                self.open_ts = ts;
-                self.open_seq = seq;
-                self.open_usd = price_usd;
-                self.open_price = price;
+            if t.key < self.open_key {
+                self.open_key = t.key;
+                self.open_ts = t.ts;
+                self.open_usd = t.price_usd;
+                self.open_price = t.price;
             }
-            if (ts, seq) > (self.close_ts, self.close_seq) {
-                self.close_ts = ts;
-                self.close_seq = seq;
-                self.close_usd = price_usd;
-                self.close_price = price;
+            if t.key > self.close_key {
+                self.close_key = t.key;
+                self.close_ts = t.ts;
+                self.close_usd = t.price_usd;
+                self.close_price = t.price;
             }
-            self.high_usd = self.high_usd.max(price_usd);
-            self.low_usd = self.low_usd.min(price_usd);
-            self.high_price = self.high_price.max(price);
-            self.low_price = self.low_price.min(price);
+            self.high_usd = self.high_usd.max(t.price_usd);
+            self.low_usd = self.low_usd.min(t.price_usd);
+            self.high_price = self.high_price.max(t.price);
+            self.low_price = self.low_price.min(t.price);
         }
         self.trades += 1;
-        if buy {
+        if t.buy {
             self.buys += 1;
-            self.buy_volume += volume;
+            self.buy_volume += t.volume;
         } else {
             self.sells += 1;
-            self.sell_volume += volume;
+            self.sell_volume += t.volume;
         }
-        self.volume += volume;
-        self.notional_usd += price_usd * volume;
-        self.sum_price_usd += price_usd;
-        self.dirty = true;
-        self.unwritten = true;
+        self.volume += t.volume;
+        self.notional_usd += t.price_usd * t.volume;
+        self.sum_price_usd += t.price_usd;
+        self.late += u32::from(t.late);
     }
 
     /// Volume-weighted average USD price.
     pub fn vwap_usd(&self) -> f64 {
         self.notional_usd / self.volume
     }
+}
 
-    /// Fixed-layout little-endian bytes, for `tw_window_state.acc`.
-    pub fn to_bytes(&self, out: &mut Vec<u8>) {
-        out.push(ACC_VERSION);
-        for v in [self.trades, self.buys, self.sells] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [
-            self.volume,
-            self.buy_volume,
-            self.sell_volume,
-            self.notional_usd,
-            self.sum_price_usd,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [self.open_ts, self.open_seq, self.close_ts, self.close_seq] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [
-            self.open_usd,
-            self.close_usd,
-            self.high_usd,
-            self.low_usd,
-            self.open_price,
-            self.close_price,
-            self.high_price,
-            self.low_price,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(&self.writes.to_le_bytes());
-        out.push(self.final_written as u8);
-    }
+/// The contributions of one commit, over every partition in it.
+pub type Contributions = FxHashMap<WinKey, Acc>;
 
-    /// Parses [`Acc::to_bytes`]; `None` for a foreign or truncated blob.
-    pub fn from_bytes(b: &[u8]) -> Option<Acc> {
-        if b.len() != ACC_BYTES || b[0] != ACC_VERSION {
-            return None;
-        }
-        let mut pos = 1;
-        let mut u64_ = || {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[pos..pos + 8]);
-            pos += 8;
-            u64::from_le_bytes(a)
-        };
-        let trades = u64_();
-        let buys = u64_();
-        let sells = u64_();
-        let f: Vec<f64> = (0..5).map(|_| f64::from_bits(u64_())).collect();
-        let t: Vec<i64> = (0..4).map(|_| u64_() as i64).collect();
-        let p: Vec<f64> = (0..8).map(|_| f64::from_bits(u64_())).collect();
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&b[pos..pos + 4]);
-        Some(Acc {
-            trades,
-            buys,
-            sells,
-            volume: f[0],
-            buy_volume: f[1],
-            sell_volume: f[2],
-            notional_usd: f[3],
-            sum_price_usd: f[4],
-            open_ts: t[0],
-            open_seq: t[1],
-            close_ts: t[2],
-            close_seq: t[3],
-            open_usd: p[0],
-            close_usd: p[1],
-            high_usd: p[2],
-            low_usd: p[3],
-            open_price: p[4],
-            close_price: p[5],
-            high_price: p[6],
-            low_price: p[7],
-            writes: u32::from_le_bytes(w),
-            final_written: b[pos + 4] != 0,
-            dirty: false,
-            unwritten: false,
-        })
+/// Event-time progress of one partition: the largest valid event time seen, in offset order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionClock {
+    /// Largest event time seen (epoch ms).
+    pub max_event_ms: Option<i64>,
+}
+
+impl PartitionClock {
+    /// The partition's watermark: the largest event time minus the out-of-orderness bound.
+    pub fn watermark(&self, out_of_orderness_ms: i64) -> Option<i64> {
+        self.max_event_ms
+            .map(|m| m.saturating_sub(out_of_orderness_ms))
     }
 }
 
-/// The windows of one Kafka partition.
-pub type Windows = FxHashMap<WinKey, Acc>;
-
-/// Lateness policy applied by the kernel, evaluated against the watermark as of the batch start.
+/// Window and lateness settings of the kernel.
 #[derive(Debug, Clone, Copy)]
-pub struct Lateness {
-    /// Engine watermark before this batch (`i64::MIN` when none yet).
-    pub watermark: i64,
+pub struct WindowPolicy {
+    /// Window size, ms.
+    pub size_ms: i64,
+    /// Out-of-orderness bound, ms.
+    pub out_of_orderness_ms: i64,
     /// Allowed lateness, ms.
     pub allowed_ms: i64,
 }
 
-/// What the kernel did with one run of rows, besides updating windows.
+/// What the kernel did with one run of rows, besides adding contributions.
 #[derive(Debug, Default)]
 pub struct FoldOutcome {
-    /// Rows (of the batch) too late even for allowed lateness, to route to the late-trades topic.
-    pub too_late: Vec<usize>,
-    /// Rows that corrected a window already final.
+    /// Rows (of the batch) too late even for allowed lateness, to route to the late-trades topic,
+    /// with the watermark they were judged against.
+    pub too_late: Vec<(usize, i64)>,
+    /// Late rows folded in as corrections.
     pub corrected: u64,
-    /// Maximum event time among the rows folded.
-    pub max_event_ms: Option<i64>,
 }
 
 /// Window start of event time `ts` for tumbling windows of `size_ms`.
@@ -383,16 +241,18 @@ pub fn window_start(ts: i64, size_ms: i64) -> i64 {
     ts - ts.rem_euclid(size_ms)
 }
 
-/// Folds rows `rows` of a validated trade batch into `windows`. `seq(row)` gives the row's Kafka
-/// offset (tie-break for open/close).
+/// Folds `rows` of a validated trade batch, all from partition `partition` and in offset order,
+/// into `out`, advancing `clock` record by record. `offset(row)` gives the row's Kafka offset.
+#[allow(clippy::too_many_arguments)]
 pub fn fold(
     batch: &RecordBatch,
     rows: std::ops::Range<usize>,
-    seq: impl Fn(usize) -> i64,
-    size_ms: i64,
-    lateness: Lateness,
+    partition: i32,
+    offset: impl Fn(usize) -> i64,
+    policy: WindowPolicy,
+    clock: &mut PartitionClock,
     names: &mut Interner,
-    windows: &mut Windows,
+    out: &mut Contributions,
 ) -> FoldOutcome {
     let crate::decode::TradeColumns {
         exchange,
@@ -404,24 +264,23 @@ pub fn fold(
         price_usd,
         ts,
     } = crate::decode::TradeColumns::of(batch);
-    let mut out = FoldOutcome::default();
-    let mut max_ts = i64::MIN;
+    let mut outcome = FoldOutcome::default();
     // Consecutive rows mostly repeat the same market: remember the last one's ids.
     let mut last: Option<(&str, &str, &str, u32, u32, u32)> = None;
     for row in rows {
         let t = ts[row];
-        let start = window_start(t, size_ms);
-        let end = start + size_ms;
-        if lateness.watermark != i64::MIN {
-            if end.saturating_add(lateness.allowed_ms) <= lateness.watermark {
-                out.too_late.push(row);
+        let start = window_start(t, policy.size_ms);
+        let end = start.saturating_add(policy.size_ms);
+        let mut late = false;
+        if let Some(w) = clock.watermark(policy.out_of_orderness_ms) {
+            if end.saturating_add(policy.allowed_ms) <= w {
+                outcome.too_late.push((row, w));
                 continue;
             }
-            if end <= lateness.watermark {
-                out.corrected += 1;
-            }
+            late = end <= w;
         }
-        max_ts = max_ts.max(t);
+        outcome.corrected += u64::from(late);
+        clock.max_event_ms = Some(clock.max_event_ms.map_or(t, |m| m.max(t)));
         let (e, b, q) = (exchange.value(row), base.value(row), quote.value(row));
         let (ei, bi, qi) = match last {
             Some((le, lb, lq, ei, bi, qi)) if le == e && lb == b && lq == q => (ei, bi, qi),
@@ -431,9 +290,15 @@ pub fn fold(
                 ids
             }
         };
-        let buy = direction.value(row).as_bytes() == b"buy";
-        let s = seq(row);
-        let (p, v, u) = (price[row], volume[row], price_usd[row]);
+        let point = TradePoint {
+            ts: t,
+            key: order_key(t, partition, offset(row)),
+            buy: direction.value(row).as_bytes() == b"buy",
+            price: price[row],
+            volume: volume[row],
+            price_usd: price_usd[row],
+            late,
+        };
         let market = WinKey {
             grain: GRAIN_MARKET,
             exchange: ei,
@@ -441,7 +306,7 @@ pub fn fold(
             quote: qi,
             start,
         };
-        windows.entry(market).or_default().add(t, s, buy, p, v, u);
+        out.entry(market).or_default().add(&point);
         let asset = WinKey {
             grain: GRAIN_ASSET,
             exchange: NONE,
@@ -449,166 +314,47 @@ pub fn fold(
             quote: NONE,
             start,
         };
-        windows.entry(asset).or_default().add(t, s, buy, p, v, u);
+        out.entry(asset).or_default().add(&point);
     }
-    if max_ts != i64::MIN {
-        out.max_event_ms = Some(max_ts);
-    }
-    out
-}
-
-/// How a window row is being written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmitKind {
-    /// First write as final (the watermark passed its end).
-    Final,
-    /// Re-write of a final row (a late trade within allowed lateness, or its neighbour's trend).
-    Correction,
-    /// An open window's current value (`--live-interval`).
-    Provisional,
-}
-
-impl EmitKind {
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            EmitKind::Final => "final",
-            EmitKind::Correction => "correction",
-            EmitKind::Provisional => "provisional",
-        }
-    }
-}
-
-/// Chooses the windows to write now: windows the watermark has closed (or every window, when
-/// `finalize_all`), changed final windows (corrections), and with `live` the changed open windows. A rewritten
-/// window's successor is rewritten too, since its `price_trend` compares against it.
-pub fn select_emissions(
-    windows: &Windows,
-    watermark: i64,
-    size_ms: i64,
-    live: bool,
-    finalize_all: bool,
-    out: &mut Vec<(WinKey, EmitKind)>,
-) {
-    let first = out.len();
-    for (k, a) in windows {
-        if a.final_written {
-            // Once final, every change is a correction, whatever the watermark is now (after a
-            // restart it can be behind the one that closed the window).
-            if a.dirty {
-                out.push((*k, EmitKind::Correction));
-            }
-        } else if finalize_all || k.start + size_ms <= watermark {
-            out.push((*k, EmitKind::Final));
-        } else if live && a.unwritten {
-            out.push((*k, EmitKind::Provisional));
-        }
-    }
-    // Successors of rewritten rows whose trend may have changed.
-    let mut extra = Vec::new();
-    for (k, _) in &out[first..] {
-        let n = k.next(size_ms);
-        if let Some(na) = windows.get(&n) {
-            if na.writes > 0 && !out[first..].iter().any(|(x, _)| *x == n) {
-                let kind = if na.final_written {
-                    EmitKind::Correction
-                } else {
-                    EmitKind::Provisional
-                };
-                extra.push((n, kind));
-            }
-        }
-    }
-    extra.sort_unstable_by_key(|(k, _)| *k);
-    extra.dedup_by_key(|(k, _)| *k);
-    out.extend(extra);
-}
-
-/// `up`, `down` or `flat` for `vwap` against the previous window's vwap; `None` without one.
-pub fn trend(vwap: f64, previous: Option<&Acc>) -> Option<&'static str> {
-    let p = previous.filter(|a| a.trades > 0)?.vwap_usd();
-    Some(if vwap > p {
-        "up"
-    } else if vwap < p {
-        "down"
-    } else {
-        "flat"
-    })
-}
-
-/// Removes windows no late trade can change any more (end + allowed lateness passed, plus one window
-/// kept for its successor's trend); returns the `window_start` bound below which state was evicted.
-pub fn evict(windows: &mut Windows, watermark: i64, size_ms: i64, allowed_ms: i64) -> Option<i64> {
-    if watermark == i64::MIN {
-        return None;
-    }
-    let before = watermark
-        .saturating_sub(allowed_ms)
-        .saturating_sub(2 * size_ms)
-        .saturating_add(1);
-    windows.retain(|k, a| k.start >= before || !a.final_written);
-    Some(before)
-}
-
-/// Number of windows in `windows` not yet final.
-pub fn open_count(windows: &Windows) -> usize {
-    windows.values().filter(|a| !a.final_written).count()
+    outcome
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn acc_round_trips_through_bytes() {
-        let mut a = Acc::default();
-        a.add(1_000, 5, true, 10.5, 2.0, 10.6);
-        a.add(900, 6, false, 9.5, 1.0, 9.6);
-        a.writes = 3;
-        a.final_written = true;
-        let mut b = Vec::new();
-        a.to_bytes(&mut b);
-        assert_eq!(b.len(), ACC_BYTES);
-        let mut back = Acc::from_bytes(&b).expect("parse");
-        back.dirty = a.dirty;
-        back.unwritten = a.unwritten;
-        assert_eq!(back, a);
-        assert_eq!(back.open_usd, 9.6);
-        assert_eq!(back.close_usd, 10.6);
+    fn point(ts: i64, partition: i32, offset: i64, price: f64) -> TradePoint {
+        TradePoint {
+            ts,
+            key: order_key(ts, partition, offset),
+            buy: true,
+            price,
+            volume: 1.0,
+            price_usd: price,
+            late: false,
+        }
     }
 
     #[test]
-    fn ties_pick_earliest_offset_for_open_latest_for_close() {
+    fn ties_go_by_partition_then_offset() {
         let mut a = Acc::default();
-        a.add(1_000, 7, true, 2.0, 1.0, 2.0);
-        a.add(1_000, 3, true, 1.0, 1.0, 1.0);
-        a.add(1_000, 9, true, 3.0, 1.0, 3.0);
+        a.add(&point(1_000, 1, 7, 2.0));
+        a.add(&point(1_000, 0, 9, 1.0));
+        a.add(&point(1_000, 1, 8, 3.0));
         assert_eq!((a.open_usd, a.close_usd), (1.0, 3.0));
+        // Merging two partial contributions gives the same open/close as one.
+        let (mut x, mut y) = (Acc::default(), Acc::default());
+        x.add(&point(1_000, 1, 7, 2.0));
+        x.add(&point(1_000, 1, 8, 3.0));
+        y.add(&point(1_000, 0, 9, 1.0));
+        assert!(y.open_key < x.open_key && x.close_key > y.close_key);
     }
 
     #[test]
-    fn a_changed_final_window_is_corrected_even_behind_the_watermark() {
-        let mut w = Windows::default();
-        let k = WinKey {
-            grain: GRAIN_ASSET,
-            exchange: NONE,
-            base: 0,
-            quote: NONE,
-            start: 0,
-        };
-        let mut a = Acc::default();
-        a.add(10, 1, true, 1.0, 1.0, 1.0);
-        a.final_written = true;
-        a.writes = 1;
-        w.insert(k, a);
-        let mut out = Vec::new();
-        // Watermark far behind the window's end (as after a restart): still re-emitted.
-        select_emissions(&w, -1_000_000, 60_000, false, false, &mut out);
-        assert_eq!(out, vec![(k, EmitKind::Correction)]);
-        w.get_mut(&k).unwrap().dirty = false;
-        out.clear();
-        select_emissions(&w, 1_000_000, 60_000, false, false, &mut out);
-        assert!(out.is_empty(), "unchanged final windows are not rewritten");
+    fn order_key_sorts_by_time_first() {
+        assert!(order_key(1, 500, 1 << 43) < order_key(2, 0, 0));
+        assert!(order_key(-5, 3, 3) < order_key(0, 0, 0));
+        assert!(sequence(1, 0) > sequence(0, (1 << 44) - 1));
     }
 
     #[test]

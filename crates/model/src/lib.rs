@@ -245,11 +245,18 @@ pub enum RejectKind {
     SourceError,
     /// The message key does not match the trade's `base` (breaks per-asset partitioning).
     KeyMismatch,
+    /// An id is longer than [`MAX_ID_CHARS`] or holds control characters.
+    InvalidId,
+    /// A number is outside the model's range (see [`MAX_AMOUNT`], [`MIN_TIMESTAMP_MS`]).
+    OutOfRange,
+    /// Valid by the model, but the database refused the row it belongs to (the detail names the
+    /// MySQL error): set aside so the rest of the batch commits.
+    Storage,
 }
 
 impl RejectKind {
     /// Every kind, for pre-registering metric label values.
-    pub const ALL: [RejectKind; 11] = [
+    pub const ALL: [RejectKind; 14] = [
         RejectKind::Syntax,
         RejectKind::NotObject,
         RejectKind::MissingField,
@@ -261,6 +268,9 @@ impl RejectKind {
         RejectKind::FutureTimestamp,
         RejectKind::SourceError,
         RejectKind::KeyMismatch,
+        RejectKind::InvalidId,
+        RejectKind::OutOfRange,
+        RejectKind::Storage,
     ];
 
     /// Stable snake_case label used in the `tw-reason` header and the `reason` metric label.
@@ -277,6 +287,9 @@ impl RejectKind {
             RejectKind::FutureTimestamp => "future_timestamp",
             RejectKind::SourceError => "source_error",
             RejectKind::KeyMismatch => "key_mismatch",
+            RejectKind::InvalidId => "invalid_id",
+            RejectKind::OutOfRange => "out_of_range",
+            RejectKind::Storage => "storage",
         }
     }
 }
@@ -300,6 +313,15 @@ impl Reject {
         }
     }
 }
+
+/// Longest id (exchange, base, quote) in characters: the DDL's `VARCHAR(64)`.
+pub const MAX_ID_CHARS: usize = 64;
+/// Largest price, volume or priceUsd accepted: sums over any realistic window stay finite and exact
+/// enough, and far beyond any real trade (1e15).
+pub const MAX_AMOUNT: f64 = 1e15;
+/// Earliest trade time accepted (2000-01-01T00:00:00Z, epoch ms): older values are unit mistakes
+/// (seconds for milliseconds).
+pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
 
 /// Validation policy shared by the ingestor and the engine.
 #[derive(Debug, Clone, Copy)]
@@ -369,6 +391,22 @@ fn id<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
             format!("field `{name}` is empty"),
         ));
     }
+    let mut chars = 0usize;
+    for c in inner.chars() {
+        chars += 1;
+        if c.is_control() {
+            return Err(Reject::new(
+                RejectKind::InvalidId,
+                format!("field `{name}` holds a control character ({:?})", c),
+            ));
+        }
+    }
+    if chars > MAX_ID_CHARS {
+        return Err(Reject::new(
+            RejectKind::InvalidId,
+            format!("field `{name}` is {chars} characters long (at most {MAX_ID_CHARS})"),
+        ));
+    }
     Ok(inner)
 }
 
@@ -397,6 +435,12 @@ fn number(v: Option<&RawValue>, name: &str) -> Result<f64, Reject> {
         return Err(Reject::new(
             RejectKind::NonPositive,
             format!("field `{name}` must be > 0, got {}", clip(raw)),
+        ));
+    }
+    if x > MAX_AMOUNT {
+        return Err(Reject::new(
+            RejectKind::OutOfRange,
+            format!("field `{name}` is above {MAX_AMOUNT:e}: {}", clip(raw)),
         ));
     }
     Ok(x)
@@ -465,6 +509,12 @@ pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<
         return Err(Reject::new(
             RejectKind::NonPositive,
             format!("field `timestamp` must be > 0, got {timestamp}"),
+        ));
+    }
+    if timestamp < MIN_TIMESTAMP_MS {
+        return Err(Reject::new(
+            RejectKind::OutOfRange,
+            format!("field `timestamp` {timestamp} is before 2000-01-01 (epoch ms expected)"),
         ));
     }
     check_event_time(timestamp, now_ms, policy)?;
@@ -551,5 +601,25 @@ mod tests {
             kind(&g.replace("1666616454283", "1900000000000")),
             RejectKind::FutureTimestamp
         );
+        assert_eq!(
+            kind(&g.replace("\"bitcoin\"", &format!("\"{}\"", "b".repeat(65)))),
+            RejectKind::InvalidId
+        );
+        assert!(validate(
+            g.replace("\"bitcoin\"", &format!("\"{}\"", "é".repeat(64))).as_bytes(),
+            1_700_000_000_000,
+            &Validator::default()
+        )
+        .is_ok(), "64 characters fit VARCHAR(64), however many bytes");
+        assert_eq!(kind(&g.replace("bitcoin", "bit\u{7f}coin")), RejectKind::InvalidId);
+        assert_eq!(kind(&g.replace("bitcoin", "bit\u{85}coin")), RejectKind::InvalidId);
+        assert_eq!(kind(&g.replace("0.07", "1e16")), RejectKind::OutOfRange);
+        assert_eq!(kind(&g.replace("0.07", "1e400")), RejectKind::NonFinite);
+        assert_eq!(kind(&g.replace("0.07", "NaN")), RejectKind::Syntax);
+        assert_eq!(kind(&g.replace("1666616454283", "1666616454")), RejectKind::OutOfRange);
+        assert_eq!(kind(&g.replace("0.07", "null")), RejectKind::MissingField);
+        assert_eq!(kind(&g.replace("\"tether\"", "[]")), RejectKind::WrongType);
+        assert_eq!(kind(&g.replace("\"tether\"", "\"te\\\"ther\"")), RejectKind::WrongType);
+        assert_eq!(kind(&g[..40]), RejectKind::Syntax);
     }
 }

@@ -51,8 +51,8 @@ const BATCH_MAX: u64 = 1024;
 pub const FAR_FUTURE_MS: i64 = 4_102_444_800_000;
 
 /// Which reject each malformed frame provokes, in the order `--fault-malformed-every` rotates
-/// through them: the k-th malformed frame (k = 0, 1, ...) is of kind `MALFORMED_ROTATION[k % 9]`.
-pub const MALFORMED_ROTATION: [RejectKind; 9] = [
+/// through them: the k-th malformed frame (k = 0, 1, ...) is of kind `MALFORMED_ROTATION[k % 11]`.
+pub const MALFORMED_ROTATION: [RejectKind; 11] = [
     RejectKind::Syntax,
     RejectKind::WrongType,
     RejectKind::NonPositive,
@@ -62,6 +62,8 @@ pub const MALFORMED_ROTATION: [RejectKind; 9] = [
     RejectKind::NotObject,
     RejectKind::EmptyId,
     RejectKind::NonFinite,
+    RejectKind::InvalidId,
+    RejectKind::OutOfRange,
 ];
 
 /// Periodic bursts: during the first `duration_ms` of every `every_ms` the rate is multiplied by
@@ -649,7 +651,7 @@ impl Session<'_> {
                 let now = logical.map_or(wall, |c| c.at(idx));
                 match cfg.faults.malformed_every {
                     Some(m) if m > 0 && (idx + 1) % m == 0 => {
-                        let kind = MALFORMED_ROTATION[(((idx + 1) / m - 1) % 9) as usize];
+                        let kind = MALFORMED_ROTATION[(((idx + 1) / m - 1) % MALFORMED_ROTATION.len() as u64) as usize];
                         malformed(&mut market, now, kind, &mut buf);
                     }
                     _ => market.next_into(now, &mut buf),
@@ -877,7 +879,17 @@ pub fn malformed(market: &mut Market, now_ms: i64, kind: RejectKind, out: &mut V
             t.base = "";
             write_json(&t, out);
         }
-        RejectKind::SourceError | RejectKind::KeyMismatch => {
+        RejectKind::InvalidId => {
+            // An overlong id that looks like SQL: 80 characters, over VARCHAR(64).
+            let long = format!("{}'; DROP TABLE asset_1m; --{}", t.base, "x".repeat(60));
+            t.base = &long;
+            write_json(&t, out);
+        }
+        RejectKind::OutOfRange => {
+            t.volume = 1e16;
+            write_json(&t, out);
+        }
+        RejectKind::SourceError | RejectKind::KeyMismatch | RejectKind::Storage => {
             out.extend_from_slice(b"Unauthorized");
         }
     }

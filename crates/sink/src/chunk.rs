@@ -26,8 +26,31 @@ impl<'a> Chunker<'a> {
         max_rows: usize,
         max_bytes: usize,
     ) -> Result<Self, SinkError> {
-        let cols = encode::columns(table, batch)?;
         let (prefix, suffix) = statement_frame(table, batch, mode)?;
+        Self::framed(table, batch, prefix, suffix, max_rows, max_bytes)
+    }
+
+    /// Like [`Chunker::new`] with an explicit ` ON DUPLICATE KEY UPDATE ...` clause (merge-on-write).
+    pub(crate) fn with_suffix(
+        table: &'a str,
+        batch: &'a RecordBatch,
+        suffix: &str,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Result<Self, SinkError> {
+        let (prefix, _) = statement_frame(table, batch, IngestMode::Append)?;
+        Self::framed(table, batch, prefix, suffix.to_string(), max_rows, max_bytes)
+    }
+
+    fn framed(
+        table: &'a str,
+        batch: &'a RecordBatch,
+        prefix: String,
+        suffix: String,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Result<Self, SinkError> {
+        let cols = encode::columns(table, batch)?;
         Ok(Chunker {
             table,
             cols,

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
+    Decimal128Type,
     Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
     UInt64Type, UInt8Type,
@@ -41,6 +42,7 @@ pub(crate) enum Col<'a> {
     TsMilli(&'a PrimitiveArray<TimestampMillisecondType>),
     TsMicro(&'a PrimitiveArray<TimestampMicrosecondType>),
     TsNano(&'a PrimitiveArray<TimestampNanosecondType>),
+    Dec128(&'a PrimitiveArray<Decimal128Type>, i8),
     Binary(&'a BinaryArray),
     LargeBinary(&'a LargeBinaryArray),
 }
@@ -91,6 +93,7 @@ impl<'a> Col<'a> {
             DataType::Timestamp(TimeUnit::Nanosecond, _) => {
                 Col::TsNano(array.as_primitive_opt().ok_or_else(bad)?)
             }
+            DataType::Decimal128(_, scale) => Col::Dec128(array.as_primitive_opt().ok_or_else(bad)?, *scale),
             DataType::Binary => Col::Binary(array.as_binary_opt::<i32>().ok_or_else(bad)?),
             DataType::LargeBinary => {
                 Col::LargeBinary(array.as_binary_opt::<i64>().ok_or_else(bad)?)
@@ -157,6 +160,7 @@ impl<'a> Col<'a> {
             Col::TsNano(a) => {
                 nullable!(a, write_datetime_ms(a.value(i).div_euclid(1_000_000), out)?)
             }
+            Col::Dec128(a, scale) => nullable!(a, write_decimal(a.value(i), *scale, out)),
             Col::Binary(a) => nullable!(a, write_hex_literal(a.value(i), out)),
             Col::LargeBinary(a) => nullable!(a, write_hex_literal(a.value(i), out)),
         }
@@ -216,6 +220,34 @@ pub(crate) fn write_ident(name: &str, out: &mut String) {
 ///
 /// Exponent form (`1.5e-7`) is used so that MySQL parses it as a DOUBLE literal (correctly rounded
 /// `strtod`) rather than as a DECIMAL, and so huge/tiny magnitudes stay short.
+/// A DECIMAL literal of `v` scaled by `10^-scale` (exact: no float in between).
+pub(crate) fn write_decimal(v: i128, scale: i8, out: &mut String) {
+    if scale <= 0 {
+        let _ = write!(out, "{v}");
+        for _ in 0..(-scale) {
+            out.push('0');
+        }
+        return;
+    }
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    if v < 0 {
+        out.push('-');
+    }
+    if digits.len() <= scale {
+        out.push_str("0.");
+        for _ in digits.len()..scale {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    } else {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    }
+}
+
 pub(crate) fn write_f64(v: f64, out: &mut String) {
     if v.is_finite() {
         let _ = write!(out, "{v:e}");
@@ -354,6 +386,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn formats_decimals_exactly() {
+        let f = |v: i128, s: i8| {
+            let mut o = String::new();
+            write_decimal(v, s, &mut o);
+            o
+        };
+        assert_eq!(f(17_000_000_000_000_000_000_000_000_123, 0), "17000000000000000000000000123");
+        assert_eq!(f(-5, 2), "-0.05");
+        assert_eq!(f(12345, 2), "123.45");
+        assert_eq!(f(7, -2), "700");
     }
 
     #[test]

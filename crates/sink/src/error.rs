@@ -49,6 +49,21 @@ pub enum SinkError {
     },
 }
 
+/// Server error codes caused by the values of a row (see [`SinkError::is_data_error`]).
+const DATA_SERVER_CODES: &[u16] = &[
+    1048, // ER_BAD_NULL_ERROR: NULL into a NOT NULL column
+    1264, // ER_WARN_DATA_OUT_OF_RANGE
+    1265, // WARN_DATA_TRUNCATED
+    1292, // ER_TRUNCATED_WRONG_VALUE (e.g. an invalid datetime)
+    1366, // ER_TRUNCATED_WRONG_VALUE_FOR_FIELD (e.g. a bad string for the column's charset)
+    1367, // ER_ILLEGAL_VALUE_FOR_TYPE
+    1406, // ER_DATA_TOO_LONG
+    1416, // ER_CANT_CREATE_GEOMETRY_OBJECT
+    1690, // ER_DATA_OUT_OF_RANGE (arithmetic in a merge)
+    3819, // ER_CHECK_CONSTRAINT_VIOLATED (MySQL)
+    4025, // ER_CONSTRAINT_FAILED (MariaDB)
+];
+
 /// Server error codes after which a retry can succeed.
 const TRANSIENT_SERVER_CODES: &[u16] = &[
     1040, // ER_CON_COUNT_ERROR: too many connections
@@ -73,6 +88,23 @@ impl SinkError {
         match self {
             SinkError::Mysql { source, .. } => is_transient_mysql(source),
             _ => false,
+        }
+    }
+
+    /// True for a permanent error caused by the values written (too long, out of range, wrong
+    /// value, NULL into NOT NULL, constraint): the rows behind it must be set aside, not retried.
+    pub fn is_data_error(&self) -> bool {
+        self.server_code().is_some_and(|c| DATA_SERVER_CODES.contains(&c))
+    }
+
+    /// The MySQL server's error message, if this is a server error.
+    pub fn server_message(&self) -> Option<String> {
+        match self {
+            SinkError::Mysql {
+                source: MyError::Server(e),
+                ..
+            } => Some(e.message.clone()),
+            _ => None,
         }
     }
 

@@ -15,13 +15,17 @@
 mod chunk;
 mod encode;
 mod error;
+mod merge;
 mod migrate;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMillisecondType;
 use arrow_array::RecordBatch;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, OptsBuilder, Pool, Row, TxOpts};
+use mysql_async::{IsolationLevel, Opts, OptsBuilder, Pool, Row, Transaction, TxOpts};
 
 pub use error::SinkError;
+pub use merge::{Merge, MergeTable, Trend};
 pub use migrate::{run, MigrateArgs, MIGRATIONS};
 
 /// Default cap on rows per multi-row statement (larger statements stop paying off and hold locks longer).
@@ -60,28 +64,25 @@ impl std::fmt::Debug for MySqlSink {
     }
 }
 
-/// What the store holds for one (group, topic, partition): where to resume and the open-window state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the store holds for one (group, topic, partition): where to resume and the partition's
+/// event-time progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartitionSnapshot {
     /// Next Kafka offset to consume; `None` when nothing was ever committed for the partition.
     pub next_offset: Option<i64>,
     /// Largest event time (epoch ms) seen on the partition when last committed.
     pub max_event_ms: Option<i64>,
-    /// Window accumulators to restore, ordered by (grain, key, window_start).
-    pub state: Vec<StateEntry>,
 }
 
-/// One open window's serialized accumulator, as stored in `tw_window_state`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateEntry {
-    /// Window grain (engine-defined, e.g. 0 = market, 1 = asset).
-    pub grain: u8,
-    /// Window key within the grain.
-    pub key: String,
-    /// Window start, epoch milliseconds.
-    pub window_start_ms: i64,
-    /// Serialized accumulator (engine-defined encoding).
-    pub acc: Vec<u8>,
+/// How a partition takes part in the topic-wide low watermark that makes windows final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionStatus {
+    /// Consuming: its watermark holds the low watermark back.
+    Active = 0,
+    /// Caught up and quiet for the idleness timeout: it does not hold the low watermark back.
+    Idle = 1,
+    /// Drained to its end by `--drain`: when every partition is drained, every window is final.
+    Drained = 2,
 }
 
 /// Progress of one partition to record in a [`Commit`].
@@ -90,14 +91,16 @@ pub struct PartitionProgress {
     /// Kafka partition.
     pub partition: i32,
     /// The `next_offset` the caller believes is stored (what it loaded or last committed);
-    /// `None` means no row may exist yet. A mismatch fences the commit.
+    /// `None` means no row may exist yet. A mismatch fences the commit (compare-and-set).
     pub expected_offset: Option<i64>,
     /// New next offset to store.
     pub next_offset: i64,
     /// Largest event time seen (epoch ms); `None` keeps the stored value.
     pub max_event_ms: Option<i64>,
-    /// Delete this partition's state rows with `window_start` below this (epoch ms), after the upserts.
-    pub evict_before_ms: Option<i64>,
+    /// The partition's watermark (epoch ms); `None` keeps the stored value.
+    pub watermark_ms: Option<i64>,
+    /// Whether the partition holds the low watermark back.
+    pub status: PartitionStatus,
 }
 
 /// Everything one exactly-once commit writes, in one transaction.
@@ -107,19 +110,26 @@ pub struct Commit<'a> {
     pub group: &'a str,
     /// Kafka topic.
     pub topic: &'a str,
+    /// Partitions of the topic (those without a stored row hold the low watermark back).
+    pub partition_count: i32,
     /// Per-partition offsets to check and advance.
     pub partitions: &'a [PartitionProgress],
-    /// (table, rows) written with [`IngestMode::Upsert`], in order (window rows and `tw_window_state` rows).
-    pub upserts: &'a [(&'a str, &'a RecordBatch)],
+    /// Every window table with the contribution to merge into it (possibly empty): each table's
+    /// trend is refreshed for the merged rows and its rows are finalized up to the low watermark.
+    pub merges: &'a [(&'a MergeTable, &'a RecordBatch)],
 }
 
 /// Result of [`MySqlSink::commit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// The transaction committed; `rows` is the number of batch rows upserted.
+    /// The transaction committed.
     Committed {
-        /// Rows sent across all upsert batches.
+        /// Contribution rows merged, across tables.
         rows: u64,
+        /// Rows that became final in this commit, across tables.
+        finalized: u64,
+        /// The topic-wide low watermark the commit finalized up to (`i64::MAX`: everything).
+        low_watermark: Option<i64>,
     },
     /// Nothing was written: the stored offsets of these partitions differ from `expected_offset`
     /// (another consumer owns them now). The caller must drop its state for them and reload.
@@ -127,6 +137,17 @@ pub enum CommitOutcome {
         /// Partitions whose stored offset did not match.
         partitions: Vec<i32>,
     },
+}
+
+/// A contribution row MySQL refused with a data error (found by [`MySqlSink::find_bad_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    /// Row index in the batch.
+    pub row: usize,
+    /// The server error code (e.g. 1406 data too long).
+    pub code: u16,
+    /// The server's message.
+    pub message: String,
 }
 
 impl MySqlSink {
@@ -163,8 +184,10 @@ impl MySqlSink {
         let opts = OptsBuilder::from_opts(opts).setup(vec![
             "SET NAMES utf8mb4",
             "SET time_zone = '+00:00'",
-            // The string escaping relies on backslash escapes being enabled.
-            "SET sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+            // The string escaping relies on backslash escapes being enabled, and merge-on-write on
+            // MySQL's left-to-right `ON DUPLICATE KEY UPDATE` (MariaDB's SIMULTANEOUS_ASSIGNMENT off).
+            "SET sql_mode = REPLACE(REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), \
+             'SIMULTANEOUS_ASSIGNMENT', '')",
         ]);
         let pool = Pool::new(opts);
         let max_allowed_packet = {
@@ -246,7 +269,7 @@ impl MySqlSink {
         Ok(rows)
     }
 
-    /// Reads the stored offset, max event time and window state of one partition (one consistent snapshot).
+    /// Reads the stored offset and max event time of one partition.
     pub async fn load_partition(
         &self,
         group: &str,
@@ -254,12 +277,8 @@ impl MySqlSink {
         partition: i32,
     ) -> Result<PartitionSnapshot, SinkError> {
         let ctx = || format!("loading {group}/{topic}/{partition}");
-        let mut tx = self
-            .pool
-            .start_transaction(TxOpts::default().with_readonly(Some(true)).to_owned())
-            .await
-            .map_err(SinkError::mysql(ctx()))?;
-        let offsets: Option<Row> = tx
+        let mut conn = self.pool.get_conn().await.map_err(SinkError::mysql(ctx()))?;
+        let row: Option<Row> = conn
             .exec_first(
                 "SELECT next_offset, max_event_ms FROM tw_offsets \
                  WHERE group_id = ? AND topic = ? AND kpartition = ?",
@@ -267,163 +286,60 @@ impl MySqlSink {
             )
             .await
             .map_err(SinkError::mysql(ctx()))?;
-        let (next_offset, max_event_ms) = match offsets {
+        Ok(match row {
             Some(row) => {
                 let (n, m): (i64, Option<i64>) = from_row(row, "tw_offsets")?;
-                (Some(n), m)
+                PartitionSnapshot {
+                    next_offset: Some(n),
+                    max_event_ms: m,
+                }
             }
-            None => (None, None),
-        };
-        let rows: Vec<Row> = tx
-            .exec(
-                "SELECT grain, wkey, window_start, acc FROM tw_window_state \
-                 WHERE group_id = ? AND topic = ? AND kpartition = ? \
-                 ORDER BY grain, wkey, window_start",
-                (group, topic, partition),
-            )
-            .await
-            .map_err(SinkError::mysql(ctx()))?;
-        let state = rows
-            .into_iter()
-            .map(|row| {
-                let (grain, key, window_start_ms, acc): (u8, String, i64, Vec<u8>) =
-                    from_row(row, "tw_window_state")?;
-                Ok(StateEntry {
-                    grain,
-                    key,
-                    window_start_ms,
-                    acc,
-                })
-            })
-            .collect::<Result<Vec<_>, SinkError>>()?;
-        tx.commit().await.map_err(SinkError::mysql(ctx()))?;
-        Ok(PartitionSnapshot {
-            next_offset,
-            max_event_ms,
-            state,
+            None => PartitionSnapshot::default(),
         })
     }
 
-    /// The exactly-once commit, in ONE transaction: (a) lock and check every partition's stored offset
-    /// against `expected_offset` (any mismatch: roll back, return [`CommitOutcome::Fenced`]); (b) upsert
-    /// every `(table, batch)`; (c) evict state rows below `evict_before_ms`; (d) store the new offsets.
+    /// The exactly-once commit, in ONE `READ COMMITTED` transaction:
+    /// 1. advance every partition's stored offset by compare-and-set (`UPDATE ... WHERE next_offset =
+    ///    expected`, or insert-if-absent); any mismatch rolls back and returns [`CommitOutcome::Fenced`];
+    /// 2. merge each table's contribution into its rows ([`MergeTable`]);
+    /// 3. refresh the trend of the merged rows and of their successors;
+    /// 4. read the topic-wide low watermark from `tw_offsets` and mark the rows it closes final.
     pub async fn commit(&self, c: &Commit<'_>) -> Result<CommitOutcome, SinkError> {
+        let mut opts = TxOpts::default();
+        opts.with_isolation_level(IsolationLevel::ReadCommitted);
         let mut tx = self
             .pool
-            .start_transaction(TxOpts::default())
+            .start_transaction(opts)
             .await
             .map_err(SinkError::mysql("starting the commit transaction"))?;
+        let fenced = advance_offsets(&mut tx, c).await?;
+        if !fenced.is_empty() {
+            tracing::warn!(
+                group = c.group,
+                topic = c.topic,
+                ?fenced,
+                "commit fenced: stored offsets differ from expected; writing nothing"
+            );
+            tx.rollback()
+                .await
+                .map_err(SinkError::mysql("rolling back a fenced commit"))?;
+            return Ok(CommitOutcome::Fenced { partitions: fenced });
+        }
         let mut buf = String::with_capacity(4096);
-
-        // (a) Fence: lock the offset rows and compare. Under REPEATABLE READ (the default) a locking
-        // read of an absent row takes a gap lock, so two consumers that both expect "no row" cannot
-        // both insert: one commits, the other deadlocks (transient; on retry it sees the row: Fenced).
-        if !c.partitions.is_empty() {
-            buf.push_str("SELECT kpartition, next_offset FROM tw_offsets WHERE group_id = ");
-            encode::write_str_literal(c.group, &mut buf);
-            buf.push_str(" AND topic = ");
-            encode::write_str_literal(c.topic, &mut buf);
-            buf.push_str(" AND kpartition IN (");
-            for (i, p) in c.partitions.iter().enumerate() {
-                if i > 0 {
-                    buf.push(',');
-                }
-                push_display(&mut buf, p.partition);
-            }
-            buf.push_str(") FOR UPDATE");
-            let rows: Vec<Row> = tx
-                .query(buf.as_str())
-                .await
-                .map_err(SinkError::mysql("locking tw_offsets"))?;
-            let mut stored = Vec::with_capacity(rows.len());
-            for row in rows {
-                stored.push(from_row::<(i32, i64)>(row, "tw_offsets")?);
-            }
-            let fenced: Vec<i32> = c
-                .partitions
-                .iter()
-                .filter(|p| {
-                    let have = stored.iter().find(|s| s.0 == p.partition).map(|s| s.1);
-                    have != p.expected_offset
-                })
-                .map(|p| p.partition)
-                .collect();
-            if !fenced.is_empty() {
-                tracing::warn!(
-                    group = c.group,
-                    topic = c.topic,
-                    ?fenced,
-                    "commit fenced: stored offsets differ from expected; writing nothing"
-                );
-                tx.rollback()
-                    .await
-                    .map_err(SinkError::mysql("rolling back a fenced commit"))?;
-                return Ok(CommitOutcome::Fenced { partitions: fenced });
-            }
-        }
-
-        // (b) Rows and state.
         let mut rows = 0u64;
-        for (table, batch) in c.upserts {
-            rows += self
-                .write_batch(&mut tx, table, batch, IngestMode::Upsert, &mut buf)
-                .await?;
+        for (table, batch) in c.merges {
+            rows += self.merge_batch(&mut tx, table, batch, &mut buf).await?;
         }
-
-        // (c) Evict state rows of windows that are closed for good (after the state upsert).
-        for p in c.partitions {
-            let Some(before) = p.evict_before_ms else {
-                continue;
-            };
-            buf.clear();
-            buf.push_str("DELETE FROM tw_window_state WHERE group_id = ");
-            encode::write_str_literal(c.group, &mut buf);
-            buf.push_str(" AND topic = ");
-            encode::write_str_literal(c.topic, &mut buf);
-            buf.push_str(" AND kpartition = ");
-            push_display(&mut buf, p.partition);
-            buf.push_str(" AND window_start < ");
-            push_display(&mut buf, before);
-            tx.query_drop(buf.as_str())
-                .await
-                .map_err(SinkError::mysql("evicting tw_window_state"))?;
+        for (table, batch) in c.merges {
+            refresh_trend(&mut tx, table, batch, &mut buf).await?;
         }
-
-        // (d) Offsets.
-        if !c.partitions.is_empty() {
-            buf.clear();
-            buf.push_str(
-                "INSERT INTO tw_offsets (group_id, topic, kpartition, next_offset, max_event_ms, updated_at) VALUES ",
-            );
-            for (i, p) in c.partitions.iter().enumerate() {
-                if i > 0 {
-                    buf.push(',');
-                }
-                buf.push('(');
-                encode::write_str_literal(c.group, &mut buf);
-                buf.push(',');
-                encode::write_str_literal(c.topic, &mut buf);
-                buf.push(',');
-                push_display(&mut buf, p.partition);
-                buf.push(',');
-                push_display(&mut buf, p.next_offset);
-                buf.push(',');
-                match p.max_event_ms {
-                    Some(m) => push_display(&mut buf, m),
-                    None => buf.push_str("NULL"),
-                }
-                buf.push_str(",UTC_TIMESTAMP(3))");
+        let low_watermark = low_watermark(&mut tx, c).await?;
+        let mut finalized = 0;
+        if let Some(low) = low_watermark {
+            for (table, _) in c.merges {
+                finalized += finalize(&mut tx, table, low, &mut buf).await?;
             }
-            buf.push_str(
-                " ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), \
-                 max_event_ms = COALESCE(VALUES(max_event_ms), max_event_ms), \
-                 updated_at = VALUES(updated_at)",
-            );
-            tx.query_drop(buf.as_str())
-                .await
-                .map_err(SinkError::mysql("storing tw_offsets"))?;
         }
-
         tx.commit()
             .await
             .map_err(SinkError::mysql("committing the exactly-once transaction"))?;
@@ -431,10 +347,67 @@ impl MySqlSink {
             group = c.group,
             topic = c.topic,
             rows,
+            finalized,
+            ?low_watermark,
             partitions = c.partitions.len(),
             "committed"
         );
-        Ok(CommitOutcome::Committed { rows })
+        Ok(CommitOutcome::Committed {
+            rows,
+            finalized,
+            low_watermark,
+        })
+    }
+
+    /// Finds the rows of `batch` that MySQL refuses with a data error when merged into `table`
+    /// (e.g. 1406 data too long after a column was narrowed): bisects the batch under savepoints in a
+    /// transaction that is always rolled back. Other errors are returned as they are.
+    pub async fn find_bad_rows(
+        &self,
+        table: &MergeTable,
+        batch: &RecordBatch,
+    ) -> Result<Vec<BadRow>, SinkError> {
+        let mut tx = self
+            .pool
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(SinkError::mysql("starting a probe transaction"))?;
+        let mut bad = Vec::new();
+        let mut stack = vec![(0usize, batch.num_rows())];
+        let mut buf = String::new();
+        while let Some((start, len)) = stack.pop() {
+            if len == 0 {
+                continue;
+            }
+            let part = batch.slice(start, len);
+            tx.query_drop("SAVEPOINT tw_probe")
+                .await
+                .map_err(SinkError::mysql("probing rows"))?;
+            match self.merge_batch(&mut tx, table, &part, &mut buf).await {
+                Ok(_) => {}
+                Err(e) if e.is_data_error() => {
+                    tx.query_drop("ROLLBACK TO SAVEPOINT tw_probe")
+                        .await
+                        .map_err(SinkError::mysql("probing rows"))?;
+                    if len == 1 {
+                        bad.push(BadRow {
+                            row: start,
+                            code: e.server_code().unwrap_or(0),
+                            message: e.server_message().unwrap_or_default(),
+                        });
+                    } else {
+                        stack.push((start + len / 2, len - len / 2));
+                        stack.push((start, len / 2));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tx.rollback()
+            .await
+            .map_err(SinkError::mysql("rolling back the probe"))?;
+        bad.sort_by_key(|b| b.row);
+        Ok(bad)
     }
 
     /// Closes every pooled connection (call at shutdown).
@@ -482,9 +455,277 @@ impl MySqlSink {
     }
 }
 
-fn push_display(buf: &mut String, v: impl std::fmt::Display) {
-    use std::fmt::Write as _;
-    let _ = write!(buf, "{v}");
+impl MySqlSink {
+    /// Merges `batch` into `table` as chunked `INSERT ... ON DUPLICATE KEY UPDATE` statements.
+    async fn merge_batch<Q: Queryable>(
+        &self,
+        q: &mut Q,
+        table: &MergeTable,
+        batch: &RecordBatch,
+        buf: &mut String,
+    ) -> Result<u64, SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(0);
+        }
+        let suffix = table.upsert_suffix()?;
+        let mut chunker = chunk::Chunker::with_suffix(
+            &table.name,
+            batch,
+            &suffix,
+            self.max_stmt_rows,
+            self.max_stmt_bytes,
+        )?;
+        while chunker.next_statement(buf)? > 0 {
+            q.query_drop(buf.as_str())
+                .await
+                .map_err(SinkError::mysql(format!("merging into `{}`", table.name)))?;
+        }
+        Ok(batch.num_rows() as u64)
+    }
+}
+
+/// Step 1 of [`MySqlSink::commit`]: compare-and-set of every partition's offset. Returns the fenced
+/// partitions (empty when every partition was advanced).
+async fn advance_offsets(
+    tx: &mut Transaction<'_>,
+    c: &Commit<'_>,
+) -> Result<Vec<i32>, SinkError> {
+    let mut fenced = Vec::new();
+    for p in c.partitions {
+        let status = p.status as u8;
+        match p.expected_offset {
+            Some(expected) => {
+                tx.exec_drop(
+                    "UPDATE tw_offsets SET next_offset = ?, \
+                     max_event_ms = COALESCE(?, max_event_ms), \
+                     watermark_ms = COALESCE(?, watermark_ms), status = ?, \
+                     commits = commits + 1, updated_at = UTC_TIMESTAMP(3) \
+                     WHERE group_id = ? AND topic = ? AND kpartition = ? AND next_offset = ?",
+                    (
+                        p.next_offset,
+                        p.max_event_ms,
+                        p.watermark_ms,
+                        status,
+                        c.group,
+                        c.topic,
+                        p.partition,
+                        expected,
+                    ),
+                )
+                .await
+                .map_err(SinkError::mysql("advancing tw_offsets"))?;
+                if tx.affected_rows() != 1 {
+                    fenced.push(p.partition);
+                }
+            }
+            None => {
+                let r = tx
+                    .exec_drop(
+                        "INSERT INTO tw_offsets (group_id, topic, kpartition, next_offset, \
+                         max_event_ms, watermark_ms, status, commits, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, 1, UTC_TIMESTAMP(3))",
+                        (
+                            c.group,
+                            c.topic,
+                            p.partition,
+                            p.next_offset,
+                            p.max_event_ms,
+                            p.watermark_ms,
+                            status,
+                        ),
+                    )
+                    .await
+                    .map_err(SinkError::mysql("inserting tw_offsets"));
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.server_code() == Some(1062) => fenced.push(p.partition),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !fenced.is_empty() {
+            break; // the transaction rolls back anyway
+        }
+    }
+    Ok(fenced)
+}
+
+/// Step 4 of [`MySqlSink::commit`]: the topic-wide low watermark, from every partition's stored
+/// row. `None` while some partition has no row or an active partition has no watermark yet;
+/// `i64::MAX` when every partition is drained.
+async fn low_watermark(
+    tx: &mut Transaction<'_>,
+    c: &Commit<'_>,
+) -> Result<Option<i64>, SinkError> {
+    let row: Option<Row> = tx
+        .exec_first(
+            "SELECT COUNT(*), COALESCE(SUM(status = 0), 0), \
+             MIN(CASE WHEN status = 0 THEN watermark_ms END), \
+             COALESCE(SUM(status = 0 AND watermark_ms IS NULL), 0), MAX(watermark_ms), \
+             COALESCE(SUM(status = 2), 0) \
+             FROM tw_offsets WHERE group_id = ? AND topic = ? AND kpartition < ?",
+            (c.group, c.topic, c.partition_count),
+        )
+        .await
+        .map_err(SinkError::mysql("reading the low watermark"))?;
+    let Some(row) = row else { return Ok(None) };
+    let (count, active, active_min, active_unknown, max, drained): (
+        i64,
+        i64,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        i64,
+    ) = from_row(row, "tw_offsets")?;
+    Ok(if count < i64::from(c.partition_count) || active_unknown > 0 {
+        None
+    } else if active > 0 {
+        active_min
+    } else if drained == count {
+        Some(i64::MAX)
+    } else {
+        max
+    })
+}
+
+/// Marks the rows of `table` whose window ends at or before `low` final; returns how many.
+async fn finalize(
+    tx: &mut Transaction<'_>,
+    table: &MergeTable,
+    low: i64,
+    buf: &mut String,
+) -> Result<u64, SinkError> {
+    buf.clear();
+    buf.push_str("UPDATE ");
+    buf.push_str(&merge::quoted(&table.name));
+    buf.push_str(" SET is_final = 1");
+    if table.columns.iter().any(|(n, _)| n == "updated_at") {
+        buf.push_str(", updated_at = UTC_TIMESTAMP(3)");
+    }
+    buf.push_str(" WHERE is_final = 0");
+    if low != i64::MAX {
+        buf.push_str(" AND window_start <= ");
+        encode::write_datetime_ms(low.saturating_sub(table.window_ms), buf)?;
+    }
+    tx.query_drop(buf.as_str())
+        .await
+        .map_err(SinkError::mysql(format!("finalizing `{}`", table.name)))?;
+    Ok(tx.affected_rows())
+}
+
+/// Tuples per `IN (...)` list of a trend refresh statement.
+const TREND_TUPLES_PER_STATEMENT: usize = 2_000;
+
+/// Step 3 of [`MySqlSink::commit`]: recomputes the trend of every merged row and of its successor.
+/// The previous windows are locked first (`FOR UPDATE`), so a concurrent replica merging into one of
+/// them either commits first (and this read sees it) or waits for this transaction (and then
+/// refreshes the successor itself).
+async fn refresh_trend(
+    tx: &mut Transaction<'_>,
+    table: &MergeTable,
+    batch: &RecordBatch,
+    buf: &mut String,
+) -> Result<(), SinkError> {
+    let Some(trend) = &table.trend else {
+        return Ok(());
+    };
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
+    let keys: Vec<&str> = table.key_columns().collect();
+    let mut key_cols = Vec::with_capacity(keys.len());
+    for k in &keys {
+        let array = batch.column_by_name(k).ok_or_else(|| {
+            SinkError::InvalidIdentifier(format!("(key column `{k}` missing from the batch)"))
+        })?;
+        key_cols.push(encode::Col::new(&table.name, k, array)?);
+    }
+    let starts = batch
+        .column_by_name("window_start")
+        .and_then(|a| a.as_primitive_opt::<TimestampMillisecondType>())
+        .ok_or_else(|| {
+            SinkError::InvalidIdentifier(format!(
+                "(`{}` batches need window_start as a millisecond timestamp)",
+                table.name
+            ))
+        })?;
+    let size = table.window_ms;
+    let tuple = |row: usize, offset: i64, out: &mut String| -> Result<(), SinkError> {
+        out.push('(');
+        for c in &key_cols {
+            c.write(row, out)?;
+            out.push(',');
+        }
+        encode::write_datetime_ms(starts.value(row).saturating_add(offset), out)?;
+        out.push(')');
+        Ok(())
+    };
+    let t = merge::quoted(&table.name);
+    let key_list = keys
+        .iter()
+        .map(|k| merge::quoted(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows_per_statement = TREND_TUPLES_PER_STATEMENT / 3;
+    let n = batch.num_rows();
+    let mut start = 0;
+    while start < n {
+        let end = (start + rows_per_statement).min(n);
+        // Lock the previous, own and next windows of these rows.
+        buf.clear();
+        buf.push_str(&format!(
+            "SELECT 1 FROM {t} WHERE ({key_list}, `window_start`) IN ("
+        ));
+        for (i, row) in (start..end).enumerate() {
+            for (j, off) in [-size, 0, size].into_iter().enumerate() {
+                if i > 0 || j > 0 {
+                    buf.push(',');
+                }
+                tuple(row, off, buf)?;
+            }
+        }
+        buf.push_str(") FOR UPDATE");
+        tx.query_drop(buf.as_str())
+            .await
+            .map_err(SinkError::mysql(format!("locking `{}` for trends", table.name)))?;
+        // Recompute the trend of these rows and their successors against their previous windows.
+        let v = merge::quoted(&trend.value);
+        let on = keys
+            .iter()
+            .map(|k| {
+                let k = merge::quoted(k);
+                format!("p.{k} = c.{k}")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        buf.clear();
+        buf.push_str(&format!(
+            "UPDATE {t} c LEFT JOIN {t} p ON {on} AND p.`window_start` = c.`window_start` - \
+             INTERVAL {} MICROSECOND SET c.{} = CASE WHEN p.{v} IS NULL THEN NULL \
+             WHEN c.{v} > p.{v} THEN 'up' WHEN c.{v} < p.{v} THEN 'down' ELSE 'flat' END \
+             WHERE ({}, c.`window_start`) IN (",
+            size.saturating_mul(1000),
+            merge::quoted(&trend.column),
+            keys.iter()
+                .map(|k| format!("c.{}", merge::quoted(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for (i, row) in (start..end).enumerate() {
+            for (j, off) in [0, size].into_iter().enumerate() {
+                if i > 0 || j > 0 {
+                    buf.push(',');
+                }
+                tuple(row, off, buf)?;
+            }
+        }
+        buf.push(')');
+        tx.query_drop(buf.as_str())
+            .await
+            .map_err(SinkError::mysql(format!("refreshing trends of `{}`", table.name)))?;
+        start = end;
+    }
+    Ok(())
 }
 
 fn from_row<T: mysql_async::prelude::FromRow>(row: Row, what: &str) -> Result<T, SinkError> {

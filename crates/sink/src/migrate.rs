@@ -15,6 +15,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "002_views",
         include_str!("../../../schemas/mysql/002_views.sql"),
     ),
+    (
+        "003_merge_on_write",
+        include_str!("../../../schemas/mysql/003_merge_on_write.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements: a statement ends at a line ending with `;`.

@@ -8,14 +8,14 @@ use arrow_array::types::Int32Type;
 use arrow_array::{
     ArrayRef, BinaryArray, BooleanArray, DictionaryArray, Float32Array, Float64Array, Int32Array,
     Int64Array, Int8Array, LargeStringArray, RecordBatch, StringArray, TimestampMicrosecondArray,
-    TimestampMillisecondArray, UInt32Array, UInt64Array, UInt8Array,
+    TimestampMillisecondArray, UInt32Array, UInt64Array,
 };
 use arrow_schema::{Field, Schema};
 use mysql_async::prelude::Queryable;
 use mysql_async::Row;
 use tradewind_sink::{
-    Commit, CommitOutcome, IngestMode, MySqlSink, PartitionProgress, PartitionSnapshot, SinkError,
-    StateEntry,
+    Commit, CommitOutcome, IngestMode, Merge, MergeTable, MySqlSink, PartitionProgress,
+    PartitionStatus, SinkError, Trend,
 };
 
 static N: AtomicUsize = AtomicUsize::new(0);
@@ -122,49 +122,83 @@ fn asset_rows(rows: &[(&str, i64, u64, f64, f64, Option<&str>, bool, u32)]) -> R
     ])
 }
 
-/// tw_window_state rows for one (group, topic, partition): (grain, key, window_start_ms, acc).
-fn state_rows(group: &str, topic: &str, part: i32, rows: &[(u8, &str, i64, &[u8])]) -> RecordBatch {
-    let n = rows.len();
-    batch(vec![
-        (
-            "group_id",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(group, n))),
-        ),
-        (
-            "topic",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),
-        ),
-        (
-            "kpartition",
-            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(part, n))),
-        ),
-        (
-            "grain",
-            Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.0))),
-        ),
-        (
-            "wkey",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-        ),
-        (
-            "window_start",
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
-        ),
-        (
-            "acc",
-            Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.3))),
-        ),
-    ])
-}
-
 fn progress(partition: i32, expected: Option<i64>, next: i64) -> PartitionProgress {
     PartitionProgress {
         partition,
         expected_offset: expected,
         next_offset: next,
         max_event_ms: Some(T0 + next),
-        evict_before_ms: None,
+        watermark_ms: Some(T0 + next),
+        status: PartitionStatus::Active,
     }
+}
+
+/// A small window table merged by the generic merge-on-write rules.
+async fn window_table(sink: &MySqlSink) -> MergeTable {
+    let mut conn = sink.pool().get_conn().await.unwrap();
+    conn.query_drop(
+        "CREATE TABLE w (k VARCHAR(8) NOT NULL, window_start DATETIME(3) NOT NULL, \
+         n BIGINT NOT NULL, s DOUBLE, hi DOUBLE, lo DOUBLE, okey DECIMAL(38,0), ckey DECIMAL(38,0), \
+         o DOUBLE, c DOUBLE, avg DOUBLE, trend ENUM('up','down','flat') NULL, \
+         is_final TINYINT NOT NULL DEFAULT 0, revision INT NOT NULL DEFAULT 0, \
+         PRIMARY KEY (k, window_start), KEY (is_final, window_start))",
+    )
+    .await
+    .unwrap();
+    let col = |n: &str, m: Merge| (n.to_string(), m);
+    MergeTable {
+        name: "w".into(),
+        columns: vec![
+            col("k", Merge::Key),
+            col("window_start", Merge::Key),
+            col("n", Merge::Add),
+            col("s", Merge::Add),
+            col("hi", Merge::Max),
+            col("lo", Merge::Min),
+            col("okey", Merge::Min),
+            col("ckey", Merge::Max),
+            col("o", Merge::FirstBy("okey".into())),
+            col("c", Merge::LastBy("ckey".into())),
+            col("avg", Merge::Derived("`s` / `n`".into())),
+            col("trend", Merge::Keep),
+            col("is_final", Merge::Keep),
+            col("revision", Merge::Add),
+        ],
+        window_ms: 60_000,
+        trend: Some(Trend {
+            column: "trend".into(),
+            value: "avg".into(),
+        }),
+    }
+}
+
+/// Contribution rows of `w`: (key, minute, n, sum, hi=lo=sum/n, open key/value, close key/value, late).
+#[allow(clippy::type_complexity)]
+fn contribution(rows: &[(&str, i64, i64, f64, (i128, f64), (i128, f64), i32)]) -> RecordBatch {
+    let dec = |v: Vec<i128>| -> ArrayRef {
+        Arc::new(
+            arrow_array::Decimal128Array::from(v)
+                .with_precision_and_scale(38, 0)
+                .unwrap(),
+        )
+    };
+    let f = |v: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
+    batch(vec![
+        ("k", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)))),
+        ("window_start", ts_ms(rows.iter().map(|r| T0 + r.1 * 60_000).collect())),
+        ("n", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+        ("s", f(rows.iter().map(|r| r.3).collect())),
+        ("hi", f(rows.iter().map(|r| r.3 / r.2 as f64).collect())),
+        ("lo", f(rows.iter().map(|r| r.3 / r.2 as f64).collect())),
+        ("okey", dec(rows.iter().map(|r| r.4 .0).collect())),
+        ("ckey", dec(rows.iter().map(|r| r.5 .0).collect())),
+        ("o", f(rows.iter().map(|r| r.4 .1).collect())),
+        ("c", f(rows.iter().map(|r| r.5 .1).collect())),
+        ("avg", f(rows.iter().map(|r| r.3 / r.2 as f64).collect())),
+        ("trend", Arc::new(StringArray::from(vec![None::<&str>; rows.len()]))),
+        ("is_final", Arc::new(BooleanArray::from(vec![false; rows.len()]))),
+        ("revision", Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.6)))),
+    ])
 }
 
 #[tokio::test]
@@ -211,7 +245,6 @@ async fn connect_creates_database_and_migrate_is_idempotent() {
         ("market_1m", "BASE TABLE"),
         ("tw_offsets", "BASE TABLE"),
         ("tw_schema_migrations", "BASE TABLE"),
-        ("tw_window_state", "BASE TABLE"),
         ("v_asset_minute", "VIEW"),
         ("v_market_minute", "VIEW"),
     ];
@@ -224,7 +257,7 @@ async fn connect_creates_database_and_migrate_is_idempotent() {
     );
     assert_eq!(
         count(&sink, "SELECT COUNT(*) FROM tw_schema_migrations").await,
-        2
+        tradewind_sink::MIGRATIONS.len() as i64
     );
     // Secondary index on window_start for both window tables.
     assert_eq!(
@@ -675,228 +708,184 @@ async fn chunking_splits_statements_by_rows_and_bytes() {
 }
 
 #[tokio::test]
-async fn commit_is_atomic_and_fenced() {
+async fn contributions_merge_exactly_and_rows_become_final_at_the_low_watermark() {
     let (sink, db) = fresh().await;
+    let w = window_table(&sink).await;
     let (g, t) = ("grp", "trades");
-    let windows = asset_rows(&[
-        ("bitcoin", 0, 10, 1.5, 100.0, None, true, 0),
-        ("ethereum", 0, 7, 2.0, 5.0, None, false, 0),
+    // Partition 0 and partition 1 both contribute to ("x", minute 0); only partition 0 to minute 1.
+    let b0 = contribution(&[
+        ("x", 0, 2, 10.0, (20, 1.0), (30, 2.0), 0),
+        ("x", 1, 1, 9.0, (40, 9.0), (40, 9.0), 0),
     ]);
-    let state = state_rows(g, t, 0, &[(1, "ethereum", T0, b"acc-e")]);
-    let parts = [progress(0, None, 100), progress(1, None, 50)];
-    let out = sink
-        .commit(&Commit {
-            group: g,
-            topic: t,
-            partitions: &parts,
-            upserts: &[("asset_1m", &windows), ("tw_window_state", &state)],
-        })
-        .await
-        .unwrap();
-    assert_eq!(out, CommitOutcome::Committed { rows: 3 });
-    assert_eq!(count(&sink, "SELECT COUNT(*) FROM asset_1m").await, 2);
-    assert_eq!(
-        count(&sink, "SELECT SUM(next_offset) FROM tw_offsets").await,
-        150
-    );
-
-    // A zombie that believes partition 1 is at 40 (it is at 50): fenced, writes nothing at all,
-    // not even partition 0 whose expectation matches.
-    let zombie_rows = asset_rows(&[("solana", 0, 1, 3.0, 20.0, None, true, 0)]);
-    let zombie = [progress(0, Some(100), 200), progress(1, Some(40), 60)];
-    let out = sink
-        .commit(&Commit {
-            group: g,
-            topic: t,
-            partitions: &zombie,
-            upserts: &[("asset_1m", &zombie_rows)],
-        })
-        .await
-        .unwrap();
+    let b1 = contribution(&[("x", 0, 3, 30.0, (10, 7.0), (25, 8.0), 1)]);
+    let p0 = [PartitionProgress {
+        watermark_ms: Some(T0 + 30_000),
+        ..progress(0, None, 5)
+    }];
+    let (m0, m1, empty) = ([(&w, &b0)], [(&w, &b1)], contribution(&[]));
+    let me = [(&w, &empty)];
+    let c = |parts, merges| Commit {
+        group: g,
+        topic: t,
+        partition_count: 2,
+        partitions: parts,
+        merges,
+    };
+    let out = sink.commit(&c(&p0, &m0)).await.unwrap();
     assert_eq!(
         out,
-        CommitOutcome::Fenced {
-            partitions: vec![1]
+        CommitOutcome::Committed {
+            rows: 2,
+            finalized: 0,
+            low_watermark: None // partition 1 has not reported yet
         }
     );
-    // A fresh consumer expecting no row where one exists is fenced as well.
-    let out = sink
-        .commit(&Commit {
-            group: g,
-            topic: t,
-            partitions: &[progress(0, None, 1)],
-            upserts: &[("asset_1m", &zombie_rows)],
-        })
-        .await
-        .unwrap();
+    // Partition 1's watermark is past minute 0's end: minute 0 becomes final, minute 1 does not.
+    let p1 = [PartitionProgress {
+        watermark_ms: Some(T0 + 90_000),
+        ..progress(1, None, 3)
+    }];
+    let p0b = [PartitionProgress {
+        watermark_ms: Some(T0 + 61_000),
+        ..progress(0, Some(5), 6)
+    }];
+    sink.commit(&c(&p1, &m1)).await.unwrap();
+    let out = sink.commit(&c(&p0b, &me)).await.unwrap();
     assert_eq!(
         out,
-        CommitOutcome::Fenced {
-            partitions: vec![0]
+        CommitOutcome::Committed {
+            rows: 0,
+            finalized: 1,
+            low_watermark: Some(T0 + 61_000)
         }
     );
+    let r = rows(
+        &sink,
+        "SELECT n, s, hi, lo, CAST(okey AS CHAR), CAST(ckey AS CHAR) FROM w ORDER BY window_start",
+    )
+    .await;
+    type A = (i64, f64, f64, f64, String, String);
+    let got: Vec<A> = r.into_iter().map(mysql_async::from_row).collect();
     assert_eq!(
-        count(&sink, "SELECT COUNT(*) FROM asset_1m WHERE base = 'solana'").await,
-        0
+        got,
+        vec![
+            (5, 40.0, 10.0, 5.0, "10".into(), "30".into()),
+            (1, 9.0, 9.0, 9.0, "40".into(), "40".into()),
+        ],
+        "sums add, high and low merge, order keys take the extremes"
     );
+    let r = rows(
+        &sink,
+        "SELECT o, c, avg, CAST(trend AS CHAR), is_final, revision FROM w ORDER BY window_start",
+    )
+    .await;
+    type B = (f64, f64, f64, Option<String>, i64, i64);
+    let got: Vec<B> = r.into_iter().map(mysql_async::from_row).collect();
     assert_eq!(
-        count(&sink, "SELECT SUM(next_offset) FROM tw_offsets").await,
-        150
+        got,
+        vec![
+            (7.0, 2.0, 8.0, None, 1, 1),
+            (9.0, 9.0, 9.0, Some("up".into()), 0, 0),
+        ],
+        "open/close by order key, derived recomputed, successor's trend refreshed, final, revision"
     );
-
-    // A commit that fails half-way (second upsert targets a missing table) leaves nothing behind.
-    let err = sink
-        .commit(&Commit {
-            group: g,
-            topic: t,
-            partitions: &[progress(0, Some(100), 200)],
-            upserts: &[("asset_1m", &zombie_rows), ("no_such_table", &zombie_rows)],
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.server_code(), Some(1146), "{err}");
-    assert!(!err.is_transient());
-    assert_eq!(
-        count(&sink, "SELECT COUNT(*) FROM asset_1m WHERE base = 'solana'").await,
-        0
-    );
-    assert_eq!(
-        count(
-            &sink,
-            "SELECT next_offset FROM tw_offsets WHERE kpartition = 0"
-        )
-        .await,
-        100
-    );
-
-    // The rightful owner continues; a replay of the same rows is harmless.
-    let out = sink
-        .commit(&Commit {
-            group: g,
-            topic: t,
-            partitions: &[progress(0, Some(100), 200)],
-            upserts: &[("asset_1m", &zombie_rows), ("asset_1m", &zombie_rows)],
-        })
-        .await
-        .unwrap();
-    assert_eq!(out, CommitOutcome::Committed { rows: 2 });
-    assert_eq!(count(&sink, "SELECT COUNT(*) FROM asset_1m").await, 3);
-    // Another group/topic is independent.
-    let out = sink
-        .commit(&Commit {
-            group: "other",
-            topic: t,
-            partitions: &[progress(0, None, 7)],
-            upserts: &[],
-        })
-        .await
-        .unwrap();
-    assert_eq!(out, CommitOutcome::Committed { rows: 0 });
     cleanup(sink, &db).await;
 }
 
 #[tokio::test]
-async fn eviction_and_load_partition() {
+async fn every_partition_drained_finalizes_everything() {
     let (sink, db) = fresh().await;
-    let (g, t) = ("grp", "trades");
-    // Nothing stored yet.
-    assert_eq!(
-        sink.load_partition(g, t, 0).await.unwrap(),
-        PartitionSnapshot::default()
-    );
-    let s0 = state_rows(
-        g,
-        t,
-        0,
-        &[
-            (0, "x:btc/usd", 0, b"a0"),
-            (0, "x:btc/usd", 60_000, b"a1"),
-            (1, "btc", 120_000, &[0, 1, 2, 255]),
-        ],
-    );
-    let s1 = state_rows(g, t, 1, &[(0, "x:eth/usd", 0, b"b0")]);
-    let out = sink
-        .commit(&Commit {
-            group: g,
-            topic: t,
-            partitions: &[progress(0, None, 10), progress(1, None, 20)],
-            upserts: &[("tw_window_state", &s0), ("tw_window_state", &s1)],
-        })
-        .await
-        .unwrap();
-    assert_eq!(out, CommitOutcome::Committed { rows: 4 });
-    let snap = sink.load_partition(g, t, 0).await.unwrap();
-    assert_eq!(snap.next_offset, Some(10));
-    assert_eq!(snap.max_event_ms, Some(T0 + 10));
-    assert_eq!(
-        snap.state,
-        vec![
-            StateEntry {
-                grain: 0,
-                key: "x:btc/usd".into(),
-                window_start_ms: 0,
-                acc: b"a0".to_vec()
-            },
-            StateEntry {
-                grain: 0,
-                key: "x:btc/usd".into(),
-                window_start_ms: 60_000,
-                acc: b"a1".to_vec()
-            },
-            StateEntry {
-                grain: 1,
-                key: "btc".into(),
-                window_start_ms: 120_000,
-                acc: vec![0, 1, 2, 255]
-            },
-        ]
-    );
+    let w = window_table(&sink).await;
+    let b = contribution(&[("x", 5, 1, 1.0, (1, 1.0), (1, 1.0), 0)]);
+    for p in 0..2 {
+        let parts = [PartitionProgress {
+            status: PartitionStatus::Drained,
+            ..progress(p, None, 1)
+        }];
+        let out = sink
+            .commit(&Commit {
+                group: "g",
+                topic: "t",
+                partition_count: 2,
+                partitions: &parts,
+                merges: &[(&w, &b)],
+            })
+            .await
+            .unwrap();
+        let CommitOutcome::Committed { low_watermark, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(low_watermark, (p == 1).then_some(i64::MAX));
+    }
+    assert_eq!(count(&sink, "SELECT COUNT(*) FROM w WHERE is_final = 1").await, 1);
+    assert_eq!(count(&sink, "SELECT MAX(n) FROM w").await, 2);
+    cleanup(sink, &db).await;
+}
 
-    // Next commit: updates the 120_000 accumulator, adds 180_000, re-writes an old 0 window,
-    // and evicts everything below 120_000 on partition 0 only. max_event_ms None keeps the stored one.
-    let upd = state_rows(
-        g,
-        t,
-        0,
-        &[
-            (0, "x:btc/usd", 0, b"old"),
-            (1, "btc", 120_000, b"new"),
-            (1, "btc", 180_000, b"next"),
-        ],
-    );
-    let mut p0 = progress(0, Some(10), 30);
-    p0.evict_before_ms = Some(120_000);
-    p0.max_event_ms = None;
-    let out = sink
-        .commit(&Commit {
-            group: g,
-            topic: t,
-            partitions: &[p0],
-            upserts: &[("tw_window_state", &upd)],
-        })
+#[tokio::test]
+async fn a_stale_owner_is_fenced_under_read_committed_and_writes_nothing() {
+    let (sink, db) = fresh().await;
+    let w = window_table(&sink).await;
+    // The server default is READ COMMITTED for this database's sessions; the fence must not rely
+    // on REPEATABLE READ's gap locks.
+    let url = format!("mysql://root@127.0.0.1:3306/{db}");
+    let rc = MySqlSink::connect(&url).await.unwrap();
+    let mut conn = rc.pool().get_conn().await.unwrap();
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         .await
         .unwrap();
-    assert_eq!(out, CommitOutcome::Committed { rows: 3 });
-    let snap = sink.load_partition(g, t, 0).await.unwrap();
-    assert_eq!(snap.next_offset, Some(30));
-    assert_eq!(snap.max_event_ms, Some(T0 + 10));
-    let got: Vec<(u8, &str, i64, &[u8])> = snap
-        .state
-        .iter()
-        .map(|e| (e.grain, e.key.as_str(), e.window_start_ms, e.acc.as_slice()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            (1, "btc", 120_000, b"new".as_slice()),
-            (1, "btc", 180_000, b"next".as_slice())
-        ]
-    );
-    // Partition 1 is untouched.
-    let snap1 = sink.load_partition(g, t, 1).await.unwrap();
-    assert_eq!(snap1.next_offset, Some(20));
-    assert_eq!(snap1.state.len(), 1);
-    assert_eq!(snap1.state[0].acc, b"b0");
+    drop(conn);
+    let b = contribution(&[("x", 0, 1, 1.0, (1, 1.0), (1, 1.0), 0)]);
+    let merges = [(&w, &b)];
+    let c = |parts: &'static [PartitionProgress]| Commit {
+        group: "g",
+        topic: "t",
+        partition_count: 1,
+        partitions: parts,
+        merges: &merges,
+    };
+    let ok: &'static [PartitionProgress] = Box::leak(Box::new([progress(0, None, 10)]));
+    assert!(matches!(rc.commit(&c(ok)).await.unwrap(), CommitOutcome::Committed { .. }));
+    for stale in [progress(0, None, 11), progress(0, Some(9), 11)] {
+        let stale: &'static [PartitionProgress] = Box::leak(Box::new([stale]));
+        let out = rc.commit(&c(stale)).await.unwrap();
+        assert_eq!(out, CommitOutcome::Fenced { partitions: vec![0] });
+    }
+    assert_eq!(count(&rc, "SELECT n FROM w").await, 1, "a fenced commit merged nothing");
+    assert_eq!(sink.load_partition("g", "t", 0).await.unwrap().next_offset, Some(10));
+    rc.disconnect().await.unwrap();
+    cleanup(sink, &db).await;
+}
+
+#[tokio::test]
+async fn rows_refused_by_mysql_are_found_one_by_one() {
+    let (sink, db) = fresh().await;
+    let w = window_table(&sink).await;
+    let b = contribution(&[
+        ("ok1", 0, 1, 1.0, (1, 1.0), (1, 1.0), 0),
+        ("toolong!!", 0, 1, 1.0, (1, 1.0), (1, 1.0), 0),
+        ("ok2", 0, 1, 1.0, (1, 1.0), (1, 1.0), 0),
+        ("ok3", 0, 1, 1.0, (1, 1.0), (1, 1.0), 0),
+        ("waytoolong", 0, 1, 1.0, (1, 1.0), (1, 1.0), 0),
+    ]);
+    let parts = [progress(0, None, 1)];
+    let err = sink
+        .commit(&Commit {
+            group: "g",
+            topic: "t",
+            partition_count: 1,
+            partitions: &parts,
+            merges: &[(&w, &b)],
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_data_error() && !err.is_transient(), "{err}");
+    assert_eq!(err.server_code(), Some(1406));
+    let bad = sink.find_bad_rows(&w, &b).await.unwrap();
+    assert_eq!(bad.iter().map(|b| (b.row, b.code)).collect::<Vec<_>>(), vec![(1, 1406), (4, 1406)]);
+    assert!(bad[0].message.contains("Data too long"), "{:?}", bad[0]);
+    assert_eq!(count(&sink, "SELECT COUNT(*) FROM w").await, 0, "the probe writes nothing");
+    assert_eq!(sink.load_partition("g", "t", 0).await.unwrap().next_offset, None);
     cleanup(sink, &db).await;
 }
 
@@ -916,6 +905,7 @@ async fn unreachable_server_is_transient() {
 #[tokio::test]
 async fn concurrent_owners_cannot_both_commit() {
     let (sink, db) = fresh().await;
+    let w = window_table(&sink).await;
     let url = format!("mysql://root@127.0.0.1:3306/{db}");
     let other = MySqlSink::connect(&url).await.unwrap();
     let (g, t) = ("grp", "trades");
@@ -925,21 +915,23 @@ async fn concurrent_owners_cannot_both_commit() {
             0 => None,
             _ => sink.load_partition(g, t, 3).await.unwrap().next_offset,
         };
-        let a_rows = asset_rows(&[("a", round, 1, 1.0, 1.0, None, true, 0)]);
-        let b_rows = asset_rows(&[("b", round, 1, 1.0, 1.0, None, true, 0)]);
+        let a_rows = contribution(&[("a", round, 1, 1.0, (1, 1.0), (1, 1.0), 0)]);
+        let b_rows = contribution(&[("b", round, 1, 1.0, (1, 1.0), (1, 1.0), 0)]);
         let pa = [progress(3, expected, 100 * (round + 1))];
         let pb = [progress(3, expected, 100 * (round + 1) + 1)];
         let ca = Commit {
             group: g,
             topic: t,
+            partition_count: 4,
             partitions: &pa,
-            upserts: &[("asset_1m", &a_rows)],
+            merges: &[(&w, &a_rows)],
         };
         let cb = Commit {
             group: g,
             topic: t,
+            partition_count: 4,
             partitions: &pb,
-            upserts: &[("asset_1m", &b_rows)],
+            merges: &[(&w, &b_rows)],
         };
         let (ra, rb) = tokio::join!(sink.commit(&ca), other.commit(&cb));
         let won =
@@ -956,12 +948,12 @@ async fn concurrent_owners_cannot_both_commit() {
         // Exactly the winner's row and offset are stored.
         let winner = if won(&ra) { "a" } else { "b" };
         let q = format!(
-            "SELECT COUNT(*) FROM asset_1m WHERE window_start = FROM_UNIXTIME({}) AND base = '{winner}'",
+            "SELECT COUNT(*) FROM w WHERE window_start = FROM_UNIXTIME({}) AND k = '{winner}'",
             (T0 + round * 60_000) / 1000
         );
         assert_eq!(count(&sink, &q).await, 1);
         let q = format!(
-            "SELECT COUNT(*) FROM asset_1m WHERE window_start = FROM_UNIXTIME({})",
+            "SELECT COUNT(*) FROM w WHERE window_start = FROM_UNIXTIME({})",
             (T0 + round * 60_000) / 1000
         );
         assert_eq!(count(&sink, &q).await, 1);
