@@ -181,7 +181,12 @@ fn main() {
     let mut g = c.benchmark_group(format!("kernels/{markets}_markets"));
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function(format!("decode/{n}"), |b| {
-        b.iter(|| black_box(dec.decode(black_box(&batch), NOW_MS, &|_| false).expect("decode")))
+        b.iter(|| {
+            black_box(
+                dec.decode(black_box(&batch), NOW_MS, &|_| false)
+                    .expect("decode"),
+            )
+        })
     });
     g.bench_function(format!("window/{n}"), |b| {
         b.iter(|| {

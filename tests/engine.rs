@@ -8,7 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_tables_match, oracle, produce_all, read_tables, read_topic, TestDb};
+use common::{
+    assert_tables_match, oracle, produce_all, produce_spread, read_full, read_log, read_tables,
+    read_topic, valid_trades, TestDb,
+};
 use tradewind_engine::RunArgs;
 use tradewind_kafka::EmbeddedCluster;
 use tradewind_model::{write_json, OwnedTrade};
@@ -51,7 +54,11 @@ fn input(n: u64, jitter_ms: u32, late_fraction: f64, seed: u64) -> Input {
     let good: Vec<OwnedTrade> = tradewind_sim::generate(cfg, n).collect();
     let mut records: Vec<_> = good.iter().map(record).collect();
     let mut dlq = Vec::new();
-    let bad: [(&str, &[u8], &str); 6] = [
+    let long_base = format!(
+        r#"{{"exchange":"binance","base":"{}","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":1700000000000,"priceUsd":10}}"#,
+        "x".repeat(5_000)
+    );
+    let bad: [(&str, &[u8], &str); 8] = [
         ("bitcoin", b"{\"exchange\":\"binance\",\"base\":", "syntax"),
         ("bitcoin", b"[1,2,3]", "not_object"),
         (
@@ -69,10 +76,17 @@ fn input(n: u64, jitter_ms: u32, late_fraction: f64, seed: u64) -> Input {
             br#"{"exchange":"binance","base":"ethereum","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":4102444800000,"priceUsd":10}"#,
             "future_timestamp",
         ),
+        // A 5,000-character base (once fatal: MySQL error 1406 on every replica, forever).
+        ("xxx", long_base.as_bytes(), "invalid_id"),
         (
-            "solana",
-            br#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":1700000000000,"priceUsd":10}"#,
-            "key_mismatch",
+            "bitcoin",
+            "{\"exchange\":\"binance\",\"base\":\"bit\u{85}coin\",\"quote\":\"tether\",\"direction\":\"buy\",\"price\":10,\"volume\":1,\"timestamp\":1700000000000,\"priceUsd\":10}".as_bytes(),
+            "invalid_id",
+        ),
+        (
+            "bitcoin",
+            br#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":10,"volume":1e400,"timestamp":1700000000000,"priceUsd":10}"#,
+            "non_finite",
         ),
     ];
     for (i, (key, payload, reason)) in bad.iter().enumerate() {
@@ -501,4 +515,151 @@ fn live_interval_writes_the_forming_windows_as_provisional_rows() {
         .expect("engine task")
         .expect("engine run");
     rt.block_on(pool.disconnect()).ok();
+}
+
+// ---- any partitioning, any replica count, rows MySQL refuses -----------------------------------
+
+fn wait_exit(mut child: Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "tradewind run did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sorted_payloads(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = read_topic(brokers, topic)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    v.sort();
+    v.dedup(); // side outputs are at-least-once
+    v
+}
+
+/// Every asset's trades spread over random partitions; one replica in process against three replica
+/// processes of which one aborts mid-way and is restarted. Both equal the oracle over the log, and
+/// equal each other in every column but `updated_at` (revision, finality, trends included), with
+/// the same trades in the late topic.
+#[test]
+fn any_partitioning_and_any_replica_count_give_identical_exact_tables() {
+    let inp = input(40_000, 2_000, 0.02, 6);
+    let c = EmbeddedCluster::start(
+        1,
+        &[
+            ("trades", 4),
+            ("trades.dlq", 1),
+            ("late.one", 1),
+            ("late.many", 1),
+        ],
+    )
+    .expect("mock cluster");
+    produce_spread(c.bootstrap_servers(), "trades", &inp.records, 4, 99);
+    produce_spread(c.bootstrap_servers(), "trades", &inp.late, 4, 7);
+    let log = read_log(c.bootstrap_servers(), "trades");
+    assert_eq!(log.len(), inp.records.len() + inp.late.len());
+    let rt = runtime();
+
+    let one = TestDb::new("spread1");
+    let mut a = engine_args(c.bootstrap_servers(), &one, "g-one");
+    a.late_topic = "late.one".into();
+    let s = drain_in_process(&rt, a);
+    assert_eq!(s.too_late as usize, inp.late.len(), "judged per partition");
+
+    let many = TestDb::new("spreadn");
+    let extra = ["--late-topic", "late.many"];
+    let brokers = c.bootstrap_servers();
+    let r1 = spawn_run_with(brokers, &many, "g-many", None, &extra);
+    let r2 = spawn_run_with(brokers, &many, "g-many", Some(3), &extra);
+    let r3 = spawn_run_with(brokers, &many, "g-many", None, &extra);
+    wait_exit(r2, Duration::from_secs(120));
+    let r2b = spawn_run_with(brokers, &many, "g-many", None, &extra);
+    for r in [r1, r3, r2b] {
+        wait_ok(r, Duration::from_secs(180));
+    }
+
+    // The oracle over what the topic holds, ties broken by (partition, offset) like the engine.
+    let cutoff = START_MS - 3_600_000;
+    let good: Vec<OwnedTrade> = valid_trades(&log)
+        .into_iter()
+        .filter(|t| t.timestamp > cutoff)
+        .collect();
+    assert_eq!(good.len(), inp.good.len());
+    let expected = oracle(&good, WINDOW_MS);
+    for db in [&one, &many] {
+        let pool = db.pool();
+        assert_tables_match(&rt.block_on(read_tables(&pool)), &expected);
+        rt.block_on(pool.disconnect()).ok();
+    }
+    let (p1, pn) = (one.pool(), many.pool());
+    let (t1, tn) = (rt.block_on(read_full(&p1)), rt.block_on(read_full(&pn)));
+    assert_eq!(t1.len(), expected.market.len() + expected.asset.len());
+    let differ: Vec<_> = t1.iter().zip(&tn).filter(|(a, b)| a != b).take(3).collect();
+    assert!(t1 == tn, "1 replica vs 3 replicas differ: {differ:?}");
+    let mut late: Vec<Vec<u8>> = inp.late.iter().map(|(_, p)| p.clone()).collect();
+    late.sort();
+    assert_eq!(sorted_payloads(brokers, "late.one"), late);
+    assert_eq!(sorted_payloads(brokers, "late.many"), late);
+    rt.block_on(p1.disconnect()).ok();
+    rt.block_on(pn.disconnect()).ok();
+}
+
+/// The schema drifted (asset_1m.base narrowed): MySQL refuses the rows of a long but valid base
+/// (error 1406). Those trades go to the dead-letter topic with the MySQL error; everything else
+/// commits and equals the oracle, and the engine goes on.
+#[test]
+fn trades_behind_a_row_mysql_refuses_are_dead_lettered_and_the_rest_commits() {
+    use mysql_async::prelude::Queryable;
+    let inp = input(10_000, 0, 0.0, 8);
+    let c = cluster();
+    let db = TestDb::new("refused");
+    let rt = runtime();
+    rt.block_on(async {
+        let sink = tradewind_sink::MySqlSink::connect(&db.url)
+            .await
+            .expect("connect");
+        sink.migrate().await.expect("migrate");
+        let mut conn = sink.pool().get_conn().await.expect("conn");
+        conn.query_drop("ALTER TABLE asset_1m MODIFY base VARCHAR(24) NOT NULL")
+            .await
+            .expect("narrow");
+        drop(conn);
+        sink.disconnect().await.ok();
+    });
+    let mut records = inp.records.clone();
+    let long: Vec<OwnedTrade> = inp
+        .good
+        .iter()
+        .step_by(1_000)
+        .map(|t| OwnedTrade {
+            base: "averyveryverylongcoinname12345".into(),
+            ..t.clone()
+        })
+        .collect();
+    // Interleave them with the rest, so that every batch holding one must still commit the others.
+    for (k, t) in long.iter().enumerate() {
+        records.insert(k * 1_000 + 17, record(t));
+    }
+    produce_all(c.bootstrap_servers(), "trades", &records);
+    let s = drain_in_process(&rt, engine_args(c.bootstrap_servers(), &db, "g1"));
+    check_against_oracle(&rt, &db, &inp);
+    assert_eq!(s.trades as usize, inp.good.len());
+    let dlq = read_topic(c.bootstrap_servers(), "trades.dlq");
+    let storage: Vec<_> = dlq
+        .iter()
+        .filter(|(_, r)| r.as_deref() == Some("storage"))
+        .collect();
+    assert_eq!(storage.len(), long.len());
+    assert!(storage
+        .iter()
+        .all(|(p, _)| String::from_utf8_lossy(p).contains("averyveryverylongcoinname12345")));
+    let mut rest: Vec<String> = dlq
+        .into_iter()
+        .filter_map(|(_, r)| r.filter(|r| r != "storage"))
+        .collect();
+    rest.sort();
+    assert_eq!(rest, inp.dlq_reasons);
 }

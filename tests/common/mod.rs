@@ -498,3 +498,130 @@ impl Relay {
         self.down.store(down, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// Produces `payloads` in order, each to a pseudo-random partition of `partitions` (what a
+/// partition-count change, a foreign partitioner or a second producer does): one asset's trades
+/// end up spread over every partition.
+pub fn produce_spread(
+    brokers: &str,
+    topic: &str,
+    payloads: &[(Option<Vec<u8>>, Vec<u8>)],
+    partitions: i32,
+    seed: u64,
+) {
+    let producer: BaseProducer = tradewind_kafka::producer_config(brokers)
+        .create()
+        .expect("producer");
+    let mut state = seed;
+    for (k, p) in payloads {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let part = ((state >> 33) % partitions as u64) as i32;
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
+            .payload(p.as_slice())
+            .partition(part);
+        if let Some(k) = k {
+            rec = rec.key(k.as_slice());
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Every record of `topic` with its partition and offset, sorted by (partition, offset).
+pub fn read_log(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("tw-test-log-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut eof = std::collections::BTreeSet::new();
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.push((
+                    m.partition(),
+                    m.offset(),
+                    m.payload().unwrap_or(&[]).to_vec(),
+                ));
+                eof.remove(&m.partition());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+                let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                if n > 0 && eof.len() >= n {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort_by_key(|(p, o, _)| (*p, *o));
+    out
+}
+
+/// The valid trades of a log read by [`read_log`], in (partition, offset) order: the order in which
+/// the engine breaks open/close ties between trades of the same millisecond.
+pub fn valid_trades(log: &[(i32, i64, Vec<u8>)]) -> Vec<OwnedTrade> {
+    log.iter()
+        .filter_map(|(_, _, p)| {
+            tradewind_model::validate(p, tradewind_model::now_ms(), &Default::default())
+                .ok()
+                .map(|t| t.to_owned_trade())
+        })
+        .collect()
+}
+
+/// Every column of both window tables except `updated_at`, as text (doubles to 12 significant
+/// digits: sums merged in a different order differ in the last bits), sorted: two runs that must
+/// agree compare equal.
+pub async fn read_full(pool: &mysql_async::Pool) -> Vec<String> {
+    let mut conn = pool.get_conn().await.expect("mysql conn");
+    let mut out = Vec::new();
+    for table in ["market_1m", "asset_1m"] {
+        let cols: Vec<String> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME <> 'updated_at' \
+                 ORDER BY ORDINAL_POSITION",
+                (table,),
+            )
+            .await
+            .expect("columns")
+            .into_iter()
+            .map(|r: mysql_async::Row| {
+                let (name, ty): (String, String) = mysql_async::from_row(r);
+                if ty == "double" {
+                    format!("IFNULL(FORMAT({name}, 12 - FLOOR(LOG10(ABS(NULLIF({name}, 0)))) - 1), 'null')")
+                } else {
+                    format!("IFNULL(CAST({name} AS CHAR), 'null')")
+                }
+            })
+            .collect();
+        let sql = format!(
+            "SELECT CONCAT_WS('|', '{table}', {}) FROM {table}",
+            cols.join(", ")
+        );
+        let rows: Vec<String> = conn.query(sql).await.expect("read table");
+        out.extend(rows);
+    }
+    out.sort();
+    out
+}

@@ -53,7 +53,11 @@ impl EngineContext {
 
     /// Start offsets for newly assigned partitions: the known MySQL offset, else the beginning.
     fn set_start_offsets(&self, tpl: &mut TopicPartitionList) {
-        let known = self.known_offsets.lock().map(|m| m.clone()).unwrap_or_default();
+        let known = self
+            .known_offsets
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         let parts: Vec<(String, i32)> = tpl
             .elements()
             .iter()

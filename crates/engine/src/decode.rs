@@ -65,7 +65,11 @@ impl BatchDecoder {
         skip: &(dyn Fn(usize) -> bool + Sync),
     ) -> Result<Decoded, ArrowError> {
         let n = raw.len();
-        let parts = if n >= PARALLEL_MIN_ROWS { self.threads } else { 1 };
+        let parts = if n >= PARALLEL_MIN_ROWS {
+            self.threads
+        } else {
+            1
+        };
         let bounds: Vec<(usize, usize)> = (0..parts)
             .map(|k| (k * n / parts, (k + 1) * n / parts))
             .collect();
@@ -92,7 +96,9 @@ impl BatchDecoder {
         };
         let mut parts = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         if parts.len() == 1 {
-            return parts.pop().ok_or_else(|| ArrowError::ComputeError("no part".into()));
+            return parts
+                .pop()
+                .ok_or_else(|| ArrowError::ComputeError("no part".into()));
         }
         let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
         let batch = arrow_select::concat::concat_batches(&self.schema, batches)?;
@@ -135,7 +141,11 @@ impl TradeBuilders {
         {
             b.append_value(v);
         }
-        for (b, v) in self.numbers.iter_mut().zip([t.price, t.volume, t.price_usd]) {
+        for (b, v) in self
+            .numbers
+            .iter_mut()
+            .zip([t.price, t.volume, t.price_usd])
+        {
             b.append_value(v);
         }
         self.ts.append_value(t.timestamp);
@@ -270,18 +280,35 @@ mod tests {
         let cases = [
             (g.to_string(), None),
             ("{\"exchange\":".to_string(), Some(RejectKind::Syntax)),
-            (g.replace("19365.59", "\"19365.59\""), Some(RejectKind::WrongType)),
-            (g.replace("1666616454283", "\"2022-10-24T13:00:54Z\""), Some(RejectKind::WrongType)),
+            (
+                g.replace("19365.59", "\"19365.59\""),
+                Some(RejectKind::WrongType),
+            ),
+            (
+                g.replace("1666616454283", "\"2022-10-24T13:00:54Z\""),
+                Some(RejectKind::WrongType),
+            ),
             (g.replace("0.07", "-0.07"), Some(RejectKind::NonPositive)),
-            (g.replace(",\"priceUsd\":19371.064153143514", ""), Some(RejectKind::MissingField)),
-            (g.replace("\"buy\"", "\"hold\""), Some(RejectKind::BadDirection)),
-            (g.replace("1666616454283", "1900000000000"), Some(RejectKind::FutureTimestamp)),
+            (
+                g.replace(",\"priceUsd\":19371.064153143514", ""),
+                Some(RejectKind::MissingField),
+            ),
+            (
+                g.replace("\"buy\"", "\"hold\""),
+                Some(RejectKind::BadDirection),
+            ),
+            (
+                g.replace("1666616454283", "1900000000000"),
+                Some(RejectKind::FutureTimestamp),
+            ),
             ("[1,2]".to_string(), Some(RejectKind::NotObject)),
             (format!("{g}{g}"), Some(RejectKind::Syntax)),
         ];
         let refs: Vec<&str> = cases.iter().map(|(p, _)| p.as_str()).collect();
         let d = BatchDecoder::new(Validator::default());
-        let out = d.decode(&raw(&refs), 1_700_000_000_000, &|_| false).unwrap();
+        let out = d
+            .decode(&raw(&refs), 1_700_000_000_000, &|_| false)
+            .unwrap();
         assert_eq!(out.source, vec![0]);
         let got: Vec<(u32, RejectKind)> = out.rejects.iter().map(|(i, r)| (*i, r.kind)).collect();
         let want: Vec<(u32, RejectKind)> = cases
@@ -291,8 +318,16 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         for (i, r) in &out.rejects {
-            let direct = validate(refs[*i as usize].as_bytes(), 1_700_000_000_000, &Validator::default());
-            assert_eq!(direct.err().as_ref(), Some(r), "same verdict as the model's validator");
+            let direct = validate(
+                refs[*i as usize].as_bytes(),
+                1_700_000_000_000,
+                &Validator::default(),
+            );
+            assert_eq!(
+                direct.err().as_ref(),
+                Some(r),
+                "same verdict as the model's validator"
+            );
         }
     }
 }

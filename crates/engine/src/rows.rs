@@ -46,7 +46,10 @@ fn shared_columns(market: bool) -> Vec<(&'static str, Merge)> {
     cols.extend([
         ("open_key", Merge::Min),
         ("close_key", Merge::Max),
-        ("vwap_usd", Merge::Derived("`notional_usd` / `volume`".into())),
+        (
+            "vwap_usd",
+            Merge::Derived("`notional_usd` / `volume`".into()),
+        ),
         (
             "avg_price_usd",
             Merge::Derived("`sum_price_usd` / `trades`".into()),
@@ -153,7 +156,8 @@ impl TableBuilder {
             self.keys[0].append_value(names.name(k.base));
         }
         self.window_start.append_value(k.start);
-        self.window_end.append_value(k.start.saturating_add(size_ms));
+        self.window_end
+            .append_value(k.start.saturating_add(size_ms));
         for (b, v) in self.counts.iter_mut().zip([a.trades, a.buys, a.sells]) {
             b.append_value(v);
         }
@@ -243,13 +247,20 @@ pub fn contribution_batches(
 ) -> Result<[RecordBatch; 2], ArrowError> {
     let mut keys: Vec<&WinKey> = contributions.keys().collect();
     keys.sort_unstable_by(|a, b| {
-        (a.grain, names.name(a.exchange), names.name(a.base), names.name(a.quote), a.start).cmp(&(
-            b.grain,
-            names.name(b.exchange),
-            names.name(b.base),
-            names.name(b.quote),
-            b.start,
-        ))
+        (
+            a.grain,
+            names.name(a.exchange),
+            names.name(a.base),
+            names.name(a.quote),
+            a.start,
+        )
+            .cmp(&(
+                b.grain,
+                names.name(b.exchange),
+                names.name(b.base),
+                names.name(b.quote),
+                b.start,
+            ))
     });
     let mut market = TableBuilder::new(true);
     let mut asset = TableBuilder::new(false);

@@ -82,7 +82,9 @@ pub async fn run_engine(
             &[(args.dlq_topic.as_str(), 1), (args.late_topic.as_str(), 1)],
         )
         .await
-        .unwrap_or_else(|e| tracing::warn!(error = %e, "could not create topics; assuming they exist"));
+        .unwrap_or_else(
+            |e| tracing::warn!(error = %e, "could not create topics; assuming they exist"),
+        );
     }
     let options = parse_options(&args.kafka_options)?;
     let mut producer_config = tradewind_kafka::producer_config(&args.brokers);
@@ -302,7 +304,9 @@ impl Engine {
                 self.set_ready(true, "ok");
             }
             if self.args.drain && caught_up {
-                tracing::info!("drain: every assigned partition is caught up; marking them drained");
+                tracing::info!(
+                    "drain: every assigned partition is caught up; marking them drained"
+                );
                 self.commit_drained(rt, shutdown)?;
                 return Ok(());
             }
@@ -319,7 +323,12 @@ impl Engine {
     }
 
     /// Loads partition `p` from MySQL, retrying transient errors; `false` on shutdown.
-    fn load(&mut self, rt: &Handle, p: i32, shutdown: &watch::Receiver<bool>) -> anyhow::Result<bool> {
+    fn load(
+        &mut self,
+        rt: &Handle,
+        p: i32,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<bool> {
         let (sink, group, topic) = (&self.io.sink, &self.args.group, &self.args.topic);
         let Some(snap) = retry(rt, shutdown, &self.io, "load partition", || {
             sink.load_partition(group, topic, p)
@@ -552,7 +561,8 @@ impl Engine {
                 }
                 Committed::Interrupted | Committed::Fenced => return Ok(()),
                 Committed::DataError(e) => {
-                    let bad = self.find_bad_trades(rt, shutdown, decoded, &excluded, &batches, &e)?;
+                    let bad =
+                        self.find_bad_trades(rt, shutdown, decoded, &excluded, &batches, &e)?;
                     if bad.is_empty() {
                         return Err(anyhow::Error::new(e)
                             .context("MySQL refused the commit and no single row reproduces it"));
@@ -639,7 +649,9 @@ impl Engine {
             .map(|(_, a)| a.trades)
             .sum::<u64>();
         self.summary.corrected += plan.corrected;
-        m.late.with_label_values(&["corrected"]).inc_by(plan.corrected);
+        m.late
+            .with_label_values(&["corrected"])
+            .inc_by(plan.corrected);
         for (table, b) in self.tables.iter().zip(batches) {
             m.rows_written
                 .with_label_values(&[&table.name])
@@ -647,14 +659,27 @@ impl Engine {
             self.summary.rows_written += b.num_rows() as u64;
         }
         for (k, a) in &plan.contributions {
-            let g = if k.grain == GRAIN_MARKET { "market" } else { "asset" };
-            let kind = if a.late > 0 { "correction" } else { "provisional" };
+            let g = if k.grain == GRAIN_MARKET {
+                "market"
+            } else {
+                "asset"
+            };
+            let kind = if a.late > 0 {
+                "correction"
+            } else {
+                "provisional"
+            };
             m.windows_emitted.with_label_values(&[g, kind]).inc();
         }
     }
 
     /// Sends validator and MySQL rejects to the dead-letter topic (awaited: at-least-once).
-    fn route_rejects(&mut self, rt: &Handle, raw: &RawBatch, rejects: &[(usize, Reject)]) -> anyhow::Result<()> {
+    fn route_rejects(
+        &mut self,
+        rt: &Handle,
+        raw: &RawBatch,
+        rejects: &[(usize, Reject)],
+    ) -> anyhow::Result<()> {
         if rejects.is_empty() {
             return Ok(());
         }
@@ -680,7 +705,12 @@ impl Engine {
     }
 
     /// Sends too-late trades, unchanged, to the late topic (awaited: at-least-once).
-    fn route_too_late(&mut self, rt: &Handle, raw: &RawBatch, late: &[(usize, i64)]) -> anyhow::Result<()> {
+    fn route_too_late(
+        &mut self,
+        rt: &Handle,
+        raw: &RawBatch,
+        late: &[(usize, i64)],
+    ) -> anyhow::Result<()> {
         if late.is_empty() {
             return Ok(());
         }
@@ -693,8 +723,15 @@ impl Engine {
             );
             let late = &self.io.late;
             async move {
-                late.send_labelled(raw.key(i), raw.payload(i), "too_late", &detail, "engine", Some(&origin))
-                    .await
+                late.send_labelled(
+                    raw.key(i),
+                    raw.payload(i),
+                    "too_late",
+                    &detail,
+                    "engine",
+                    Some(&origin),
+                )
+                .await
             }
         });
         for r in rt.block_on(join_all(sends)) {
@@ -725,7 +762,10 @@ impl Engine {
         let mut keys: Vec<(usize, Vec<String>, i64, Reject)> = Vec::new();
         for (t, (table, batch)) in self.tables.iter().zip(batches).enumerate() {
             let sink = &self.io.sink;
-            let Some(bad) = retry(rt, shutdown, &self.io, "probe rows", || sink.find_bad_rows(table, batch))? else {
+            let Some(bad) = retry(rt, shutdown, &self.io, "probe rows", || {
+                sink.find_bad_rows(table, batch)
+            })?
+            else {
                 return Ok(Vec::new());
             };
             for b in bad {
@@ -749,7 +789,9 @@ impl Engine {
             let hit = keys.iter().find(|(t, k, ws, _)| {
                 *ws == start
                     && if *t == 0 {
-                        k[0] == cols.exchange.value(row) && k[1] == cols.base.value(row) && k[2] == cols.quote.value(row)
+                        k[0] == cols.exchange.value(row)
+                            && k[1] == cols.base.value(row)
+                            && k[2] == cols.quote.value(row)
                     } else {
                         k[0] == cols.base.value(row)
                     }
@@ -762,7 +804,11 @@ impl Engine {
     }
 
     /// At the end of a drain: every assigned partition is committed as drained.
-    fn commit_drained(&mut self, rt: &Handle, shutdown: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    fn commit_drained(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let plan = Plan {
             contributions: Contributions::default(),
             clocks: HashMap::new(),

@@ -605,21 +605,37 @@ mod tests {
             kind(&g.replace("\"bitcoin\"", &format!("\"{}\"", "b".repeat(65)))),
             RejectKind::InvalidId
         );
-        assert!(validate(
-            g.replace("\"bitcoin\"", &format!("\"{}\"", "é".repeat(64))).as_bytes(),
-            1_700_000_000_000,
-            &Validator::default()
-        )
-        .is_ok(), "64 characters fit VARCHAR(64), however many bytes");
-        assert_eq!(kind(&g.replace("bitcoin", "bit\u{7f}coin")), RejectKind::InvalidId);
-        assert_eq!(kind(&g.replace("bitcoin", "bit\u{85}coin")), RejectKind::InvalidId);
+        assert!(
+            validate(
+                g.replace("\"bitcoin\"", &format!("\"{}\"", "é".repeat(64)))
+                    .as_bytes(),
+                1_700_000_000_000,
+                &Validator::default()
+            )
+            .is_ok(),
+            "64 characters fit VARCHAR(64), however many bytes"
+        );
+        assert_eq!(
+            kind(&g.replace("bitcoin", "bit\u{7f}coin")),
+            RejectKind::InvalidId
+        );
+        assert_eq!(
+            kind(&g.replace("bitcoin", "bit\u{85}coin")),
+            RejectKind::InvalidId
+        );
         assert_eq!(kind(&g.replace("0.07", "1e16")), RejectKind::OutOfRange);
         assert_eq!(kind(&g.replace("0.07", "1e400")), RejectKind::NonFinite);
         assert_eq!(kind(&g.replace("0.07", "NaN")), RejectKind::Syntax);
-        assert_eq!(kind(&g.replace("1666616454283", "1666616454")), RejectKind::OutOfRange);
+        assert_eq!(
+            kind(&g.replace("1666616454283", "1666616454")),
+            RejectKind::OutOfRange
+        );
         assert_eq!(kind(&g.replace("0.07", "null")), RejectKind::MissingField);
         assert_eq!(kind(&g.replace("\"tether\"", "[]")), RejectKind::WrongType);
-        assert_eq!(kind(&g.replace("\"tether\"", "\"te\\\"ther\"")), RejectKind::WrongType);
+        assert_eq!(
+            kind(&g.replace("\"tether\"", "\"te\\\"ther\"")),
+            RejectKind::WrongType
+        );
         assert_eq!(kind(&g[..40]), RejectKind::Syntax);
     }
 }

@@ -651,7 +651,8 @@ impl Session<'_> {
                 let now = logical.map_or(wall, |c| c.at(idx));
                 match cfg.faults.malformed_every {
                     Some(m) if m > 0 && (idx + 1) % m == 0 => {
-                        let kind = MALFORMED_ROTATION[(((idx + 1) / m - 1) % MALFORMED_ROTATION.len() as u64) as usize];
+                        let kind = MALFORMED_ROTATION
+                            [(((idx + 1) / m - 1) % MALFORMED_ROTATION.len() as u64) as usize];
                         malformed(&mut market, now, kind, &mut buf);
                     }
                     _ => market.next_into(now, &mut buf),

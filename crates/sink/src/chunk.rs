@@ -39,7 +39,14 @@ impl<'a> Chunker<'a> {
         max_bytes: usize,
     ) -> Result<Self, SinkError> {
         let (prefix, _) = statement_frame(table, batch, IngestMode::Append)?;
-        Self::framed(table, batch, prefix, suffix.to_string(), max_rows, max_bytes)
+        Self::framed(
+            table,
+            batch,
+            prefix,
+            suffix.to_string(),
+            max_rows,
+            max_bytes,
+        )
     }
 
     fn framed(

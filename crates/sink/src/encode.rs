@@ -7,10 +7,9 @@ use std::fmt::Write as _;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Decimal128Type,
-    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
-    UInt64Type, UInt8Type,
+    Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, DictionaryArray, GenericStringArray,
@@ -93,7 +92,9 @@ impl<'a> Col<'a> {
             DataType::Timestamp(TimeUnit::Nanosecond, _) => {
                 Col::TsNano(array.as_primitive_opt().ok_or_else(bad)?)
             }
-            DataType::Decimal128(_, scale) => Col::Dec128(array.as_primitive_opt().ok_or_else(bad)?, *scale),
+            DataType::Decimal128(_, scale) => {
+                Col::Dec128(array.as_primitive_opt().ok_or_else(bad)?, *scale)
+            }
             DataType::Binary => Col::Binary(array.as_binary_opt::<i32>().ok_or_else(bad)?),
             DataType::LargeBinary => {
                 Col::LargeBinary(array.as_binary_opt::<i64>().ok_or_else(bad)?)
@@ -395,7 +396,10 @@ mod tests {
             write_decimal(v, s, &mut o);
             o
         };
-        assert_eq!(f(17_000_000_000_000_000_000_000_000_123, 0), "17000000000000000000000000123");
+        assert_eq!(
+            f(17_000_000_000_000_000_000_000_000_123, 0),
+            "17000000000000000000000000123"
+        );
         assert_eq!(f(-5, 2), "-0.05");
         assert_eq!(f(12345, 2), "123.45");
         assert_eq!(f(7, -2), "700");

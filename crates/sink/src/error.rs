@@ -94,7 +94,8 @@ impl SinkError {
     /// True for a permanent error caused by the values written (too long, out of range, wrong
     /// value, NULL into NOT NULL, constraint): the rows behind it must be set aside, not retried.
     pub fn is_data_error(&self) -> bool {
-        self.server_code().is_some_and(|c| DATA_SERVER_CODES.contains(&c))
+        self.server_code()
+            .is_some_and(|c| DATA_SERVER_CODES.contains(&c))
     }
 
     /// The MySQL server's error message, if this is a server error.

@@ -277,7 +277,11 @@ impl MySqlSink {
         partition: i32,
     ) -> Result<PartitionSnapshot, SinkError> {
         let ctx = || format!("loading {group}/{topic}/{partition}");
-        let mut conn = self.pool.get_conn().await.map_err(SinkError::mysql(ctx()))?;
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(SinkError::mysql(ctx()))?;
         let row: Option<Row> = conn
             .exec_first(
                 "SELECT next_offset, max_event_ms FROM tw_offsets \
@@ -486,10 +490,7 @@ impl MySqlSink {
 
 /// Step 1 of [`MySqlSink::commit`]: compare-and-set of every partition's offset. Returns the fenced
 /// partitions (empty when every partition was advanced).
-async fn advance_offsets(
-    tx: &mut Transaction<'_>,
-    c: &Commit<'_>,
-) -> Result<Vec<i32>, SinkError> {
+async fn advance_offsets(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Vec<i32>, SinkError> {
     let mut fenced = Vec::new();
     for p in c.partitions {
         let status = p.status as u8;
@@ -553,10 +554,7 @@ async fn advance_offsets(
 /// Step 4 of [`MySqlSink::commit`]: the topic-wide low watermark, from every partition's stored
 /// row. `None` while some partition has no row or an active partition has no watermark yet;
 /// `i64::MAX` when every partition is drained.
-async fn low_watermark(
-    tx: &mut Transaction<'_>,
-    c: &Commit<'_>,
-) -> Result<Option<i64>, SinkError> {
+async fn low_watermark(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Option<i64>, SinkError> {
     let row: Option<Row> = tx
         .exec_first(
             "SELECT COUNT(*), COALESCE(SUM(status = 0), 0), \
@@ -577,15 +575,17 @@ async fn low_watermark(
         Option<i64>,
         i64,
     ) = from_row(row, "tw_offsets")?;
-    Ok(if count < i64::from(c.partition_count) || active_unknown > 0 {
-        None
-    } else if active > 0 {
-        active_min
-    } else if drained == count {
-        Some(i64::MAX)
-    } else {
-        max
-    })
+    Ok(
+        if count < i64::from(c.partition_count) || active_unknown > 0 {
+            None
+        } else if active > 0 {
+            active_min
+        } else if drained == count {
+            Some(i64::MAX)
+        } else {
+            max
+        },
+    )
 }
 
 /// Marks the rows of `table` whose window ends at or before `low` final; returns how many.
@@ -687,7 +687,10 @@ async fn refresh_trend(
         buf.push_str(") FOR UPDATE");
         tx.query_drop(buf.as_str())
             .await
-            .map_err(SinkError::mysql(format!("locking `{}` for trends", table.name)))?;
+            .map_err(SinkError::mysql(format!(
+                "locking `{}` for trends",
+                table.name
+            )))?;
         // Recompute the trend of these rows and their successors against their previous windows.
         let v = merge::quoted(&trend.value);
         let on = keys
@@ -722,7 +725,10 @@ async fn refresh_trend(
         buf.push(')');
         tx.query_drop(buf.as_str())
             .await
-            .map_err(SinkError::mysql(format!("refreshing trends of `{}`", table.name)))?;
+            .map_err(SinkError::mysql(format!(
+                "refreshing trends of `{}`",
+                table.name
+            )))?;
         start = end;
     }
     Ok(())

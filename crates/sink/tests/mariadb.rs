@@ -184,9 +184,18 @@ fn contribution(rows: &[(&str, i64, i64, f64, (i128, f64), (i128, f64), i32)]) -
     };
     let f = |v: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
     batch(vec![
-        ("k", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)))),
-        ("window_start", ts_ms(rows.iter().map(|r| T0 + r.1 * 60_000).collect())),
-        ("n", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+        (
+            "k",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "window_start",
+            ts_ms(rows.iter().map(|r| T0 + r.1 * 60_000).collect()),
+        ),
+        (
+            "n",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ),
         ("s", f(rows.iter().map(|r| r.3).collect())),
         ("hi", f(rows.iter().map(|r| r.3 / r.2 as f64).collect())),
         ("lo", f(rows.iter().map(|r| r.3 / r.2 as f64).collect())),
@@ -195,9 +204,18 @@ fn contribution(rows: &[(&str, i64, i64, f64, (i128, f64), (i128, f64), i32)]) -
         ("o", f(rows.iter().map(|r| r.4 .1).collect())),
         ("c", f(rows.iter().map(|r| r.5 .1).collect())),
         ("avg", f(rows.iter().map(|r| r.3 / r.2 as f64).collect())),
-        ("trend", Arc::new(StringArray::from(vec![None::<&str>; rows.len()]))),
-        ("is_final", Arc::new(BooleanArray::from(vec![false; rows.len()]))),
-        ("revision", Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.6)))),
+        (
+            "trend",
+            Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+        ),
+        (
+            "is_final",
+            Arc::new(BooleanArray::from(vec![false; rows.len()])),
+        ),
+        (
+            "revision",
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.6))),
+        ),
     ])
 }
 
@@ -817,7 +835,10 @@ async fn every_partition_drained_finalizes_everything() {
         };
         assert_eq!(low_watermark, (p == 1).then_some(i64::MAX));
     }
-    assert_eq!(count(&sink, "SELECT COUNT(*) FROM w WHERE is_final = 1").await, 1);
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM w WHERE is_final = 1").await,
+        1
+    );
     assert_eq!(count(&sink, "SELECT MAX(n) FROM w").await, 2);
     cleanup(sink, &db).await;
 }
@@ -845,14 +866,29 @@ async fn a_stale_owner_is_fenced_under_read_committed_and_writes_nothing() {
         merges: &merges,
     };
     let ok: &'static [PartitionProgress] = Box::leak(Box::new([progress(0, None, 10)]));
-    assert!(matches!(rc.commit(&c(ok)).await.unwrap(), CommitOutcome::Committed { .. }));
+    assert!(matches!(
+        rc.commit(&c(ok)).await.unwrap(),
+        CommitOutcome::Committed { .. }
+    ));
     for stale in [progress(0, None, 11), progress(0, Some(9), 11)] {
         let stale: &'static [PartitionProgress] = Box::leak(Box::new([stale]));
         let out = rc.commit(&c(stale)).await.unwrap();
-        assert_eq!(out, CommitOutcome::Fenced { partitions: vec![0] });
+        assert_eq!(
+            out,
+            CommitOutcome::Fenced {
+                partitions: vec![0]
+            }
+        );
     }
-    assert_eq!(count(&rc, "SELECT n FROM w").await, 1, "a fenced commit merged nothing");
-    assert_eq!(sink.load_partition("g", "t", 0).await.unwrap().next_offset, Some(10));
+    assert_eq!(
+        count(&rc, "SELECT n FROM w").await,
+        1,
+        "a fenced commit merged nothing"
+    );
+    assert_eq!(
+        sink.load_partition("g", "t", 0).await.unwrap().next_offset,
+        Some(10)
+    );
     rc.disconnect().await.unwrap();
     cleanup(sink, &db).await;
 }
@@ -882,10 +918,20 @@ async fn rows_refused_by_mysql_are_found_one_by_one() {
     assert!(err.is_data_error() && !err.is_transient(), "{err}");
     assert_eq!(err.server_code(), Some(1406));
     let bad = sink.find_bad_rows(&w, &b).await.unwrap();
-    assert_eq!(bad.iter().map(|b| (b.row, b.code)).collect::<Vec<_>>(), vec![(1, 1406), (4, 1406)]);
+    assert_eq!(
+        bad.iter().map(|b| (b.row, b.code)).collect::<Vec<_>>(),
+        vec![(1, 1406), (4, 1406)]
+    );
     assert!(bad[0].message.contains("Data too long"), "{:?}", bad[0]);
-    assert_eq!(count(&sink, "SELECT COUNT(*) FROM w").await, 0, "the probe writes nothing");
-    assert_eq!(sink.load_partition("g", "t", 0).await.unwrap().next_offset, None);
+    assert_eq!(
+        count(&sink, "SELECT COUNT(*) FROM w").await,
+        0,
+        "the probe writes nothing"
+    );
+    assert_eq!(
+        sink.load_partition("g", "t", 0).await.unwrap().next_offset,
+        None
+    );
     cleanup(sink, &db).await;
 }
 
