@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_tables_match, oracle, produce_all, produce_spread, read_full, read_log, read_tables,
+    assert_tables_match, free_port, http_get, oracle, produce_all, produce_spread, read_full, read_log, read_tables,
     read_topic, valid_trades, TestDb,
 };
 use tradewind_engine::RunArgs;
@@ -662,4 +662,62 @@ fn trades_behind_a_row_mysql_refuses_are_dead_lettered_and_the_rest_commits() {
         .collect();
     rest.sort();
     assert_eq!(rest, inp.dlq_reasons);
+}
+
+/// /healthz fails when the engine loop stops moving (a stuck process a supervisor must restart),
+/// while it is 200 as long as the loop runs, busy or idle.
+#[test]
+fn healthz_fails_when_the_engine_loop_makes_no_progress() {
+    let inp = input(5_000, 0, 0.0, 9);
+    let c = cluster();
+    produce_all(c.bootstrap_servers(), "trades", &inp.records);
+    let db = TestDb::new("stall");
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let metrics = addr.to_string();
+    let live = |p: &mut Child, stall: bool| -> Vec<u16> {
+        let mut codes = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some((code, _)) = http_get(addr, "/healthz") {
+                codes.push(code);
+                if stall && code == 503 {
+                    break;
+                }
+                if !stall && codes.len() >= 20 {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = p.kill();
+        let _ = p.wait();
+        codes
+    };
+    // Healthy (not draining, so it stays up idle once caught up): always 200.
+    let mut p = spawn_live(c.bootstrap_servers(), &db, "g-live", &metrics, None);
+    let codes = live(&mut p, false);
+    assert!(!codes.is_empty() && codes.iter().all(|c| *c == 200), "{codes:?}");
+    // Stuck after its 2nd commit (a fresh database, so there is work to commit): 503 within the
+    // liveness timeout.
+    let db2 = TestDb::new("stall2");
+    let mut p = spawn_live(c.bootstrap_servers(), &db2, "g-stall", &metrics, Some(2));
+    let codes = live(&mut p, true);
+    assert_eq!(codes.last(), Some(&503), "{codes:?}");
+}
+
+/// `tradewind run` without `--drain` on `metrics` (it stays up).
+fn spawn_live(brokers: &str, db: &TestDb, group: &str, metrics: &str, stall_after: Option<u64>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tradewind"));
+    cmd.args([
+        "run", "--migrate", "--brokers", brokers, "--mysql-url", &db.url, "--group", group,
+        "--metrics-addr", metrics, "--liveness-timeout", "2s", "--max-batch-rows", "500",
+        "--kafka-option", "session.timeout.ms=3000", "--kafka-option", "heartbeat.interval.ms=300",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if let Some(n) = stall_after {
+        cmd.arg("--fault-stall-after-commits").arg(n.to_string());
+    }
+    cmd.spawn().expect("spawn tradewind run")
 }
