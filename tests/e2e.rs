@@ -115,7 +115,6 @@ fn unique(tag: &str) -> String {
     )
 }
 
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_tables_match, free_port, http_get, oracle, produce_all, produce_spread, read_full, read_log, read_tables,
-    read_topic, valid_trades, TestDb,
+    assert_tables_match, free_port, http_get, oracle, produce_all, produce_spread, read_full,
+    read_log, read_tables, read_topic, valid_trades, TestDb,
 };
 use tradewind_engine::RunArgs;
 use tradewind_kafka::EmbeddedCluster;
@@ -695,24 +695,54 @@ fn healthz_fails_when_the_engine_loop_makes_no_progress() {
         codes
     };
     // Healthy (not draining, so it stays up idle once caught up): always 200.
-    let mut p = spawn_live(c.bootstrap_servers(), &db, "g-live", &metrics, None);
+    let mut p = spawn_live(c.bootstrap_servers(), &db.url, "g-live", &metrics, None);
     let codes = live(&mut p, false);
-    assert!(!codes.is_empty() && codes.iter().all(|c| *c == 200), "{codes:?}");
+    assert!(
+        !codes.is_empty() && codes.iter().all(|c| *c == 200),
+        "{codes:?}"
+    );
     // Stuck after its 2nd commit (a fresh database, so there is work to commit): 503 within the
     // liveness timeout.
     let db2 = TestDb::new("stall2");
-    let mut p = spawn_live(c.bootstrap_servers(), &db2, "g-stall", &metrics, Some(2));
+    let mut p = spawn_live(
+        c.bootstrap_servers(),
+        &db2.url,
+        "g-stall",
+        &metrics,
+        Some(2),
+    );
     let codes = live(&mut p, true);
     assert_eq!(codes.last(), Some(&503), "{codes:?}");
 }
 
 /// `tradewind run` without `--drain` on `metrics` (it stays up).
-fn spawn_live(brokers: &str, db: &TestDb, group: &str, metrics: &str, stall_after: Option<u64>) -> Child {
+fn spawn_live(
+    brokers: &str,
+    mysql_url: &str,
+    group: &str,
+    metrics: &str,
+    stall_after: Option<u64>,
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tradewind"));
     cmd.args([
-        "run", "--migrate", "--brokers", brokers, "--mysql-url", &db.url, "--group", group,
-        "--metrics-addr", metrics, "--liveness-timeout", "2s", "--max-batch-rows", "500",
-        "--kafka-option", "session.timeout.ms=3000", "--kafka-option", "heartbeat.interval.ms=300",
+        "run",
+        "--migrate",
+        "--brokers",
+        brokers,
+        "--mysql-url",
+        mysql_url,
+        "--group",
+        group,
+        "--metrics-addr",
+        metrics,
+        "--liveness-timeout",
+        "2s",
+        "--max-batch-rows",
+        "500",
+        "--kafka-option",
+        "session.timeout.ms=3000",
+        "--kafka-option",
+        "heartbeat.interval.ms=300",
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::null());
@@ -720,4 +750,81 @@ fn spawn_live(brokers: &str, db: &TestDb, group: &str, metrics: &str, stall_afte
         cmd.arg("--fault-stall-after-commits").arg(n.to_string());
     }
     cmd.spawn().expect("spawn tradewind run")
+}
+
+/// SIGTERM while MySQL is down and a commit is being retried, then MySQL back at once: nothing is
+/// committed past what was written (the contributions are dropped with the process, the offsets
+/// stay), and a later run completes the tables exactly.
+#[test]
+fn sigterm_during_a_mysql_outage_commits_nothing_half_written() {
+    let inp = input(20_000, 1_000, 0.01, 10);
+    let c = cluster();
+    let rt = runtime();
+    let db = TestDb::new("termoutage");
+    let relay = common::Relay::start(&rt, "127.0.0.1:3306".parse().expect("addr"), None);
+    let url = format!(
+        "mysql://root@{}/{}?prefer_socket=false",
+        relay.addr, db.name
+    );
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // Half of the data, committed; then the outage; then the rest arrives.
+    let half = inp.records.len() / 2;
+    produce_all(c.bootstrap_servers(), "trades", &inp.records[..half]);
+    let mut p = spawn_live(c.bootstrap_servers(), &url, "g-term", &metrics, None);
+    let sink_errors = || -> f64 {
+        http_get(addr, "/metrics")
+            .map(|(_, body)| {
+                body.lines()
+                    .filter(|l| l.starts_with("tradewind_engine_sink_errors_total"))
+                    .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0.0)
+    };
+    let committed = || -> i64 {
+        use mysql_async::prelude::Queryable;
+        let pool = db.pool();
+        let n = rt.block_on(async {
+            let mut c = pool.get_conn().await.ok()?;
+            c.query_first::<i64, _>(
+                "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED) FROM tw_offsets",
+            )
+            .await
+            .ok()
+            .flatten()
+        });
+        rt.block_on(pool.disconnect()).ok();
+        n.unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed() == 0 {
+        assert!(Instant::now() < deadline, "nothing committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    relay.set_down(true);
+    produce_all(c.bootstrap_servers(), "trades", &inp.records[half..]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink_errors() < 1.0 {
+        assert!(Instant::now() < deadline, "the outage was never noticed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGTERM mid-retry, and MySQL back right away: whatever the shutdown path does now must not
+    // store offsets past contributions that were not written.
+    let _ = Command::new("kill")
+        .args(["-TERM", &p.id().to_string()])
+        .status();
+    relay.set_down(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Finish with a draining run straight on MariaDB: exactly the oracle.
+    wait_ok(
+        spawn_run(c.bootstrap_servers(), &db, "g-term", None),
+        Duration::from_secs(120),
+    );
+    check_against_oracle(&rt, &db, &inp);
 }

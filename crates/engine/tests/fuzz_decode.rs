@@ -6,7 +6,9 @@
 use proptest::prelude::*;
 use tradewind_engine::decode::{BatchDecoder, TradeColumns};
 use tradewind_engine::raw::RawBatch;
-use tradewind_engine::window::{fold, Contributions, Interner, PartitionClock, WindowPolicy, GRAIN_MARKET};
+use tradewind_engine::window::{
+    fold, Contributions, Interner, PartitionClock, WindowPolicy, GRAIN_MARKET,
+};
 use tradewind_model::{validate, Validator, MAX_AMOUNT, MAX_ID_CHARS, MIN_TIMESTAMP_MS};
 
 const NOW: i64 = 1_700_000_100_000;
@@ -14,9 +16,30 @@ const GOOD: &str = r#"{"exchange":"binance","base":"bitcoin","quote":"tether","d
 
 /// Fragments an adversary splices into a valid record.
 const HOSTILE: &[&str] = &[
-    "\"", "\\", "\\u0000", "\u{85}", "\u{7f}", "null", "[]", "{}", "NaN", "1e400", "-0", "1e16",
-    "\"1.5\"", "\"2022-10-24T13:00:54Z\"", "'; DROP TABLE asset_1m; --", "\u{feff}", "\u{10ffff}",
-    ",", ":", "}", "{", "99999999999999999999999", "0x10", "true",
+    "\"",
+    "\\",
+    "\\u0000",
+    "\u{85}",
+    "\u{7f}",
+    "null",
+    "[]",
+    "{}",
+    "NaN",
+    "1e400",
+    "-0",
+    "1e16",
+    "\"1.5\"",
+    "\"2022-10-24T13:00:54Z\"",
+    "'; DROP TABLE asset_1m; --",
+    "\u{feff}",
+    "\u{10ffff}",
+    ",",
+    ":",
+    "}",
+    "{",
+    "99999999999999999999999",
+    "0x10",
+    "true",
 ];
 
 fn mutated() -> impl Strategy<Value = Vec<u8>> {
@@ -29,7 +52,11 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
             2 => s.splice(a..b, HOSTILE[h].bytes()).for_each(drop),
             _ => {
                 // A long id: past the DDL's VARCHAR(64), or right at it.
-                let len = if h % 2 == 0 { MAX_ID_CHARS } else { MAX_ID_CHARS + 1 + a };
+                let len = if h % 2 == 0 {
+                    MAX_ID_CHARS
+                } else {
+                    MAX_ID_CHARS + 1 + a
+                };
                 let id = "é".repeat(len);
                 s = GOOD.replace("bitcoin", &id).into_bytes();
             }
@@ -69,7 +96,11 @@ fn check(records: &[Vec<u8>], threads: usize) {
     let cols = TradeColumns::of(&d.batch);
     for row in 0..d.batch.num_rows() {
         assert!(validate(&records[d.source[row] as usize], NOW, &policy).is_ok());
-        for id in [cols.exchange.value(row), cols.base.value(row), cols.quote.value(row)] {
+        for id in [
+            cols.exchange.value(row),
+            cols.base.value(row),
+            cols.quote.value(row),
+        ] {
             assert!(!id.is_empty() && id.chars().count() <= MAX_ID_CHARS);
             assert!(!id.chars().any(char::is_control));
         }
