@@ -7,6 +7,7 @@
 #   bash scripts/stack.sh status          print what is running; exit 1 if something is down
 #   bash scripts/stack.sh env             print `export` lines (eval "$(bash scripts/stack.sh env)")
 #   bash scripts/stack.sh restart-broker  kill -9 tansu and start it again (end-to-end broker-crash scenario)
+#   bash scripts/stack.sh restart-mysql   stop MariaDB (SIGTERM) and start it again (end-to-end chaos run)
 #   bash scripts/stack.sh install         only install the broker binary
 #   bash scripts/stack.sh create-topics [name:partitions ...]
 #                                         create topics (default: $TRADEWIND_TOPICS); existing ones are kept
@@ -282,6 +283,20 @@ up)
 down)
     tansu_stop TERM
     ;;
+restart-mysql)
+    # A real MariaDB restart (the e2e chaos run): every client connection is dropped and refused
+    # until the server is back.
+    pid=$(pidof mariadbd || true)
+    [ -n "$pid" ] || die "mariadbd is not running"
+    log "MariaDB: restarting (pid $pid)"
+    kill -TERM "$pid"
+    for ((i = 0; i < WAIT_SECS * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && die "mariadbd did not stop within ${WAIT_SECS}s"
+    mysql_up
+    ;;
 restart-broker)
     tansu_stop KILL
     tansu_start
@@ -301,7 +316,7 @@ env)
     cmd_env
     ;;
 *)
-    echo "usage: $0 {up|down|status|env|restart-broker|create-topics|install}" >&2
+    echo "usage: $0 {up|down|status|env|restart-broker|restart-mysql|create-topics|install}" >&2
     exit 2
     ;;
 esac

@@ -29,7 +29,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{assert_tables_match, free_port, http_get, oracle, read_tables, Relay, TestDb};
+use common::{
+    assert_tables_match, free_port, http_get, oracle, produce_spread, read_full, read_log,
+    read_tables, valid_trades, Relay, TestDb,
+};
 use mysql_async::prelude::Queryable;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -1238,6 +1241,258 @@ fn mysql_outage_loses_and_doubles_nothing() {
     chain.drop_topics(&rt);
     eprintln!(
         "[e2e] MariaDB outage: {errors} sink errors; {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+// ---- chaos: any partitioning, hostile records, kills, a MariaDB restart ------------------------
+
+/// Records an adversary (a foreign producer) mixes into the trades topic. The first few are
+/// invalid (each must reach the dead-letter topic with its reason); the SQL-looking and emoji ids
+/// are valid ids and must be windowed like any other.
+fn hostile_records() -> Vec<String> {
+    let t = |field: &str, value: &str| {
+        let mut v = serde_json::json!({"exchange":"binance","base":"bitcoin","quote":"tether",
+            "direction":"buy","price":10.5,"volume":1.25,"timestamp":START_MS + 1_000,"priceUsd":10.5});
+        v[field] = serde_json::from_str(value).unwrap_or(serde_json::Value::String(value.into()));
+        v.to_string()
+    };
+    let good = t("base", "\"bitcoin\"");
+    vec![
+        t("base", &format!("\"{}\"", "b".repeat(5_000))),
+        t("base", "\"bit\u{85}coin\""),
+        t("exchange", "\"bin\\tance\""),
+        t("price", "\"10.5\""),
+        t("timestamp", "\"2025-06-15T15:07:05Z\""),
+        good.replace("10.5,", "NaN,"),
+        good.replace("1.25", "1e400"),
+        good[..good.len() / 2].to_string(),
+        format!("[{good}]"),
+        t("priceUsd", "null"),
+        t("timestamp", "4102444800000"),
+        t("volume", "1e16"),
+        String::new(),
+        "\u{0}\u{1}\u{ff}".to_string(),
+        // Valid, and must come out of MySQL exactly as they went in.
+        t("base", "\"x'); DROP TABLE asset_1m; --\""),
+        t("quote", "\"\\u0027\""),
+        t("base", "\"🚀coin\""),
+    ]
+}
+
+/// Creates `topics` (name, partitions) on the broker; panics if one cannot be created.
+fn create_topics(rt: &tokio::runtime::Runtime, brokers: &str, topics: &[(&str, i32)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let res = rt
+        .block_on(admin.create_topics(&new, &opts))
+        .expect("create topics");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// Grows `topic` to `partitions` with CreatePartitions; `false` when the broker does not support it.
+fn grow_partitions(
+    rt: &tokio::runtime::Runtime,
+    brokers: &str,
+    topic: &str,
+    partitions: usize,
+) -> bool {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create::<AdminClient<DefaultClientContext>>()
+    else {
+        return false;
+    };
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let res = rt.block_on(admin.create_partitions(&[NewPartitions::new(topic, partitions)], &opts));
+    match res {
+        Ok(r) if r.iter().all(Result::is_ok) => {
+            // The new partition must be visible before records are sent to it.
+            wait_until("the new partition", Duration::from_secs(30), || {
+                reader(brokers)
+                    .fetch_metadata(Some(topic), Duration::from_secs(2))
+                    .ok()
+                    .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
+                    == Some(partitions)
+            });
+            true
+        }
+        other => {
+            eprintln!("[e2e chaos] CreatePartitions unsupported here ({other:?}): the later records use a different partitioner instead");
+            false
+        }
+    }
+}
+
+/// The chaos run: trades of every asset spread over random partitions, the partition count raised
+/// mid-stream (or, where the broker cannot, the partitioner changed), hostile records mixed in, three
+/// live replicas SIGKILLed and restarted every couple of seconds and MariaDB restarted once while
+/// they run; then two draining replicas finish. The tables equal the oracle over the topic's log and
+/// equal a one-replica run's in every column but `updated_at`; the dead-letter topic holds exactly
+/// the invalid records.
+#[test]
+fn chaos_spread_partitions_hostile_records_kills_and_a_mysql_restart() {
+    let Some(brokers) =
+        brokers("chaos_spread_partitions_hostile_records_kills_and_a_mysql_restart")
+    else {
+        return;
+    };
+    let _serial = serial();
+    let t0 = Instant::now();
+    let scratch = Scratch::new("chaos");
+    let rt = runtime();
+    let mut chain = Chain::new(&brokers, "chaos");
+    chain.batch_rows = 500;
+    create_topics(
+        &rt,
+        &brokers,
+        &[(&chain.topic, 3), (&chain.dlq, 1), (&chain.late, 1)],
+    );
+
+    // 60,000 trades with jitter and late trades, the hostile records every 500th record.
+    let cfg = tradewind_sim::MarketConfig {
+        seed: 88,
+        markets: 300,
+        jitter_ms: 2_000,
+        late_fraction: 0.01,
+        late_max_ms: 90_000,
+        start_ms: Some(START_MS),
+        event_rate: RATE,
+    };
+    let hostile = hostile_records();
+    let mut records: Vec<(Option<Vec<u8>>, Vec<u8>)> = Vec::new();
+    for (i, t) in tradewind_sim::generate(cfg, 60_000).enumerate() {
+        let mut p = Vec::new();
+        tradewind_model::write_json(&t.as_trade(), &mut p);
+        records.push((Some(t.base.as_bytes().to_vec()), p));
+        if i % 500 == 250 {
+            let h = &hostile[(i / 500) % hostile.len()];
+            records.push((Some(b"bitcoin".to_vec()), h.as_bytes().to_vec()));
+        }
+    }
+    let (first, second) = records.split_at(records.len() / 2);
+    produce_spread(&brokers, &chain.topic, first, 3, 1);
+
+    let mut spawned = 0;
+    let mut spawn = || {
+        spawned += 1;
+        chain.spawn_engine(&scratch, &format!("chaos-run-{spawned}"), false, &[])
+    };
+    let mut replicas = vec![spawn(), spawn(), spawn()];
+    let grew = grow_partitions(&rt, &brokers, &chain.topic, 4);
+    let parts = if grew { 4 } else { 3 };
+    let feeder = {
+        let (b, t, second) = (brokers.clone(), chain.topic.clone(), second.to_vec());
+        std::thread::spawn(move || {
+            for (k, chunk) in second.chunks(3_000).enumerate() {
+                produce_spread(&b, &t, chunk, parts, 100 + k as u64);
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        })
+    };
+    let mut rng = 0xc4a0_5eed_u64;
+    let mut kills = 0;
+    let mut mysql_restarted = false;
+    for round in 0..10 {
+        std::thread::sleep(Duration::from_millis(1_500 + lcg(&mut rng) % 1_500));
+        let victim = (lcg(&mut rng) % 3) as usize;
+        replicas[victim].proc.kill();
+        kills += 1;
+        replicas[victim] = spawn();
+        if round == 4 {
+            let stack = std::env::var("TRADEWIND_STACK").unwrap_or("scripts/stack.sh".into());
+            let out = Command::new("bash")
+                .args([stack.as_str(), "restart-mysql"])
+                .output()
+                .expect("run stack.sh restart-mysql");
+            assert!(
+                out.status.success(),
+                "stack.sh restart-mysql failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            mysql_restarted = true;
+        }
+    }
+    feeder.join().expect("feeder");
+    for r in replicas.iter_mut() {
+        r.proc.kill();
+    }
+    chain.drain_with_two_replicas(&scratch, "chaos");
+
+    // The oracle over what the topic holds, in (partition, offset) order.
+    let log = read_log(&brokers, &chain.topic);
+    assert_eq!(log.len(), records.len(), "every record is in the topic");
+    let good = valid_trades(&log);
+    let expected = oracle(&good, WINDOW_MS);
+    let pool = chain.db.pool();
+    let actual = rt.block_on(read_tables(&pool));
+    assert_tables_match(&actual, &expected);
+    assert!(actual.asset.keys().any(|(b, _)| b.contains("DROP TABLE")));
+    // Dead letters: exactly the invalid records, each with the validator's reason.
+    let now = now_ms();
+    let mut want: Vec<(Vec<u8>, String)> = log
+        .iter()
+        .filter_map(|(_, _, p)| {
+            tradewind_model::validate(p, now, &Validator::default())
+                .err()
+                .map(|r| (p.clone(), r.kind.label().to_string()))
+        })
+        .collect();
+    want.sort();
+    want.dedup();
+    let mut got: Vec<(Vec<u8>, String)> = read_all(&brokers, &chain.dlq)
+        .into_iter()
+        .map(|r| {
+            let reason = r.headers.get(tradewind_model::HEADER_REASON).cloned();
+            (r.payload, reason.unwrap_or_default())
+        })
+        .collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), want.len(), "distinct dead letters");
+    assert_eq!(got, want);
+
+    // One replica, no chaos, its own database and group: identical tables.
+    let single = TestDb::new("e2e_chaos_one");
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut args = chain.engine_args(&single.url, metrics, true);
+    if let Some(i) = args.iter().position(|a| a == "--group") {
+        args[i + 1] = format!("{}-single", chain.group);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--dlq-topic") {
+        args[i + 1] = format!("{}.single", chain.dlq);
+    }
+    Proc::spawn(&scratch, "chaos-single", &args).wait_ok(Duration::from_secs(180));
+    let one = single.pool();
+    let (a, b) = (rt.block_on(read_full(&pool)), rt.block_on(read_full(&one)));
+    assert_eq!(a.len(), expected.market.len() + expected.asset.len());
+    let differ: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).take(3).collect();
+    assert!(a == b, "3 replicas with chaos vs 1 replica: {differ:?}");
+    rt.block_on(pool.disconnect()).ok();
+    rt.block_on(one.disconnect()).ok();
+    chain.drop_topics(&rt);
+    delete_topics(&rt, &brokers, &[&format!("{}.single", chain.dlq)]);
+    eprintln!(
+        "[e2e] chaos: {} records ({} valid, {} dead letters), partitions grown: {grew}, {kills} kills, \
+         MariaDB restarted: {mysql_restarted}, {} market / {} asset rows exact, {:.1} s",
+        log.len(),
+        good.len(),
+        want.len(),
+        expected.market.len(),
+        expected.asset.len(),
         t0.elapsed().as_secs_f64()
     );
 }
