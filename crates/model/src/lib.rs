@@ -243,8 +243,6 @@ pub enum RejectKind {
     FutureTimestamp,
     /// A control frame of the source, e.g. CoinCap's `Unauthorized` text frame.
     SourceError,
-    /// The message key does not match the trade's `base` (breaks per-asset partitioning).
-    KeyMismatch,
     /// An id is longer than [`MAX_ID_CHARS`] or holds control characters.
     InvalidId,
     /// A number is outside the model's range (see [`MAX_AMOUNT`], [`MIN_TIMESTAMP_MS`]).
@@ -256,7 +254,7 @@ pub enum RejectKind {
 
 impl RejectKind {
     /// Every kind, for pre-registering metric label values.
-    pub const ALL: [RejectKind; 14] = [
+    pub const ALL: [RejectKind; 13] = [
         RejectKind::Syntax,
         RejectKind::NotObject,
         RejectKind::MissingField,
@@ -267,7 +265,6 @@ impl RejectKind {
         RejectKind::EmptyId,
         RejectKind::FutureTimestamp,
         RejectKind::SourceError,
-        RejectKind::KeyMismatch,
         RejectKind::InvalidId,
         RejectKind::OutOfRange,
         RejectKind::Storage,
@@ -286,7 +283,6 @@ impl RejectKind {
             RejectKind::EmptyId => "empty_id",
             RejectKind::FutureTimestamp => "future_timestamp",
             RejectKind::SourceError => "source_error",
-            RejectKind::KeyMismatch => "key_mismatch",
             RejectKind::InvalidId => "invalid_id",
             RejectKind::OutOfRange => "out_of_range",
             RejectKind::Storage => "storage",
