@@ -1391,7 +1391,7 @@ fn chaos_spread_partitions_hostile_records_kills_and_a_mysql_restart() {
         spawned += 1;
         chain.spawn_engine(&scratch, &format!("chaos-run-{spawned}"), false, &[])
     };
-    let mut replicas = vec![spawn(), spawn(), spawn()];
+    let mut replicas = [spawn(), spawn(), spawn()];
     let grew = grow_partitions(&rt, &brokers, &chain.topic, 4);
     let parts = if grew { 4 } else { 3 };
     let feeder = {

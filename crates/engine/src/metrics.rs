@@ -52,107 +52,65 @@ fn latency_buckets() -> Vec<f64> {
 impl EngineMetrics {
     /// Creates and registers the metrics on `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let r = Reg(registry);
         let m = EngineMetrics {
-            records_in: IntCounter::new(
-                "tradewind_engine_records_in_total",
-                "Records consumed from Kafka.",
-            )?,
-            decoded: IntCounter::new(
-                "tradewind_engine_records_decoded_total",
+            records_in: r.counter("records_in_total", "Records consumed from Kafka.")?,
+            decoded: r.counter(
+                "records_decoded_total",
                 "Records decoded into valid trades.",
             )?,
-            rejected: IntCounterVec::new(
-                Opts::new(
-                    "tradewind_engine_records_rejected_total",
-                    "Records routed to the dead-letter topic, by reason.",
-                ),
+            rejected: r.counters(
+                "records_rejected_total",
+                "Records routed to the dead-letter topic, by reason (storage: refused by MySQL).",
                 &["reason"],
             )?,
-            late: IntCounterVec::new(
-                Opts::new(
-                    "tradewind_engine_late_records_total",
-                    "Late trades: corrected (within allowed lateness) or routed (to the late topic).",
-                ),
+            late: r.counters(
+                "late_records_total",
+                "Late trades, by their partition's watermark: corrected (within allowed lateness) \
+                 or routed (to the late topic).",
                 &["outcome"],
             )?,
-            windows_emitted: IntCounterVec::new(
-                Opts::new(
-                    "tradewind_engine_windows_emitted_total",
-                    "Window rows emitted, by grain and kind.",
-                ),
+            windows_emitted: r.counters(
+                "windows_emitted_total",
+                "Window rows written, by grain and kind: provisional and correction merges, and \
+                 rows made final (grain any).",
                 &["grain", "kind"],
             )?,
-            rows_written: IntCounterVec::new(
-                Opts::new(
-                    "tradewind_engine_rows_written_total",
-                    "Rows written to MySQL, by table.",
-                ),
+            rows_written: r.counters(
+                "rows_written_total",
+                "Contribution rows merged into MySQL, by table.",
                 &["table"],
             )?,
-            batch_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "tradewind_engine_batch_duration_seconds",
-                    "Time to process one micro-batch.",
-                )
-                .buckets(latency_buckets()),
-            )?,
-            sink_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "tradewind_engine_sink_duration_seconds",
-                    "Time of one sink transaction.",
-                )
-                .buckets(latency_buckets()),
-            )?,
-            consumer_lag: IntGaugeVec::new(
-                Opts::new(
-                    "tradewind_engine_consumer_lag",
-                    "Consumer lag per partition (messages), from librdkafka statistics.",
-                ),
+            batch_duration: r
+                .histogram("batch_duration_seconds", "Time to process one micro-batch.")?,
+            sink_duration: r.histogram("sink_duration_seconds", "Time of one sink transaction.")?,
+            consumer_lag: r.gauges(
+                "consumer_lag",
+                "Consumer lag per assigned partition (messages), from librdkafka statistics.",
                 &["partition"],
             )?,
-            watermark: Gauge::new(
-                "tradewind_engine_watermark_seconds",
-                "Engine watermark, Unix epoch seconds.",
+            watermark: r.gauge(
+                "watermark_seconds",
+                "The topic-wide low watermark rows are finalized up to, Unix epoch seconds.",
             )?,
-            event_time_lag: Gauge::new(
-                "tradewind_engine_event_time_lag_seconds",
-                "Processing time minus the watermark, seconds.",
+            event_time_lag: r.gauge(
+                "event_time_lag_seconds",
+                "Processing time minus the low watermark, seconds.",
             )?,
-            open_windows: IntGauge::new(
-                "tradewind_engine_open_windows",
-                "Windows not yet final.",
+            open_windows: r.int_gauge(
+                "open_windows",
+                "Windows the last commit merged trades into.",
             )?,
-            final_to_commit: Histogram::with_opts(
-                HistogramOpts::new(
-                    "tradewind_engine_final_to_commit_seconds",
-                    "Time from a window becoming final to its row committed in MySQL.",
-                )
-                .buckets(latency_buckets()),
+            final_to_commit: r.histogram(
+                "final_to_commit_seconds",
+                "Time from the batch that closed a window being polled to its row committed final.",
             )?,
-            sink_errors: IntCounter::new(
-                "tradewind_engine_sink_errors_total",
+            sink_errors: r.counter(
+                "sink_errors_total",
                 "Failed sink operations (retried with backoff).",
             )?,
-            ready: IntGauge::new(
-                "tradewind_engine_ready",
-                "1 when the engine is consuming and committing.",
-            )?,
+            ready: r.int_gauge("ready", "1 when the engine is consuming and committing.")?,
         };
-        registry.register(Box::new(m.records_in.clone()))?;
-        registry.register(Box::new(m.decoded.clone()))?;
-        registry.register(Box::new(m.rejected.clone()))?;
-        registry.register(Box::new(m.late.clone()))?;
-        registry.register(Box::new(m.windows_emitted.clone()))?;
-        registry.register(Box::new(m.rows_written.clone()))?;
-        registry.register(Box::new(m.batch_duration.clone()))?;
-        registry.register(Box::new(m.sink_duration.clone()))?;
-        registry.register(Box::new(m.consumer_lag.clone()))?;
-        registry.register(Box::new(m.watermark.clone()))?;
-        registry.register(Box::new(m.event_time_lag.clone()))?;
-        registry.register(Box::new(m.open_windows.clone()))?;
-        registry.register(Box::new(m.final_to_commit.clone()))?;
-        registry.register(Box::new(m.sink_errors.clone()))?;
-        registry.register(Box::new(m.ready.clone()))?;
         // Pre-create label values so dashboards see zeros, not gaps.
         for k in RejectKind::ALL {
             m.rejected.with_label_values(&[k.label()]);
@@ -161,5 +119,53 @@ impl EngineMetrics {
             m.late.with_label_values(&[o]);
         }
         Ok(m)
+    }
+}
+
+/// Creates metrics named `tradewind_engine_<name>` and registers them.
+struct Reg<'a>(&'a Registry);
+
+impl Reg<'_> {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&self, m: M) -> prometheus::Result<M> {
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+
+    fn name(name: &str) -> String {
+        format!("tradewind_engine_{name}")
+    }
+
+    fn counter(&self, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+        self.add(IntCounter::new(Self::name(name), help)?)
+    }
+
+    fn counters(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        self.add(IntCounterVec::new(
+            Opts::new(Self::name(name), help),
+            labels,
+        )?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> prometheus::Result<Gauge> {
+        self.add(Gauge::new(Self::name(name), help)?)
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        self.add(IntGauge::new(Self::name(name), help)?)
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+        self.add(IntGaugeVec::new(Opts::new(Self::name(name), help), labels)?)
+    }
+
+    fn histogram(&self, name: &str, help: &str) -> prometheus::Result<Histogram> {
+        self.add(Histogram::with_opts(
+            HistogramOpts::new(Self::name(name), help).buckets(latency_buckets()),
+        )?)
     }
 }

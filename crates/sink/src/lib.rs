@@ -626,74 +626,135 @@ async fn refresh_trend(
     batch: &RecordBatch,
     buf: &mut String,
 ) -> Result<(), SinkError> {
-    let Some(trend) = &table.trend else {
+    let Some(sql) = TrendSql::new(table, batch)? else {
         return Ok(());
     };
-    if batch.num_rows() == 0 {
-        return Ok(());
-    }
-    let keys: Vec<&str> = table.key_columns().collect();
-    let mut key_cols = Vec::with_capacity(keys.len());
-    for k in &keys {
-        let array = batch.column_by_name(k).ok_or_else(|| {
-            SinkError::InvalidIdentifier(format!("(key column `{k}` missing from the batch)"))
-        })?;
-        key_cols.push(encode::Col::new(&table.name, k, array)?);
-    }
-    let starts = batch
-        .column_by_name("window_start")
-        .and_then(|a| a.as_primitive_opt::<TimestampMillisecondType>())
-        .ok_or_else(|| {
-            SinkError::InvalidIdentifier(format!(
-                "(`{}` batches need window_start as a millisecond timestamp)",
-                table.name
-            ))
-        })?;
-    let size = table.window_ms;
-    let tuple = |row: usize, offset: i64, out: &mut String| -> Result<(), SinkError> {
-        out.push('(');
-        for c in &key_cols {
-            c.write(row, out)?;
-            out.push(',');
-        }
-        encode::write_datetime_ms(starts.value(row).saturating_add(offset), out)?;
-        out.push(')');
-        Ok(())
-    };
-    let t = merge::quoted(&table.name);
-    let key_list = keys
-        .iter()
-        .map(|k| merge::quoted(k))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let rows_per_statement = TREND_TUPLES_PER_STATEMENT / 3;
     let n = batch.num_rows();
-    let mut start = 0;
-    while start < n {
-        let end = (start + rows_per_statement).min(n);
-        // Lock the previous, own and next windows of these rows.
-        buf.clear();
-        buf.push_str(&format!(
-            "SELECT 1 FROM {t} WHERE ({key_list}, `window_start`) IN ("
-        ));
-        for (i, row) in (start..end).enumerate() {
-            for (j, off) in [-size, 0, size].into_iter().enumerate() {
-                if i > 0 || j > 0 {
-                    buf.push(',');
-                }
-                tuple(row, off, buf)?;
-            }
-        }
-        buf.push_str(") FOR UPDATE");
+    let step = TREND_TUPLES_PER_STATEMENT / 3;
+    for start in (0..n).step_by(step) {
+        let rows = start..(start + step).min(n);
+        sql.lock(rows.clone(), buf)?;
         tx.query_drop(buf.as_str())
             .await
             .map_err(SinkError::mysql(format!(
                 "locking `{}` for trends",
                 table.name
             )))?;
-        // Recompute the trend of these rows and their successors against their previous windows.
-        let v = merge::quoted(&trend.value);
-        let on = keys
+        sql.update(rows, buf)?;
+        tx.query_drop(buf.as_str())
+            .await
+            .map_err(SinkError::mysql(format!(
+                "refreshing trends of `{}`",
+                table.name
+            )))?;
+    }
+    Ok(())
+}
+
+/// The statements of a trend refresh over the rows of one contribution batch.
+struct TrendSql<'a> {
+    table: &'a MergeTable,
+    trend: &'a Trend,
+    keys: Vec<&'a str>,
+    key_cols: Vec<encode::Col<'a>>,
+    starts: &'a arrow_array::PrimitiveArray<TimestampMillisecondType>,
+}
+
+impl<'a> TrendSql<'a> {
+    /// `None` when the table keeps no trend or the batch is empty.
+    fn new(table: &'a MergeTable, batch: &'a RecordBatch) -> Result<Option<Self>, SinkError> {
+        let Some(trend) = &table.trend else {
+            return Ok(None);
+        };
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let keys: Vec<&str> = table.key_columns().collect();
+        let mut key_cols = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let array = batch.column_by_name(k).ok_or_else(|| {
+                SinkError::InvalidIdentifier(format!("(key column `{k}` missing from the batch)"))
+            })?;
+            key_cols.push(encode::Col::new(&table.name, k, array)?);
+        }
+        let starts = batch
+            .column_by_name("window_start")
+            .and_then(|a| a.as_primitive_opt::<TimestampMillisecondType>())
+            .ok_or_else(|| {
+                SinkError::InvalidIdentifier(format!(
+                    "(`{}` batches need window_start as a millisecond timestamp)",
+                    table.name
+                ))
+            })?;
+        Ok(Some(TrendSql {
+            table,
+            trend,
+            keys,
+            key_cols,
+            starts,
+        }))
+    }
+
+    /// `(k1, .., 'window_start + offset')` of `row`.
+    fn tuple(&self, row: usize, offset: i64, out: &mut String) -> Result<(), SinkError> {
+        out.push('(');
+        for c in &self.key_cols {
+            c.write(row, out)?;
+            out.push(',');
+        }
+        encode::write_datetime_ms(self.starts.value(row).saturating_add(offset), out)?;
+        out.push(')');
+        Ok(())
+    }
+
+    /// The tuples of `rows`, each at every offset in `offsets`, comma-separated.
+    fn tuples(
+        &self,
+        rows: std::ops::Range<usize>,
+        offsets: &[i64],
+        out: &mut String,
+    ) -> Result<(), SinkError> {
+        let mut first = true;
+        for row in rows {
+            for off in offsets {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                self.tuple(row, *off, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn columns(&self, alias: &str) -> String {
+        self.keys
+            .iter()
+            .map(|k| format!("{alias}{}", merge::quoted(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Locks the previous, own and next windows of `rows`.
+    fn lock(&self, rows: std::ops::Range<usize>, buf: &mut String) -> Result<(), SinkError> {
+        let size = self.table.window_ms;
+        buf.clear();
+        buf.push_str(&format!(
+            "SELECT 1 FROM {} WHERE ({}, `window_start`) IN (",
+            merge::quoted(&self.table.name),
+            self.columns("")
+        ));
+        self.tuples(rows, &[-size, 0, size], buf)?;
+        buf.push_str(") FOR UPDATE");
+        Ok(())
+    }
+
+    /// Recomputes the trend of `rows` and their successors against their previous windows.
+    fn update(&self, rows: std::ops::Range<usize>, buf: &mut String) -> Result<(), SinkError> {
+        let t = merge::quoted(&self.table.name);
+        let v = merge::quoted(&self.trend.value);
+        let on = self
+            .keys
             .iter()
             .map(|k| {
                 let k = merge::quoted(k);
@@ -707,31 +768,14 @@ async fn refresh_trend(
              INTERVAL {} MICROSECOND SET c.{} = CASE WHEN p.{v} IS NULL THEN NULL \
              WHEN c.{v} > p.{v} THEN 'up' WHEN c.{v} < p.{v} THEN 'down' ELSE 'flat' END \
              WHERE ({}, c.`window_start`) IN (",
-            size.saturating_mul(1000),
-            merge::quoted(&trend.column),
-            keys.iter()
-                .map(|k| format!("c.{}", merge::quoted(k)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            self.table.window_ms.saturating_mul(1000),
+            merge::quoted(&self.trend.column),
+            self.columns("c.")
         ));
-        for (i, row) in (start..end).enumerate() {
-            for (j, off) in [0, size].into_iter().enumerate() {
-                if i > 0 || j > 0 {
-                    buf.push(',');
-                }
-                tuple(row, off, buf)?;
-            }
-        }
+        self.tuples(rows, &[0, self.table.window_ms], buf)?;
         buf.push(')');
-        tx.query_drop(buf.as_str())
-            .await
-            .map_err(SinkError::mysql(format!(
-                "refreshing trends of `{}`",
-                table.name
-            )))?;
-        start = end;
+        Ok(())
     }
-    Ok(())
 }
 
 fn from_row<T: mysql_async::prelude::FromRow>(row: Row, what: &str) -> Result<T, SinkError> {
