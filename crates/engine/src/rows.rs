@@ -60,6 +60,7 @@ fn shared_columns(market: bool) -> Vec<(&'static str, Merge)> {
         ),
         ("price_trend", Merge::Keep),
         ("is_final", Merge::Keep),
+        ("trend_stale", Trend::stale_on_final_merge()),
         ("revision", Merge::Add),
         ("updated_at", Merge::Replace),
     ]);
@@ -83,6 +84,7 @@ pub fn window_tables(window_ms: i64) -> [MergeTable; 2] {
         trend: Some(Trend {
             column: "price_trend".into(),
             value: "vwap_usd".into(),
+            stale: "trend_stale".into(),
         }),
     };
     [
@@ -113,6 +115,7 @@ struct TableBuilder {
     derived: [Float64Builder; 3],
     price_trend: StringBuilder,
     is_final: BooleanBuilder,
+    trend_stale: BooleanBuilder,
     revision: UInt32Builder,
     updated_at: TimestampMillisecondBuilder,
 }
@@ -142,6 +145,7 @@ impl TableBuilder {
             derived: Default::default(),
             price_trend: StringBuilder::new(),
             is_final: BooleanBuilder::new(),
+            trend_stale: BooleanBuilder::new(),
             revision: UInt32Builder::new(),
             updated_at: ts(),
         }
@@ -193,6 +197,7 @@ impl TableBuilder {
         }
         self.price_trend.append_null();
         self.is_final.append_value(false);
+        self.trend_stale.append_value(false);
         self.revision.append_value(a.late);
         self.updated_at.append_value(now_ms);
     }
@@ -229,6 +234,7 @@ impl TableBuilder {
         }
         arrays.push(Arc::new(self.price_trend.finish()));
         arrays.push(Arc::new(self.is_final.finish()));
+        arrays.push(Arc::new(self.trend_stale.finish()));
         arrays.push(Arc::new(self.revision.finish()));
         arrays.push(Arc::new(self.updated_at.finish()));
         let names = table.columns.iter().map(|(n, _)| n.as_str());

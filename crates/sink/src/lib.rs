@@ -18,8 +18,6 @@ mod error;
 mod merge;
 mod migrate;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMillisecondType;
 use arrow_array::RecordBatch;
 use mysql_async::prelude::Queryable;
 use mysql_async::{IsolationLevel, Opts, OptsBuilder, Pool, Row, Transaction, TxOpts};
@@ -306,8 +304,9 @@ impl MySqlSink {
     /// 1. advance every partition's stored offset by compare-and-set (`UPDATE ... WHERE next_offset =
     ///    expected`, or insert-if-absent); any mismatch rolls back and returns [`CommitOutcome::Fenced`];
     /// 2. merge each table's contribution into its rows ([`MergeTable`]);
-    /// 3. refresh the trend of the merged rows and of their successors;
-    /// 4. read the topic-wide low watermark from `tw_offsets` and mark the rows it closes final.
+    /// 3. read the topic-wide low watermark from `tw_offsets` and mark the rows it closes final;
+    /// 4. refresh the trend of the rows made final or merged into while final, and of their
+    ///    successors (provisional rows carry no trend: it compares closed windows).
     pub async fn commit(&self, c: &Commit<'_>) -> Result<CommitOutcome, SinkError> {
         let mut opts = TxOpts::default();
         opts.with_isolation_level(IsolationLevel::ReadCommitted);
@@ -331,12 +330,11 @@ impl MySqlSink {
         }
         let mut buf = String::with_capacity(4096);
         let mut rows = 0u64;
+        let started = std::time::Instant::now();
         for (table, batch) in c.merges {
             rows += self.merge_batch(&mut tx, table, batch, &mut buf).await?;
         }
-        for (table, batch) in c.merges {
-            refresh_trend(&mut tx, table, batch, &mut buf).await?;
-        }
+        let merged = started.elapsed();
         let low_watermark = low_watermark(&mut tx, c).await?;
         let mut finalized = 0;
         if let Some(low) = low_watermark {
@@ -344,6 +342,11 @@ impl MySqlSink {
                 finalized += finalize(&mut tx, table, low, &mut buf).await?;
             }
         }
+        let finalized_at = started.elapsed();
+        for (table, _) in c.merges {
+            refresh_trend(&mut tx, table, &mut buf).await?;
+        }
+        let trended = started.elapsed();
         tx.commit()
             .await
             .map_err(SinkError::mysql("committing the exactly-once transaction"))?;
@@ -354,6 +357,10 @@ impl MySqlSink {
             finalized,
             ?low_watermark,
             partitions = c.partitions.len(),
+            merge_ms = merged.as_millis() as u64,
+            finalize_ms = (finalized_at - merged).as_millis() as u64,
+            trend_ms = (trended - finalized_at).as_millis() as u64,
+            commit_ms = (started.elapsed() - trended).as_millis() as u64,
             "committed"
         );
         Ok(CommitOutcome::Committed {
@@ -599,6 +606,11 @@ async fn finalize(
     buf.push_str("UPDATE ");
     buf.push_str(&merge::quoted(&table.name));
     buf.push_str(" SET is_final = 1");
+    if let Some(trend) = &table.trend {
+        buf.push_str(", ");
+        buf.push_str(&merge::quoted(&trend.stale));
+        buf.push_str(" = 1");
+    }
     if table.columns.iter().any(|(n, _)| n == "updated_at") {
         buf.push_str(", updated_at = UTC_TIMESTAMP(3)");
     }
@@ -613,34 +625,67 @@ async fn finalize(
     Ok(tx.affected_rows())
 }
 
-/// Tuples per `IN (...)` list of a trend refresh statement.
-const TREND_TUPLES_PER_STATEMENT: usize = 2_000;
-
-/// Step 3 of [`MySqlSink::commit`]: recomputes the trend of every merged row and of its successor.
-/// The previous windows are locked first (`FOR UPDATE`), so a concurrent replica merging into one of
-/// them either commits first (and this read sees it) or waits for this transaction (and then
-/// refreshes the successor itself).
+/// Step 5 of [`MySqlSink::commit`]: recomputes the trend of the rows this transaction flagged
+/// (`trend_stale = 1`: merged into while final, or just made final) and of their successors, then
+/// clears the flags. The rows read are locked first (`FOR UPDATE`), so a concurrent replica merging
+/// into a previous window either commits first (and this read sees it) or waits for this
+/// transaction (and then refreshes the successor itself). Range-driven statements on the flag's
+/// index: no key lists.
 async fn refresh_trend(
     tx: &mut Transaction<'_>,
     table: &MergeTable,
-    batch: &RecordBatch,
     buf: &mut String,
 ) -> Result<(), SinkError> {
-    let Some(sql) = TrendSql::new(table, batch)? else {
+    let Some(trend) = &table.trend else {
         return Ok(());
     };
-    let n = batch.num_rows();
-    let step = TREND_TUPLES_PER_STATEMENT / 3;
-    for start in (0..n).step_by(step) {
-        let rows = start..(start + step).min(n);
-        sql.lock(rows.clone(), buf)?;
-        tx.query_drop(buf.as_str())
-            .await
-            .map_err(SinkError::mysql(format!(
-                "locking `{}` for trends",
-                table.name
-            )))?;
-        sql.update(rows, buf)?;
+    let t = merge::quoted(&table.name);
+    let flag = merge::quoted(&trend.stale);
+    let v = merge::quoted(&trend.value);
+    let join = |a: &str, b: &str| -> String {
+        // `b` is the window right after `a`.
+        let keys = table
+            .key_columns()
+            .map(|k| {
+                let k = merge::quoted(k);
+                format!("{a}.{k} = {b}.{k}")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "{keys} AND {a}.`window_start` = {b}.`window_start` - INTERVAL {} MICROSECOND",
+            table.window_ms.saturating_mul(1000)
+        )
+    };
+    let case = |c: &str, p: &str| {
+        format!(
+            "CASE WHEN {p}.{v} IS NULL THEN NULL WHEN {c}.{v} > {p}.{v} THEN 'up' \
+             WHEN {c}.{v} < {p}.{v} THEN 'down' ELSE 'flat' END"
+        )
+    };
+    let column = merge::quoted(&trend.column);
+    let statements = [
+        // Lock the flagged rows, their previous and their next windows.
+        format!("SELECT 1 FROM {t} c LEFT JOIN {t} p ON {} WHERE c.{flag} = 1 FOR UPDATE", join("p", "c")),
+        format!(
+            "SELECT 1 FROM {t} c JOIN {t} n ON {} WHERE c.{flag} = 1 AND n.`is_final` = 1 FOR UPDATE",
+            join("c", "n")
+        ),
+        format!(
+            "UPDATE {t} c LEFT JOIN {t} p ON {} SET c.{column} = {} WHERE c.{flag} = 1",
+            join("p", "c"),
+            case("c", "p")
+        ),
+        format!(
+            "UPDATE {t} n JOIN {t} c ON {} SET n.{column} = {} WHERE c.{flag} = 1 AND n.`is_final` = 1",
+            join("c", "n"),
+            case("n", "c")
+        ),
+        format!("UPDATE {t} SET {flag} = 0 WHERE {flag} = 1"),
+    ];
+    for sql in statements {
+        buf.clear();
+        buf.push_str(&sql);
         tx.query_drop(buf.as_str())
             .await
             .map_err(SinkError::mysql(format!(
@@ -649,133 +694,6 @@ async fn refresh_trend(
             )))?;
     }
     Ok(())
-}
-
-/// The statements of a trend refresh over the rows of one contribution batch.
-struct TrendSql<'a> {
-    table: &'a MergeTable,
-    trend: &'a Trend,
-    keys: Vec<&'a str>,
-    key_cols: Vec<encode::Col<'a>>,
-    starts: &'a arrow_array::PrimitiveArray<TimestampMillisecondType>,
-}
-
-impl<'a> TrendSql<'a> {
-    /// `None` when the table keeps no trend or the batch is empty.
-    fn new(table: &'a MergeTable, batch: &'a RecordBatch) -> Result<Option<Self>, SinkError> {
-        let Some(trend) = &table.trend else {
-            return Ok(None);
-        };
-        if batch.num_rows() == 0 {
-            return Ok(None);
-        }
-        let keys: Vec<&str> = table.key_columns().collect();
-        let mut key_cols = Vec::with_capacity(keys.len());
-        for k in &keys {
-            let array = batch.column_by_name(k).ok_or_else(|| {
-                SinkError::InvalidIdentifier(format!("(key column `{k}` missing from the batch)"))
-            })?;
-            key_cols.push(encode::Col::new(&table.name, k, array)?);
-        }
-        let starts = batch
-            .column_by_name("window_start")
-            .and_then(|a| a.as_primitive_opt::<TimestampMillisecondType>())
-            .ok_or_else(|| {
-                SinkError::InvalidIdentifier(format!(
-                    "(`{}` batches need window_start as a millisecond timestamp)",
-                    table.name
-                ))
-            })?;
-        Ok(Some(TrendSql {
-            table,
-            trend,
-            keys,
-            key_cols,
-            starts,
-        }))
-    }
-
-    /// `(k1, .., 'window_start + offset')` of `row`.
-    fn tuple(&self, row: usize, offset: i64, out: &mut String) -> Result<(), SinkError> {
-        out.push('(');
-        for c in &self.key_cols {
-            c.write(row, out)?;
-            out.push(',');
-        }
-        encode::write_datetime_ms(self.starts.value(row).saturating_add(offset), out)?;
-        out.push(')');
-        Ok(())
-    }
-
-    /// The tuples of `rows`, each at every offset in `offsets`, comma-separated.
-    fn tuples(
-        &self,
-        rows: std::ops::Range<usize>,
-        offsets: &[i64],
-        out: &mut String,
-    ) -> Result<(), SinkError> {
-        let mut first = true;
-        for row in rows {
-            for off in offsets {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                self.tuple(row, *off, out)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn columns(&self, alias: &str) -> String {
-        self.keys
-            .iter()
-            .map(|k| format!("{alias}{}", merge::quoted(k)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Locks the previous, own and next windows of `rows`.
-    fn lock(&self, rows: std::ops::Range<usize>, buf: &mut String) -> Result<(), SinkError> {
-        let size = self.table.window_ms;
-        buf.clear();
-        buf.push_str(&format!(
-            "SELECT 1 FROM {} WHERE ({}, `window_start`) IN (",
-            merge::quoted(&self.table.name),
-            self.columns("")
-        ));
-        self.tuples(rows, &[-size, 0, size], buf)?;
-        buf.push_str(") FOR UPDATE");
-        Ok(())
-    }
-
-    /// Recomputes the trend of `rows` and their successors against their previous windows.
-    fn update(&self, rows: std::ops::Range<usize>, buf: &mut String) -> Result<(), SinkError> {
-        let t = merge::quoted(&self.table.name);
-        let v = merge::quoted(&self.trend.value);
-        let on = self
-            .keys
-            .iter()
-            .map(|k| {
-                let k = merge::quoted(k);
-                format!("p.{k} = c.{k}")
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        buf.clear();
-        buf.push_str(&format!(
-            "UPDATE {t} c LEFT JOIN {t} p ON {on} AND p.`window_start` = c.`window_start` - \
-             INTERVAL {} MICROSECOND SET c.{} = CASE WHEN p.{v} IS NULL THEN NULL \
-             WHEN c.{v} > p.{v} THEN 'up' WHEN c.{v} < p.{v} THEN 'down' ELSE 'flat' END \
-             WHERE ({}, c.`window_start`) IN (",
-            self.table.window_ms.saturating_mul(1000),
-            merge::quoted(&self.trend.column),
-            self.columns("c.")
-        ));
-        self.tuples(rows, &[0, self.table.window_ms], buf)?;
-        buf.push(')');
-        Ok(())
-    }
 }
 
 fn from_row<T: mysql_async::prelude::FromRow>(row: Row, what: &str) -> Result<T, SinkError> {

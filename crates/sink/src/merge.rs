@@ -40,13 +40,26 @@ pub enum Merge {
     Derived(String),
 }
 
-/// Where a window table keeps its trend (the comparison with the previous window of the same key).
+/// Where a window table keeps its trend (the comparison with the previous window of the same key),
+/// maintained for final rows: set when a row becomes final, refreshed when a final row (or its
+/// previous window) changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trend {
     /// Column holding `up`/`down`/`flat` (NULL without a previous window).
     pub column: String,
     /// Column compared with the previous window's.
     pub value: String,
+    /// Indexed flag column: the trend of this row and of its successor must be recomputed. The
+    /// merge sets it when it changes a final row (declare it [`Merge::Derived`] with
+    /// [`Trend::stale_on_final_merge`]); finalization sets it; the commit clears it.
+    pub stale: String,
+}
+
+impl Trend {
+    /// The merge rule of the [`Trend::stale`] column: raised when merging into a final row.
+    pub fn stale_on_final_merge() -> Merge {
+        Merge::Derived("IF(`is_final` = 1, 1, 0)".into())
+    }
 }
 
 /// A window table written by merge-on-write, with the columns the commit maintains.

@@ -140,8 +140,9 @@ async fn window_table(sink: &MySqlSink) -> MergeTable {
         "CREATE TABLE w (k VARCHAR(8) NOT NULL, window_start DATETIME(3) NOT NULL, \
          n BIGINT NOT NULL, s DOUBLE, hi DOUBLE, lo DOUBLE, okey DECIMAL(38,0), ckey DECIMAL(38,0), \
          o DOUBLE, c DOUBLE, avg DOUBLE, trend ENUM('up','down','flat') NULL, \
-         is_final TINYINT NOT NULL DEFAULT 0, revision INT NOT NULL DEFAULT 0, \
-         PRIMARY KEY (k, window_start), KEY (is_final, window_start))",
+         is_final TINYINT NOT NULL DEFAULT 0, stale TINYINT NOT NULL DEFAULT 0, \
+         revision INT NOT NULL DEFAULT 0, \
+         PRIMARY KEY (k, window_start), KEY (is_final, window_start), KEY (stale))",
     )
     .await
     .unwrap();
@@ -162,12 +163,14 @@ async fn window_table(sink: &MySqlSink) -> MergeTable {
             col("avg", Merge::Derived("`s` / `n`".into())),
             col("trend", Merge::Keep),
             col("is_final", Merge::Keep),
+            col("stale", Trend::stale_on_final_merge()),
             col("revision", Merge::Add),
         ],
         window_ms: 60_000,
         trend: Some(Trend {
             column: "trend".into(),
             value: "avg".into(),
+            stale: "stale".into(),
         }),
     }
 }
@@ -801,11 +804,51 @@ async fn contributions_merge_exactly_and_rows_become_final_at_the_low_watermark(
     let got: Vec<B> = r.into_iter().map(mysql_async::from_row).collect();
     assert_eq!(
         got,
-        vec![
-            (7.0, 2.0, 8.0, None, 1, 1),
-            (9.0, 9.0, 9.0, Some("up".into()), 0, 0),
-        ],
-        "open/close by order key, derived recomputed, successor's trend refreshed, final, revision"
+        vec![(7.0, 2.0, 8.0, None, 1, 1), (9.0, 9.0, 9.0, None, 0, 0),],
+        "open/close by order key, derived recomputed, final, revision; no trend while provisional"
+    );
+    // Both partitions drained: minute 1 becomes final and gets its trend against minute 0.
+    let drained = |p, expected| {
+        [PartitionProgress {
+            status: PartitionStatus::Drained,
+            ..progress(p, Some(expected), expected + 1)
+        }]
+    };
+    let (d0, d1) = (drained(0, 6), drained(1, 3));
+    sink.commit(&c(&d0, &me)).await.unwrap();
+    let out = sink.commit(&c(&d1, &me)).await.unwrap();
+    assert!(
+        matches!(out, CommitOutcome::Committed { finalized: 1, .. }),
+        "{out:?}"
+    );
+    let t: Vec<Option<String>> = rows(
+        &sink,
+        "SELECT CAST(trend AS CHAR) FROM w ORDER BY window_start",
+    )
+    .await
+    .into_iter()
+    .map(mysql_async::from_row)
+    .collect();
+    assert_eq!(t, vec![None, Some("up".to_string())]);
+    // A late contribution lowers minute 0's average below minute 1's... and above it again: the
+    // successor's trend follows, although minute 1 itself was not merged into.
+    let late = contribution(&[("x", 0, 1, 1000.0, (99, 1.0), (1, 1.0), 1)]);
+    let ml = [(&w, &late)];
+    let d0b = drained(0, 7);
+    sink.commit(&c(&d0b, &ml)).await.unwrap();
+    let t: Vec<Option<String>> = rows(
+        &sink,
+        "SELECT CAST(trend AS CHAR) FROM w ORDER BY window_start",
+    )
+    .await
+    .into_iter()
+    .map(mysql_async::from_row)
+    .collect();
+    assert_eq!(t, vec![None, Some("down".to_string())]);
+    assert_eq!(
+        count(&sink, "SELECT SUM(stale) FROM w").await,
+        0,
+        "flags cleared"
     );
     cleanup(sink, &db).await;
 }
