@@ -2,6 +2,8 @@
 //! broker the same way: one idempotent, compressed, bounded producer configuration; one consumer
 //! configuration; topic creation; and the dead-letter writer that carries reject reasons in headers.
 
+#![warn(missing_docs)]
+
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
