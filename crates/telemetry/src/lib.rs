@@ -187,7 +187,9 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let parsed = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse().map(std::time::Duration::from_secs).map_err(|e| e.to_string())
+        s.parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| e.to_string())
     } else {
         humantime::parse_duration(s).map_err(|e| e.to_string())
     };

@@ -67,7 +67,10 @@ async fn metrics_health_and_readiness() {
     );
     health.set_ready(true, "ok");
     let r = request(addr, "GET", "/readyz").await;
-    assert!(r.starts_with("HTTP/1.1 200") && body(&r) == "ready\n", "{r}");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && body(&r) == "ready\n",
+        "{r}"
+    );
 
     // Liveness: 503 with the reason while not live, 200 again once live.
     health.set_live(false, "no progress for 300s with 12 records pending");
@@ -100,7 +103,10 @@ async fn only_get_and_head_are_allowed() {
     // HEAD: the GET status and headers, no body.
     let r = request(addr, "HEAD", "/healthz").await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert!(r.to_ascii_lowercase().contains("content-length: 3\r\n"), "{r}");
+    assert!(
+        r.to_ascii_lowercase().contains("content-length: 3\r\n"),
+        "{r}"
+    );
     assert_eq!(body(&r), "");
 }
 
@@ -117,7 +123,10 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
         .expect("both responses within 10 s")
         .expect("read");
     assert_eq!(out.matches("HTTP/1.1 ").count(), 2, "{out}");
-    assert!(out.contains("ok\n") && out.contains("not ready: starting\n"), "{out}");
+    assert!(
+        out.contains("ok\n") && out.contains("not ready: starting\n"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
