@@ -35,7 +35,7 @@ pub fn init_tracing() {
 /// Liveness and readiness of a process, as reported on `/healthz` and `/readyz`.
 ///
 /// Live means the process is making progress: a component that detects it is stuck (for example,
-/// work pending but nothing done for too long) calls [`Health::set_live`]`(false, reason)`, and
+/// work pending but nothing done for too long) calls [`Health::set_liveness`]`(false, reason)`, and
 /// `/healthz` answers 503 with that reason, so the orchestrator restarts it. Ready means it can do
 /// useful work now (e.g. connected to MySQL and the broker); not-ready also carries a reason.
 #[derive(Debug)]
@@ -107,8 +107,14 @@ impl Health {
     /// Sets liveness with a reason shown on `/healthz` when not live (e.g. "no commit for 5m while
     /// 1200 records are pending"). `/healthz` answers 503 while not live, which makes a Kubernetes
     /// liveness probe restart the process.
-    pub fn set_live(&self, live: bool, reason: &str) {
+    pub fn set_liveness(&self, live: bool, reason: &str) {
         self.live.set(live, reason);
+    }
+
+    /// Sets liveness without a specific reason (`/healthz` then says "no progress"); prefer
+    /// [`Health::set_liveness`], which tells the operator what stalled.
+    pub fn set_live(&self, live: bool) {
+        self.set_liveness(live, if live { "running" } else { "no progress" });
     }
 
     /// Whether the process is ready.
@@ -235,9 +241,13 @@ mod tests {
         assert_eq!(h.ready_state(), Err("starting".to_string()));
         h.set_ready(true, "ok");
         assert!(h.is_ready());
-        h.set_live(false, "stuck");
+        h.set_liveness(false, "stuck");
         assert_eq!(h.live_state(), Err("stuck".to_string()));
-        h.set_live(true, "progress again");
+        h.set_liveness(true, "progress again");
         assert_eq!(h.live_state(), Ok(()));
+        h.set_live(false);
+        assert_eq!(h.live_state(), Err("no progress".to_string()));
+        h.set_live(true);
+        assert!(h.is_live());
     }
 }

@@ -73,14 +73,14 @@ async fn metrics_health_and_readiness() {
     );
 
     // Liveness: 503 with the reason while not live, 200 again once live.
-    health.set_live(false, "no progress for 300s with 12 records pending");
+    health.set_liveness(false, "no progress for 300s with 12 records pending");
     let h = request(addr, "GET", "/healthz").await;
     assert!(h.starts_with("HTTP/1.1 503"), "{h}");
     assert_eq!(
         body(&h),
         "not live: no progress for 300s with 12 records pending\n"
     );
-    health.set_live(true, "progress");
+    health.set_liveness(true, "progress");
     assert!(request(addr, "GET", "/healthz")
         .await
         .starts_with("HTTP/1.1 200"));
