@@ -114,6 +114,19 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
+    /// The counters of `metrics` now; `flushed` is the final flush's outcome.
+    fn of(metrics: &IngestMetrics, flushed: bool) -> Self {
+        IngestStats {
+            frames: metrics.frames.get(),
+            produced: metrics.produced.get(),
+            rejected: metrics.rejected_by_reason(),
+            reconnects: metrics.reconnects.get(),
+            delivery_errors: metrics.delivery_errors.get(),
+            price_updates: metrics.price_updates.get(),
+            flushed,
+        }
+    }
+
     /// Total dead-lettered frames.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
@@ -141,17 +154,50 @@ pub async fn ingest(
         .await?;
     }
     let metrics = IngestMetrics::register(registry)?;
-    let pipeline = Arc::new(Pipeline::new(
-        &PipelineConfig {
-            brokers: cfg.brokers.clone(),
-            topic: cfg.topic.clone(),
-            dlq_topic: cfg.dlq_topic.clone(),
-            max_inflight: cfg.max_inflight,
-            future_tolerance: cfg.future_tolerance,
-            flush_timeout: cfg.flush_timeout,
-        },
-        metrics.clone(),
-    )?);
+    let pipeline = Arc::new(Pipeline::new(&pipeline_config(&cfg), metrics.clone())?);
+    let started = Instant::now();
+    run_sources(&cfg, specs, &pipeline, shutdown).await;
+    if let Some(h) = &cfg.health {
+        h.set_ready(false, "shutting down: flushing");
+    }
+    tracing::info!(
+        inflight = metrics.inflight.get(),
+        "sources stopped; flushing producer"
+    );
+    let stats = IngestStats::of(&metrics, pipeline.flush().await);
+    tracing::info!(
+        frames = stats.frames,
+        produced = stats.produced,
+        rejected = stats.rejected_total(),
+        reconnects = stats.reconnects,
+        delivery_errors = stats.delivery_errors,
+        flushed = stats.flushed,
+        secs = started.elapsed().as_secs_f64(),
+        "ingest stopped"
+    );
+    Ok(stats)
+}
+
+/// The producer-side part of `cfg`.
+fn pipeline_config(cfg: &IngestConfig) -> PipelineConfig {
+    PipelineConfig {
+        brokers: cfg.brokers.clone(),
+        topic: cfg.topic.clone(),
+        dlq_topic: cfg.dlq_topic.clone(),
+        max_inflight: cfg.max_inflight,
+        future_tolerance: cfg.future_tolerance,
+        flush_timeout: cfg.flush_timeout,
+    }
+}
+
+/// Runs one task per source (sharing the pipeline and the quote-USD rates) until all have stopped
+/// on `shutdown`; ready meanwhile.
+async fn run_sources(
+    cfg: &IngestConfig,
+    specs: Vec<SourceSpec>,
+    pipeline: &Arc<Pipeline>,
+    shutdown: watch::Receiver<bool>,
+) {
     let rates = Arc::new(normalize::RateTable::new());
     let opts = SourceOptions {
         idle_timeout: cfg.idle_timeout,
@@ -159,14 +205,13 @@ pub async fn ingest(
         backoff_max: cfg.backoff_max,
         ..SourceOptions::default()
     };
-    let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for spec in specs {
         tracing::info!(source = %spec.label, kind = ?spec.kind, topic = %cfg.topic, "starting source");
         tasks.spawn(source::run_source(
             spec,
             opts.clone(),
-            Arc::clone(&pipeline),
+            Arc::clone(pipeline),
             Arc::clone(&rates),
             shutdown.clone(),
         ));
@@ -179,34 +224,6 @@ pub async fn ingest(
             tracing::error!(error = %e, "source task failed");
         }
     }
-    if let Some(h) = &cfg.health {
-        h.set_ready(false, "shutting down: flushing");
-    }
-    tracing::info!(
-        inflight = metrics.inflight.get(),
-        "sources stopped; flushing producer"
-    );
-    let flushed = pipeline.flush().await;
-    let stats = IngestStats {
-        frames: metrics.frames.get(),
-        produced: metrics.produced.get(),
-        rejected: metrics.rejected_by_reason(),
-        reconnects: metrics.reconnects.get(),
-        delivery_errors: metrics.delivery_errors.get(),
-        price_updates: metrics.price_updates.get(),
-        flushed,
-    };
-    tracing::info!(
-        frames = stats.frames,
-        produced = stats.produced,
-        rejected = stats.rejected_total(),
-        reconnects = stats.reconnects,
-        delivery_errors = stats.delivery_errors,
-        flushed,
-        secs = started.elapsed().as_secs_f64(),
-        "ingest stopped"
-    );
-    Ok(stats)
 }
 
 /// `tradewind ingest` entry point: serves /metrics, /healthz, /readyz on `metrics_addr`, ingests

@@ -92,6 +92,58 @@ fn redact(url: &url::Url) -> String {
     u.into()
 }
 
+/// `binance:BTCUSDT,ETHUSDT[@base-url]`: the combined-stream URL of those symbols' `@trade` streams.
+fn binance_spec(rest: &str) -> anyhow::Result<(SourceKind, String)> {
+    let (syms, base) = rest.split_once('@').unwrap_or((rest, BINANCE_WS));
+    let streams: Vec<String> = split_list(syms)
+        .iter()
+        .map(|s| format!("{}@trade", s.to_ascii_lowercase()))
+        .collect();
+    anyhow::ensure!(!streams.is_empty(), "binance: source needs symbols");
+    let base = base.trim_end_matches('/');
+    let url = format!("{base}/stream?streams={}", streams.join("/"));
+    Ok((SourceKind::Binance, url))
+}
+
+/// `coinbase:BTC-USD,ETH-USD[@url]`: the feed URL and the product ids to subscribe to.
+fn coinbase_spec(rest: &str) -> anyhow::Result<(SourceKind, String)> {
+    let (products, url) = rest.split_once('@').unwrap_or((rest, COINBASE_WS));
+    let products: Vec<String> = split_list(products)
+        .into_iter()
+        .map(|p| p.to_ascii_uppercase())
+        .collect();
+    anyhow::ensure!(!products.is_empty(), "coinbase: source needs product ids");
+    Ok((SourceKind::Coinbase { products }, url.to_string()))
+}
+
+/// `coincap-prices:bitcoin,ethereum[@url]`: the CoinCap v3 prices URL for those asset ids.
+fn coincap_prices_spec(rest: &str) -> anyhow::Result<(SourceKind, String)> {
+    let (assets, base) = rest.split_once('@').unwrap_or((rest, COINCAP_V3_PRICES));
+    let assets = split_list(assets);
+    anyhow::ensure!(!assets.is_empty(), "coincap-prices: source needs asset ids");
+    let url = format!("{base}?assets={}", assets.join(","));
+    Ok((SourceKind::CoinCapPrices, url))
+}
+
+/// The protocol of a plain `ws://` / `wss://` source URL, from its host and path.
+fn url_kind(spec: &str) -> anyhow::Result<SourceKind> {
+    let u = url::Url::parse(spec).map_err(|e| anyhow::anyhow!("bad source `{spec}`: {e}"))?;
+    anyhow::ensure!(
+        matches!(u.scheme(), "ws" | "wss"),
+        "source `{spec}` must be a ws:// or wss:// URL or a binance:/coinbase:/coincap-prices: spec"
+    );
+    let host = u.host_str().unwrap_or("");
+    Ok(if host.contains("binance") {
+        SourceKind::Binance
+    } else if host.contains("coinbase") {
+        anyhow::bail!("Coinbase needs product ids: use coinbase:BTC-USD,ETH-USD[@{spec}]")
+    } else if u.path().starts_with("/prices") {
+        SourceKind::CoinCapPrices
+    } else {
+        SourceKind::CoinCapTrades
+    })
+}
+
 impl SourceSpec {
     /// Parses a source spec:
     /// * `ws://...` / `wss://...`: detected by host and path (`binance` host: Binance, `coinbase`
@@ -104,54 +156,13 @@ impl SourceSpec {
     pub fn parse(spec: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
         let spec = spec.trim();
         let (kind, url) = if let Some(rest) = spec.strip_prefix("binance:") {
-            let (syms, base) = rest.split_once('@').unwrap_or((rest, BINANCE_WS));
-            let streams: Vec<String> = split_list(syms)
-                .iter()
-                .map(|s| format!("{}@trade", s.to_ascii_lowercase()))
-                .collect();
-            anyhow::ensure!(!streams.is_empty(), "binance: source needs symbols");
-            (
-                SourceKind::Binance,
-                format!(
-                    "{}/stream?streams={}",
-                    base.trim_end_matches('/'),
-                    streams.join("/")
-                ),
-            )
+            binance_spec(rest)?
         } else if let Some(rest) = spec.strip_prefix("coinbase:") {
-            let (products, url) = rest.split_once('@').unwrap_or((rest, COINBASE_WS));
-            let products: Vec<String> = split_list(products)
-                .into_iter()
-                .map(|p| p.to_ascii_uppercase())
-                .collect();
-            anyhow::ensure!(!products.is_empty(), "coinbase: source needs product ids");
-            (SourceKind::Coinbase { products }, url.to_string())
+            coinbase_spec(rest)?
         } else if let Some(rest) = spec.strip_prefix("coincap-prices:") {
-            let (assets, base) = rest.split_once('@').unwrap_or((rest, COINCAP_V3_PRICES));
-            let assets = split_list(assets);
-            anyhow::ensure!(!assets.is_empty(), "coincap-prices: source needs asset ids");
-            (
-                SourceKind::CoinCapPrices,
-                format!("{base}?assets={}", assets.join(",")),
-            )
+            coincap_prices_spec(rest)?
         } else {
-            let u =
-                url::Url::parse(spec).map_err(|e| anyhow::anyhow!("bad source `{spec}`: {e}"))?;
-            anyhow::ensure!(
-                matches!(u.scheme(), "ws" | "wss"),
-                "source `{spec}` must be a ws:// or wss:// URL or a binance:/coinbase:/coincap-prices: spec"
-            );
-            let host = u.host_str().unwrap_or("");
-            let kind = if host.contains("binance") {
-                SourceKind::Binance
-            } else if host.contains("coinbase") {
-                anyhow::bail!("Coinbase needs product ids: use coinbase:BTC-USD,ETH-USD[@{spec}]")
-            } else if u.path().starts_with("/prices") {
-                SourceKind::CoinCapPrices
-            } else {
-                SourceKind::CoinCapTrades
-            };
-            (kind, spec.to_string())
+            (url_kind(spec)?, spec.to_string())
         };
         let mut parsed =
             url::Url::parse(&url).map_err(|e| anyhow::anyhow!("bad source URL `{url}`: {e}"))?;
