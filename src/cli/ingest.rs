@@ -11,6 +11,17 @@ use tradewind_ingest::{BackfillConfig, IngestConfig};
 
 use super::parse_duration;
 
+/// The broker and topic flags `ingest` and `produce` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TradesTopicArgs {
+    /// Kafka bootstrap servers (comma-separated host:port).
+    #[arg(long, env = "TRADEWIND_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic that receives valid trades, keyed by `base`.
+    #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
+    pub topic: String,
+}
+
 /// `tradewind ingest`: stream trades from websocket sources into Kafka.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestArgs {
@@ -23,12 +34,9 @@ pub struct IngestArgs {
     #[arg(long = "source", env = "TRADEWIND_SOURCE", value_delimiter = ' ',
           default_value = DEFAULT_SOURCE)]
     pub sources: Vec<String>,
-    /// Kafka bootstrap servers (comma-separated host:port).
-    #[arg(long, env = "TRADEWIND_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// Topic that receives valid trades, keyed by `base`.
-    #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
-    pub topic: String,
+    /// Where trades go.
+    #[command(flatten)]
+    pub kafka: TradesTopicArgs,
     /// Dead-letter topic for rejected frames (reason in the `tw-reason` header).
     #[arg(long, env = "TRADEWIND_DLQ_TOPIC", default_value = "trades.dlq")]
     pub dlq_topic: String,
@@ -65,9 +73,9 @@ impl From<IngestArgs> for IngestConfig {
             api_key: a.api_key,
             partitions: (a.partitions > 0).then_some(a.partitions),
             flush_timeout: a.flush_timeout,
-            topic: a.topic,
+            topic: a.kafka.topic,
             dlq_topic: a.dlq_topic,
-            ..IngestConfig::new(a.sources, a.brokers)
+            ..IngestConfig::new(a.sources, a.kafka.brokers)
         }
     }
 }
@@ -78,12 +86,9 @@ pub struct ProduceArgs {
     /// JSON-lines file to backfill (one CoinCap trade object per line).
     #[arg(long, env = "TRADEWIND_FILE")]
     pub file: PathBuf,
-    /// Kafka bootstrap servers (comma-separated host:port).
-    #[arg(long, env = "TRADEWIND_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// Topic that receives valid trades, keyed by `base`.
-    #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
-    pub topic: String,
+    /// Where trades go.
+    #[command(flatten)]
+    pub kafka: TradesTopicArgs,
     /// Dead-letter topic for rejected lines (reason in the `tw-reason` header).
     #[arg(long, env = "TRADEWIND_DLQ_TOPIC", default_value = "trades.dlq")]
     pub dlq_topic: String,
@@ -106,8 +111,8 @@ impl From<ProduceArgs> for BackfillConfig {
         BackfillConfig {
             file: a.file,
             pipeline: PipelineConfig {
-                brokers: a.brokers,
-                topic: a.topic,
+                brokers: a.kafka.brokers,
+                topic: a.kafka.topic,
                 dlq_topic: a.dlq_topic,
                 max_inflight: a.max_inflight,
                 future_tolerance: a.future_tolerance,

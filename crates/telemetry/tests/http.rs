@@ -29,10 +29,15 @@ async fn request(addr: SocketAddr, method: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
+    read_all(s).await
+}
+
+/// Everything the server sends until it closes the connection (at most 10 s).
+async fn read_all(mut s: TcpStream) -> String {
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
         .await
-        .expect("response within 10 s")
+        .expect("the server answers and closes within 10 s")
         .expect("read");
     out
 }
@@ -117,11 +122,7 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
-        .await
-        .expect("both responses within 10 s")
-        .expect("read");
+    let out = read_all(s).await;
     assert_eq!(out.matches("HTTP/1.1 ").count(), 2, "{out}");
     assert!(
         out.contains("ok\n") && out.contains("not ready: starting\n"),
