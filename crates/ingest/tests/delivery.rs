@@ -45,13 +45,7 @@ async fn transient_broker_errors_are_retried_without_loss_or_duplicates() {
         mock.bootstrap_servers(),
     );
     let (h, stop, registry) = start(cfg);
-    wait_metric(
-        &registry,
-        &["tradewind_ingest_frames_total"],
-        3_000.0,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_metric(&registry, &["tradewind_ingest_frames_total"], 3_000.0).await;
     stop.send(true).unwrap();
     let stats = h.await.unwrap();
     assert!(stats.flushed);
@@ -94,7 +88,7 @@ async fn permanent_delivery_errors_are_counted_and_ingestion_continues() {
         "tradewind_ingest_produced_total",
         "tradewind_ingest_delivery_errors_total",
     ];
-    wait_metric(&registry, &settled, 100.0, Duration::from_secs(30)).await;
+    wait_metric(&registry, &settled, 100.0).await;
     stop.send(true).unwrap();
     let stats = h.await.unwrap();
     assert_eq!(stats.frames, 100);

@@ -23,7 +23,7 @@ fn cfg(source: String, brokers: String) -> IngestConfig {
 
 async fn wait_frames(registry: &prometheus::Registry, n: u64) {
     let frames = ["tradewind_ingest_frames_total"];
-    wait_metric(registry, &frames, n as f64, Duration::from_secs(30)).await;
+    wait_metric(registry, &frames, n as f64).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,13 +46,7 @@ async fn binance_and_coinbase_are_normalised_into_coincap_trades() {
         mock.bootstrap_servers(),
     );
     let (h, stop, registry) = start(cfg);
-    wait_metric(
-        &registry,
-        &["tradewind_ingest_produced_total"],
-        3.0,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_metric(&registry, &["tradewind_ingest_produced_total"], 3.0).await;
     assert!(
         wait_until(Duration::from_secs(5), || bobs.pongs.load(Ordering::SeqCst)
             >= 1)
@@ -134,13 +128,7 @@ async fn unauthorized_prices_socket_is_dead_lettered_and_reconnected() {
     );
     cfg.api_key = Some("sekrit".into());
     let (h, stop, registry) = start(cfg);
-    wait_metric(
-        &registry,
-        &["tradewind_ingest_price_updates_total"],
-        2.0,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_metric(&registry, &["tradewind_ingest_price_updates_total"], 2.0).await;
     stop.send(true).unwrap();
     let stats = h.await.unwrap();
     assert_eq!(stats.rejected.get("source_error"), Some(&1));

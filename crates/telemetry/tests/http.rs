@@ -26,10 +26,15 @@ async fn start() -> (SocketAddr, Arc<Health>, prometheus::IntCounter) {
 
 /// Sends one request with `Connection: close` and returns the whole raw response.
 async fn request(addr: SocketAddr, method: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
     let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    read_all(s).await
+    read_all(send(addr, req.as_bytes()).await).await
+}
+
+/// Connects and writes `bytes`; returns the open connection.
+async fn send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    s
 }
 
 /// Everything the server sends until it closes the connection (at most 10 s).
@@ -118,11 +123,8 @@ async fn only_get_and_head_are_allowed() {
 #[tokio::test]
 async fn keep_alive_serves_several_requests_on_one_connection() {
     let (addr, _health, _c) = start().await;
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let out = read_all(s).await;
+    let two = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let out = read_all(send(addr, two).await).await;
     assert_eq!(out.matches("HTTP/1.1 ").count(), 2, "{out}");
     assert!(
         out.contains("ok\n") && out.contains("not ready: starting\n"),
@@ -133,11 +135,8 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_is_dropped() {
     let (addr, _health, _c) = start().await;
-    let mut s = TcpStream::connect(addr).await.expect("connect");
     // Half a request head, then silence.
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost:")
-        .await
-        .expect("write");
+    let mut s = send(addr, b"GET /metrics HTTP/1.1\r\nHost:").await;
     let started = Instant::now();
     let mut out = Vec::new();
     let read = tokio::time::timeout(

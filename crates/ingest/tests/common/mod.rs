@@ -270,16 +270,11 @@ pub fn start(
     (h, tx, registry)
 }
 
-/// Waits until the sum of the (unlabelled-filter) counters `names` in `registry` reaches `at_least`;
-/// fails the test with the values reached if it does not within `within`.
-pub async fn wait_metric(
-    registry: &prometheus::Registry,
-    names: &[&str],
-    at_least: f64,
-    within: Duration,
-) {
+/// Waits until the sum of the counters `names` in `registry` reaches `at_least`; fails the test with
+/// the value reached if it does not within 30 s.
+pub async fn wait_metric(registry: &prometheus::Registry, names: &[&str], at_least: f64) {
     let sum = || names.iter().map(|n| metric(registry, n, None)).sum::<f64>();
-    let ok = wait_until(within, || sum() >= at_least).await;
+    let ok = wait_until(Duration::from_secs(30), || sum() >= at_least).await;
     assert!(ok, "{names:?} reached only {} of {at_least}", sum());
 }
 
