@@ -396,49 +396,75 @@ pub fn coinbase(frame: &[u8], rates: &RateTable, out: &mut Vec<u8>) -> Normalize
         // subscriptions, heartbeat, last_match (a replay of an older trade): not new trades.
         _ => return Normalized::Ignore,
     }
-    let fields = (|| {
-        let product = f.product_id.ok_or_else(|| missing("product_id"))?;
-        let price = parse_pos(f.price.ok_or_else(|| missing("price"))?, "price")?;
-        let volume = parse_pos(f.size.ok_or_else(|| missing("size"))?, "size")?;
-        let dir = match f.side.ok_or_else(|| missing("side"))? {
-            "sell" => Direction::Buy,
-            "buy" => Direction::Sell,
-            other => {
-                return Err(Reject::new(
-                    RejectKind::BadDirection,
-                    format!("side must be buy or sell, got `{other}`"),
-                ))
-            }
-        };
-        let time = f.time.ok_or_else(|| missing("time"))?;
-        let ts = rfc3339_ms(time).ok_or_else(|| {
-            Reject::new(
-                RejectKind::WrongType,
-                format!("field `time` is not RFC 3339: `{time}`"),
-            )
-        })?;
-        let (b, q) = product.split_once('-').ok_or_else(|| {
-            Reject::new(
-                RejectKind::SourceError,
-                format!("product_id `{product}` is not BASE-QUOTE"),
-            )
-        })?;
-        Ok::<_, Reject>((b, q, price, volume, dir, ts))
-    })();
-    match fields {
-        Ok((b, q, price, volume, dir, ts)) => emit(
-            rates,
-            "coinbase",
-            &asset_id(b),
-            &asset_id(q),
-            dir,
+    match coinbase_fields(&f) {
+        Ok(CoinbaseMatch {
+            base,
+            quote,
             price,
             volume,
-            ts,
+            direction,
+            timestamp,
+        }) => emit(
+            rates,
+            "coinbase",
+            &asset_id(base),
+            &asset_id(quote),
+            direction,
+            price,
+            volume,
+            timestamp,
             out,
         ),
         Err(r) => Normalized::Reject(r),
     }
+}
+
+/// The trade fields of a Coinbase `match` frame, checked.
+struct CoinbaseMatch<'a> {
+    base: &'a str,
+    quote: &'a str,
+    price: f64,
+    volume: f64,
+    direction: Direction,
+    timestamp: i64,
+}
+
+fn coinbase_fields<'a>(f: &CoinbaseFrame<'a>) -> Result<CoinbaseMatch<'a>, Reject> {
+    let product = f.product_id.ok_or_else(|| missing("product_id"))?;
+    let price = parse_pos(f.price.ok_or_else(|| missing("price"))?, "price")?;
+    let volume = parse_pos(f.size.ok_or_else(|| missing("size"))?, "size")?;
+    // Coinbase's `side` is the maker's; the taker went the other way.
+    let direction = match f.side.ok_or_else(|| missing("side"))? {
+        "sell" => Direction::Buy,
+        "buy" => Direction::Sell,
+        other => {
+            return Err(Reject::new(
+                RejectKind::BadDirection,
+                format!("side must be buy or sell, got `{other}`"),
+            ))
+        }
+    };
+    let time = f.time.ok_or_else(|| missing("time"))?;
+    let timestamp = rfc3339_ms(time).ok_or_else(|| {
+        Reject::new(
+            RejectKind::WrongType,
+            format!("field `time` is not RFC 3339: `{time}`"),
+        )
+    })?;
+    let (base, quote) = product.split_once('-').ok_or_else(|| {
+        Reject::new(
+            RejectKind::SourceError,
+            format!("product_id `{product}` is not BASE-QUOTE"),
+        )
+    })?;
+    Ok(CoinbaseMatch {
+        base,
+        quote,
+        price,
+        volume,
+        direction,
+        timestamp,
+    })
 }
 
 /// Outcome of a CoinCap prices frame.
