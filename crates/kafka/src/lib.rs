@@ -70,7 +70,7 @@ pub async fn ensure_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Res
         let client = admin.inner();
         let md =
             tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(10)))
-                .map_err(|e| anyhow::anyhow!("cannot read topic metadata: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("cannot read topic metadata from {brokers}: {e}"))?;
         md.topics()
             .iter()
             .filter(|t| t.error().is_none() && !t.partitions().is_empty())
