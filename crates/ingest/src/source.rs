@@ -10,13 +10,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tradewind_model::{Reject, RejectKind};
+use tradewind_telemetry::Backoff;
 
 use crate::normalize::{self, Normalized, PricesOutcome, RateTable};
 use crate::pipeline::Pipeline;
@@ -183,46 +183,6 @@ impl SourceSpec {
             );
         }
         Ok(SourceSpec { kind, url, label })
-    }
-}
-
-/// Exponential reconnect delay: `initial` doubling up to `max`, reset after a good session.
-///
-/// The delays come from backon's [`ExponentialBuilder`]; the retry loop itself stays in
-/// [`run_source`] rather than backon's `Retryable`, because an attempt here is a whole websocket
-/// session (not one fallible call), the delay resets after a session that delivered data, and a
-/// shutdown must interrupt the wait.
-#[derive(Debug)]
-pub struct Backoff {
-    policy: ExponentialBuilder,
-    delays: ExponentialBackoff,
-    max: Duration,
-}
-
-impl Backoff {
-    /// A backoff starting at `initial`, doubling, capped at `max`, never giving up.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        let policy = ExponentialBuilder::new()
-            .with_min_delay(initial)
-            .with_max_delay(max)
-            .with_factor(2.0)
-            .without_max_times();
-        Backoff {
-            policy,
-            delays: policy.build(),
-            max,
-        }
-    }
-
-    /// The delay to wait now; doubles the following one (up to the cap).
-    pub fn next_delay(&mut self) -> Duration {
-        // Without a retry limit the policy never ends; the cap is the safe answer if it did.
-        self.delays.next().unwrap_or(self.max)
-    }
-
-    /// Back to the initial delay (after a session that delivered data).
-    pub fn reset(&mut self) {
-        self.delays = self.policy.build();
     }
 }
 
@@ -599,17 +559,5 @@ mod tests {
             let e = SourceSpec::parse(COINCAP_V2_TRADES, None).unwrap_err();
             assert!(e.to_string().contains("TLS"), "{e}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_caps_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(125), Duration::from_secs(60));
-        let seq: Vec<u64> = (0..12).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(
-            seq,
-            [125, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]
-        );
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(125));
     }
 }

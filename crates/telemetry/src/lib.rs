@@ -1,9 +1,11 @@
 //! Operator plumbing shared by every tradewind command: structured logs, the Prometheus registry,
 //! the `/metrics`, `/healthz`, `/readyz` HTTP endpoint ([`serve_http`]), liveness and readiness
-//! ([`Health`]), the shutdown signal, and command-line duration parsing.
+//! ([`Health`]), the shutdown signal, the retry delay policy ([`Backoff`]) and command-line duration
+//! parsing.
 
 #![warn(missing_docs)]
 
+mod backoff;
 mod http;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use prometheus::{IntGaugeVec, Opts, Registry};
 use tokio::sync::watch;
 
+pub use backoff::Backoff;
 pub use http::{serve_http, HEADER_READ_TIMEOUT};
 
 /// Initialises the global `tracing` subscriber: JSON lines when `TRADEWIND_LOG_FORMAT=json`, compact
