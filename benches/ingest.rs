@@ -36,16 +36,6 @@ fn frames(n: usize) -> Vec<Utf8Bytes> {
         .collect()
 }
 
-fn counter(registry: &prometheus::Registry, name: &str) -> f64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric())
-        .map(|m| m.get_counter().get_value())
-        .sum()
-}
-
 fn main() {
     let n: usize = std::env::var("TRADEWIND_BENCH_FRAMES")
         .ok()
@@ -87,7 +77,7 @@ fn main() {
         let reg = registry.clone();
         let started = Instant::now();
         let run = tokio::spawn(async move { ingest(cfg, &reg, rx).await });
-        while counter(&registry, "tradewind_ingest_frames_total") < n as f64 {
+        while tradewind_telemetry::metric_value(&registry, "tradewind_ingest_frames_total") < n as f64 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let received = started.elapsed();

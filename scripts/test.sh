@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command (the README's and .ci/run's): starts the local stack (MariaDB + tansu),
 # runs the whole workspace's tests in release mode (unit, integration and the end-to-end suite, which
-# starts the real binaries against the stack), and stops the broker again on exit.
-# Extra arguments go to `cargo test`, e.g. `bash scripts/test.sh -p tradewind-sink`.
+# starts the real binaries against the stack), and stops the broker again on exit. The full run (no
+# arguments) also checks formatting first (`cargo fmt --all --check`) and lints last
+# (`cargo clippy --workspace --all-targets --release -- -D warnings`; --release so it reuses the test
+# build's settings); TRADEWIND_SKIP_LINT=1 skips both.
+# Extra arguments go to `cargo test` (and skip the lint), e.g. `bash scripts/test.sh -p tradewind-sink`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,8 +25,17 @@ section "toolchain"
 cargo --version
 rustc --version
 
+lint=0
 if [ "$#" -eq 0 ]; then
     set -- --workspace
+    [ "${TRADEWIND_SKIP_LINT:-0}" = 1 ] || lint=1
+fi
+if [ "$lint" = 1 ]; then
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        rustup component add rustfmt clippy
+    fi
+    section "cargo fmt --all --check"
+    cargo fmt --all --check
 fi
 section "cargo test --release $*"
 start=$(date +%s)
@@ -35,3 +47,9 @@ failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 rm -f "$log"
 section "tests passed in $(($(date +%s) - start)) s"
 echo "tests: ${passed} passed, ${failed} failed"
+
+if [ "$lint" = 1 ]; then
+    section "cargo clippy --workspace --all-targets --release -- -D warnings"
+    cargo clippy --workspace --all-targets --release -- -D warnings
+    echo "clippy: clean"
+fi

@@ -1,6 +1,7 @@
 //! `tradewind`: one binary for the whole pipeline. Each subcommand is one component; `demo` runs them
 //! all in one process.
 
+mod cli;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -23,11 +24,11 @@ enum Command {
     /// ingestor, engine and MySQL sink, with a live view of closed minutes.
     Demo(demo::DemoArgs),
     /// Serve a CoinCap-compatible trades websocket from a seeded market (or replay a capture).
-    Simulate(tradewind_sim::SimulateArgs),
+    Simulate(cli::simulate::SimulateArgs),
     /// Read trades from a websocket (CoinCap, Binance, Coinbase) and produce them to Kafka.
-    Ingest(tradewind_ingest::IngestArgs),
+    Ingest(cli::ingest::IngestArgs),
     /// Backfill a JSON-lines capture into the trades topic, with a progress bar.
-    Produce(tradewind_ingest::ProduceArgs),
+    Produce(cli::ingest::ProduceArgs),
     /// Run the engine: Kafka -> Arrow micro-batches -> tumbling windows -> MySQL, exactly once.
     Run(tradewind_engine::RunArgs),
     /// Create or upgrade the MySQL schema (tables, views) and exit.
@@ -52,9 +53,12 @@ fn main() -> std::process::ExitCode {
         let shutdown = tradewind_telemetry::shutdown_signal();
         match cli.command {
             Command::Demo(a) => demo::run(a, shutdown).await,
-            Command::Simulate(a) => tradewind_sim::run(a, shutdown).await,
-            Command::Ingest(a) => tradewind_ingest::run(a, shutdown).await,
-            Command::Produce(a) => tradewind_ingest::produce(a, shutdown).await,
+            Command::Simulate(a) => tradewind_sim::run(a.into(), shutdown).await,
+            Command::Ingest(a) => {
+                let metrics_addr = a.metrics_addr;
+                tradewind_ingest::run(a.into(), metrics_addr, shutdown).await
+            }
+            Command::Produce(a) => tradewind_ingest::produce(a.into(), shutdown).await,
             Command::Run(a) => tradewind_engine::run(a, shutdown).await,
             Command::Migrate(a) => tradewind_sink::run(a, shutdown).await,
         }
@@ -62,9 +66,73 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            let text = report(&e);
+            // Once: a JSON log line for log pipelines, else a plain line for the person at the terminal.
+            if std::env::var("TRADEWIND_LOG_FORMAT").is_ok_and(|v| v == "json") {
+                tracing::error!(error = %text, "tradewind failed");
+            } else {
+                eprintln!("error: {text}");
+            }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its chain of causes, each said once. Many errors already print their source inside
+/// their own message (mysql_async's `Server error: `ERROR 1045 ...'` wraps the server's text, which
+/// is also its `source()`); a cause whose text is already in the report is skipped.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(text.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    /// An error that, like mysql_async's, prints its source inside its own message.
+    #[derive(Debug)]
+    struct Wrapping(&'static str, Option<Box<Wrapping>>);
+
+    impl fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match &self.1 {
+                Some(inner) => write!(f, "{}: `{inner}'", self.0),
+                None => f.write_str(self.0),
+            }
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn report_says_each_cause_once() {
+        let denied = "ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1'";
+        let server = Wrapping("Server error", Some(Box::new(Wrapping(denied, None))));
+        let e =
+            anyhow::Error::new(server).context("cannot connect to MySQL at root@127.0.0.1:3306");
+        let text = super::report(&e);
+        assert_eq!(
+            text,
+            format!("cannot connect to MySQL at root@127.0.0.1:3306: Server error: `{denied}'")
+        );
+        assert_eq!(text.matches("Access denied").count(), 1);
+        // Plain context chains keep every layer.
+        let e = anyhow::anyhow!("disk full").context("cannot write x.jsonl");
+        assert_eq!(super::report(&e), "cannot write x.jsonl: disk full");
     }
 }

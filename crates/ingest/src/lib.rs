@@ -11,6 +11,8 @@
 //! prices (quote USD rates), Binance spot `@trade` and Coinbase `matches` normalised into the CoinCap
 //! shape ([`normalize`]). `wss://` needs the `tls` cargo feature (off by default).
 
+#![warn(missing_docs)]
+
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use metrics::IngestMetrics;
-pub use produce::{backfill, produce, BackfillConfig, BackfillStats, ProduceArgs};
+pub use produce::{backfill, produce, BackfillConfig, BackfillStats};
 /// Re-exported so callers (the binary, benches) can build a registry without their own dependency.
 pub use prometheus;
 
@@ -39,54 +41,8 @@ pub(crate) async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-pub use tradewind_telemetry::parse_duration;
-
-/// `tradewind ingest`: stream trades from websocket sources into Kafka.
-#[derive(Debug, Clone, clap::Args)]
-pub struct IngestArgs {
-    /// Websocket source; repeat the flag (or space-separate in the env var) for several. A ws:// or
-    /// wss:// URL: CoinCap trades socket (frames forwarded unchanged), a `/prices` path is CoinCap
-    /// prices, a Binance host is Binance `@trade`. Shorthands: `binance:BTCUSDT,ETHUSDT[@URL]`,
-    /// `coinbase:BTC-USD,ETH-USD[@URL]`, `coincap-prices:bitcoin,ethereum[@URL]` (v3, needs
-    /// --api-key). CoinCap's v2 socket wss://ws.coincap.io/trades/binance was retired 2025-03-31;
-    /// the default is the local simulator. wss:// needs a build with the `tls` feature.
-    #[arg(long = "source", env = "TRADEWIND_SOURCE", value_delimiter = ' ',
-          default_value = source::DEFAULT_SOURCE)]
-    pub sources: Vec<String>,
-    /// Kafka bootstrap servers (comma-separated host:port).
-    #[arg(long, env = "TRADEWIND_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// Topic that receives valid trades, keyed by `base`.
-    #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
-    pub topic: String,
-    /// Dead-letter topic for rejected frames (reason in the `tw-reason` header).
-    #[arg(long, env = "TRADEWIND_DLQ_TOPIC", default_value = "trades.dlq")]
-    pub dlq_topic: String,
-    /// Address of the Prometheus /metrics, /healthz and /readyz endpoint.
-    #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9101")]
-    pub metrics_addr: SocketAddr,
-    /// Reconnect when a source sends no frame for this long (e.g. 30s, 500ms).
-    #[arg(long, env = "TRADEWIND_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
-    /// Maximum records handed to Kafka and not yet acknowledged; when full, reading the socket
-    /// pauses (backpressure) instead of buffering without bound.
-    #[arg(long, env = "TRADEWIND_MAX_INFLIGHT", default_value_t = 100_000)]
-    pub max_inflight: usize,
-    /// Reject trades dated further than this ahead of the wall clock (older trades always pass).
-    #[arg(long, env = "TRADEWIND_FUTURE_TOLERANCE", default_value = "60s", value_parser = parse_duration)]
-    pub future_tolerance: Duration,
-    /// CoinCap API key for the v3 prices socket (appended as `apiKey=`).
-    #[arg(long, env = "TRADEWIND_COINCAP_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Partitions of the topics, created at start if missing (0 = do not create topics).
-    #[arg(long, env = "TRADEWIND_PARTITIONS", default_value_t = 6)]
-    pub partitions: i32,
-    /// How long shutdown waits for outstanding deliveries.
-    #[arg(long, env = "TRADEWIND_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub flush_timeout: Duration,
-}
-
-/// Library form of [`IngestArgs`], for in-process callers (`demo`, tests, benches).
+/// Settings of an ingest run: the `tradewind ingest` flags (mapped in the binary's `src/cli`) and
+/// what in-process callers (`demo`, tests, benches) set.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// Source specs (see [`SourceSpec::parse`]).
@@ -138,22 +94,6 @@ impl IngestConfig {
     }
 }
 
-impl From<IngestArgs> for IngestConfig {
-    fn from(a: IngestArgs) -> Self {
-        IngestConfig {
-            idle_timeout: a.idle_timeout,
-            max_inflight: a.max_inflight,
-            future_tolerance: a.future_tolerance,
-            api_key: a.api_key,
-            partitions: (a.partitions > 0).then_some(a.partitions),
-            flush_timeout: a.flush_timeout,
-            topic: a.topic,
-            dlq_topic: a.dlq_topic,
-            ..IngestConfig::new(a.sources, a.brokers)
-        }
-    }
-}
-
 /// What an ingest run did (counter values at the end of the run).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestStats {
@@ -174,6 +114,19 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
+    /// The counters of `metrics` now; `flushed` is the final flush's outcome.
+    fn of(metrics: &IngestMetrics, flushed: bool) -> Self {
+        IngestStats {
+            frames: metrics.frames.get(),
+            produced: metrics.produced.get(),
+            rejected: metrics.rejected_by_reason(),
+            reconnects: metrics.reconnects.get(),
+            delivery_errors: metrics.delivery_errors.get(),
+            price_updates: metrics.price_updates.get(),
+            flushed,
+        }
+    }
+
     /// Total dead-lettered frames.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
@@ -201,17 +154,50 @@ pub async fn ingest(
         .await?;
     }
     let metrics = IngestMetrics::register(registry)?;
-    let pipeline = Arc::new(Pipeline::new(
-        &PipelineConfig {
-            brokers: cfg.brokers.clone(),
-            topic: cfg.topic.clone(),
-            dlq_topic: cfg.dlq_topic.clone(),
-            max_inflight: cfg.max_inflight,
-            future_tolerance: cfg.future_tolerance,
-            flush_timeout: cfg.flush_timeout,
-        },
-        metrics.clone(),
-    )?);
+    let pipeline = Arc::new(Pipeline::new(&pipeline_config(&cfg), metrics.clone())?);
+    let started = Instant::now();
+    run_sources(&cfg, specs, &pipeline, shutdown).await;
+    if let Some(h) = &cfg.health {
+        h.set_ready(false, "shutting down: flushing");
+    }
+    tracing::info!(
+        inflight = metrics.inflight.get(),
+        "sources stopped; flushing producer"
+    );
+    let stats = IngestStats::of(&metrics, pipeline.flush().await);
+    tracing::info!(
+        frames = stats.frames,
+        produced = stats.produced,
+        rejected = stats.rejected_total(),
+        reconnects = stats.reconnects,
+        delivery_errors = stats.delivery_errors,
+        flushed = stats.flushed,
+        secs = started.elapsed().as_secs_f64(),
+        "ingest stopped"
+    );
+    Ok(stats)
+}
+
+/// The producer-side part of `cfg`.
+fn pipeline_config(cfg: &IngestConfig) -> PipelineConfig {
+    PipelineConfig {
+        brokers: cfg.brokers.clone(),
+        topic: cfg.topic.clone(),
+        dlq_topic: cfg.dlq_topic.clone(),
+        max_inflight: cfg.max_inflight,
+        future_tolerance: cfg.future_tolerance,
+        flush_timeout: cfg.flush_timeout,
+    }
+}
+
+/// Runs one task per source (sharing the pipeline and the quote-USD rates) until all have stopped
+/// on `shutdown`; ready meanwhile.
+async fn run_sources(
+    cfg: &IngestConfig,
+    specs: Vec<SourceSpec>,
+    pipeline: &Arc<Pipeline>,
+    shutdown: watch::Receiver<bool>,
+) {
     let rates = Arc::new(normalize::RateTable::new());
     let opts = SourceOptions {
         idle_timeout: cfg.idle_timeout,
@@ -219,14 +205,13 @@ pub async fn ingest(
         backoff_max: cfg.backoff_max,
         ..SourceOptions::default()
     };
-    let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for spec in specs {
         tracing::info!(source = %spec.label, kind = ?spec.kind, topic = %cfg.topic, "starting source");
         tasks.spawn(source::run_source(
             spec,
             opts.clone(),
-            Arc::clone(&pipeline),
+            Arc::clone(pipeline),
             Arc::clone(&rates),
             shutdown.clone(),
         ));
@@ -239,45 +224,20 @@ pub async fn ingest(
             tracing::error!(error = %e, "source task failed");
         }
     }
-    if let Some(h) = &cfg.health {
-        h.set_ready(false, "shutting down: flushing");
-    }
-    tracing::info!(
-        inflight = metrics.inflight.get(),
-        "sources stopped; flushing producer"
-    );
-    let flushed = pipeline.flush().await;
-    let stats = IngestStats {
-        frames: metrics.frames.get(),
-        produced: metrics.produced.get(),
-        rejected: metrics.rejected_by_reason(),
-        reconnects: metrics.reconnects.get(),
-        delivery_errors: metrics.delivery_errors.get(),
-        price_updates: metrics.price_updates.get(),
-        flushed,
-    };
-    tracing::info!(
-        frames = stats.frames,
-        produced = stats.produced,
-        rejected = stats.rejected_total(),
-        reconnects = stats.reconnects,
-        delivery_errors = stats.delivery_errors,
-        flushed,
-        secs = started.elapsed().as_secs_f64(),
-        "ingest stopped"
-    );
-    Ok(stats)
 }
 
-/// `tradewind ingest` entry point: serves /metrics, ingests until `shutdown`, flushes, returns.
-pub async fn run(args: IngestArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// `tradewind ingest` entry point: serves /metrics, /healthz, /readyz on `metrics_addr`, ingests
+/// until `shutdown`, flushes, returns (an error if the flush left records unsettled).
+pub async fn run(
+    mut cfg: IngestConfig,
+    metrics_addr: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let registry = tradewind_telemetry::new_registry();
     let health = tradewind_telemetry::Health::new();
-    let addr =
-        tradewind_telemetry::serve_http(args.metrics_addr, registry.clone(), Arc::clone(&health))
-            .await?;
+    let addr = tradewind_telemetry::serve_http(metrics_addr, registry.clone(), Arc::clone(&health))
+        .await?;
     tracing::info!(%addr, "metrics endpoint listening");
-    let mut cfg = IngestConfig::from(args);
     cfg.health = Some(health);
     let stats = ingest(cfg, &registry, shutdown).await?;
     anyhow::ensure!(
@@ -285,19 +245,4 @@ pub async fn run(args: IngestArgs, shutdown: watch::Receiver<bool>) -> anyhow::R
         "shutdown flush did not settle every record (see logs)"
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
 }

@@ -396,49 +396,75 @@ pub fn coinbase(frame: &[u8], rates: &RateTable, out: &mut Vec<u8>) -> Normalize
         // subscriptions, heartbeat, last_match (a replay of an older trade): not new trades.
         _ => return Normalized::Ignore,
     }
-    let fields = (|| {
-        let product = f.product_id.ok_or_else(|| missing("product_id"))?;
-        let price = parse_pos(f.price.ok_or_else(|| missing("price"))?, "price")?;
-        let volume = parse_pos(f.size.ok_or_else(|| missing("size"))?, "size")?;
-        let dir = match f.side.ok_or_else(|| missing("side"))? {
-            "sell" => Direction::Buy,
-            "buy" => Direction::Sell,
-            other => {
-                return Err(Reject::new(
-                    RejectKind::BadDirection,
-                    format!("side must be buy or sell, got `{other}`"),
-                ))
-            }
-        };
-        let time = f.time.ok_or_else(|| missing("time"))?;
-        let ts = rfc3339_ms(time).ok_or_else(|| {
-            Reject::new(
-                RejectKind::WrongType,
-                format!("field `time` is not RFC 3339: `{time}`"),
-            )
-        })?;
-        let (b, q) = product.split_once('-').ok_or_else(|| {
-            Reject::new(
-                RejectKind::SourceError,
-                format!("product_id `{product}` is not BASE-QUOTE"),
-            )
-        })?;
-        Ok::<_, Reject>((b, q, price, volume, dir, ts))
-    })();
-    match fields {
-        Ok((b, q, price, volume, dir, ts)) => emit(
-            rates,
-            "coinbase",
-            &asset_id(b),
-            &asset_id(q),
-            dir,
+    match coinbase_fields(&f) {
+        Ok(CoinbaseMatch {
+            base,
+            quote,
             price,
             volume,
-            ts,
+            direction,
+            timestamp,
+        }) => emit(
+            rates,
+            "coinbase",
+            &asset_id(base),
+            &asset_id(quote),
+            direction,
+            price,
+            volume,
+            timestamp,
             out,
         ),
         Err(r) => Normalized::Reject(r),
     }
+}
+
+/// The trade fields of a Coinbase `match` frame, checked.
+struct CoinbaseMatch<'a> {
+    base: &'a str,
+    quote: &'a str,
+    price: f64,
+    volume: f64,
+    direction: Direction,
+    timestamp: i64,
+}
+
+fn coinbase_fields<'a>(f: &CoinbaseFrame<'a>) -> Result<CoinbaseMatch<'a>, Reject> {
+    let product = f.product_id.ok_or_else(|| missing("product_id"))?;
+    let price = parse_pos(f.price.ok_or_else(|| missing("price"))?, "price")?;
+    let volume = parse_pos(f.size.ok_or_else(|| missing("size"))?, "size")?;
+    // Coinbase's `side` is the maker's; the taker went the other way.
+    let direction = match f.side.ok_or_else(|| missing("side"))? {
+        "sell" => Direction::Buy,
+        "buy" => Direction::Sell,
+        other => {
+            return Err(Reject::new(
+                RejectKind::BadDirection,
+                format!("side must be buy or sell, got `{other}`"),
+            ))
+        }
+    };
+    let time = f.time.ok_or_else(|| missing("time"))?;
+    let timestamp = rfc3339_ms(time).ok_or_else(|| {
+        Reject::new(
+            RejectKind::WrongType,
+            format!("field `time` is not RFC 3339: `{time}`"),
+        )
+    })?;
+    let (base, quote) = product.split_once('-').ok_or_else(|| {
+        Reject::new(
+            RejectKind::SourceError,
+            format!("product_id `{product}` is not BASE-QUOTE"),
+        )
+    })?;
+    Ok(CoinbaseMatch {
+        base,
+        quote,
+        price,
+        volume,
+        direction,
+        timestamp,
+    })
 }
 
 /// Outcome of a CoinCap prices frame.
@@ -490,77 +516,12 @@ pub fn source_error(frame: &[u8]) -> Option<Reject> {
     None
 }
 
-/// Parses an RFC 3339 UTC-or-offset timestamp (`2014-11-07T08:19:27.028459Z`) to epoch milliseconds
-/// (sub-millisecond digits truncated).
+/// Parses an RFC 3339 timestamp with `Z` or an offset (`2014-11-07T08:19:27.028459Z`) to epoch
+/// milliseconds (sub-millisecond digits truncated), with chrono.
 pub fn rfc3339_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if part.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(part).ok()?.parse().ok()
-        } else {
-            None
-        }
-    };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
-        return None;
-    }
-    if b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 3 {
-                ms = ms * 10 + i64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        let digits = i - start;
-        if digits == 0 {
-            return None;
-        }
-        for _ in digits..3 {
-            ms *= 10;
-        }
-    }
-    let offset_min = match b.get(i) {
-        Some(b'Z') | Some(b'z') if i + 1 == b.len() => 0,
-        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if sign == b'+' {
-                m
-            } else {
-                -m
-            }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_min * 60;
-    Some(secs * 1000 + ms)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -713,7 +674,13 @@ mod tests {
             rfc3339_ms("2024-02-29T23:59:59.999Z"),
             Some(1_709_251_199_999)
         );
+        assert_eq!(
+            rfc3339_ms("2014-11-07t08:19:27-00:30"),
+            Some(1_415_350_167_000)
+        );
         assert_eq!(rfc3339_ms("2014-11-07 08:19"), None);
+        assert_eq!(rfc3339_ms("2014-11-07T08:19:27"), None);
+        assert_eq!(rfc3339_ms("2023-02-29T00:00:00Z"), None);
         assert_eq!(rfc3339_ms("2014-13-07T08:19:27Z"), None);
     }
 

@@ -4,45 +4,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use anyhow::Context as _;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use crate::metrics::IngestMetrics;
-use crate::parse_duration;
 use crate::pipeline::{Pipeline, PipelineConfig};
 
-/// `tradewind produce`: backfill a JSON-lines capture (one CoinCap trade per line) into Kafka.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProduceArgs {
-    /// JSON-lines file to backfill (one CoinCap trade object per line).
-    #[arg(long, env = "TRADEWIND_FILE")]
-    pub file: PathBuf,
-    /// Kafka bootstrap servers (comma-separated host:port).
-    #[arg(long, env = "TRADEWIND_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// Topic that receives valid trades, keyed by `base`.
-    #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
-    pub topic: String,
-    /// Dead-letter topic for rejected lines (reason in the `tw-reason` header).
-    #[arg(long, env = "TRADEWIND_DLQ_TOPIC", default_value = "trades.dlq")]
-    pub dlq_topic: String,
-    /// Partitions of the topics, created at start if missing (0 = do not create topics).
-    #[arg(long, env = "TRADEWIND_PARTITIONS", default_value_t = 6)]
-    pub partitions: i32,
-    /// Reject trades dated further than this ahead of the wall clock (older trades always pass).
-    #[arg(long, env = "TRADEWIND_FUTURE_TOLERANCE", default_value = "60s", value_parser = parse_duration)]
-    pub future_tolerance: Duration,
-    /// Maximum records handed to Kafka and not yet acknowledged.
-    #[arg(long, env = "TRADEWIND_MAX_INFLIGHT", default_value_t = 100_000)]
-    pub max_inflight: usize,
-    /// How long the final flush waits for outstanding deliveries.
-    #[arg(long, env = "TRADEWIND_FLUSH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub flush_timeout: Duration,
-}
-
-/// Library form of [`ProduceArgs`].
+/// Settings of a backfill: the `tradewind produce` flags (mapped in the binary's `src/cli`).
 #[derive(Debug, Clone)]
 pub struct BackfillConfig {
     /// Input file.
@@ -82,7 +53,7 @@ pub async fn backfill(
 ) -> anyhow::Result<BackfillStats> {
     let file = tokio::fs::File::open(&cfg.file)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", cfg.file.display()))?;
+        .with_context(|| format!("cannot open {}", cfg.file.display()))?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     if let Some(p) = cfg.partitions {
         tradewind_kafka::ensure_topics(
@@ -96,52 +67,14 @@ pub async fn backfill(
     }
     let metrics = IngestMetrics::register(registry)?;
     let pipeline = Arc::new(Pipeline::new(&cfg.pipeline, metrics.clone())?);
-    let bar = if cfg.progress {
-        let b = indicatif::ProgressBar::new(len);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        ) {
-            b.set_style(style.progress_chars("=> "));
-        }
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(cfg.progress, len);
     let origin = cfg.file.display().to_string();
     let started = Instant::now();
-    let mut reader = tokio::io::BufReader::with_capacity(1 << 20, file);
-    let mut line: Vec<u8> = Vec::with_capacity(1024);
-    let (mut lines, mut bytes, mut shown) = (0u64, 0u64, 0u64);
-    let mut interrupted = false;
-    loop {
-        if lines % 4096 == 0 && *shutdown.borrow_and_update() {
-            interrupted = true;
-            break;
-        }
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).await?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        let mut end = line.len();
-        while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
-            end -= 1;
-        }
-        let record = &line[..end];
-        if record.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        lines += 1;
-        pipeline.submit(record, Some(&origin)).await;
-        if bytes - shown >= 1 << 20 {
-            bar.set_position(bytes);
-            shown = bytes;
-        }
-    }
-    bar.set_position(bytes);
+    let read = submit_lines(file, &pipeline, &origin, &bar, &mut shutdown).await;
     bar.finish_and_clear();
+    // Flush what was handed over even when reading failed part-way.
     let flushed = pipeline.flush().await;
+    let (lines, interrupted) = read?;
     Ok(BackfillStats {
         lines,
         produced: metrics.produced.get(),
@@ -153,22 +86,64 @@ pub async fn backfill(
     })
 }
 
-/// `tradewind produce` entry point: backfill, then print a summary on stdout.
-pub async fn produce(args: ProduceArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// An indicatif bar over the file's bytes on stderr, or a hidden one.
+fn progress_bar(visible: bool, len: u64) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        b.set_style(style.progress_chars("=> "));
+    }
+    b
+}
+
+/// Submits every non-blank line of `file` (line ending stripped) to `pipeline`, until the end of the
+/// file or `shutdown`. Returns the lines submitted and whether shutdown cut the file short.
+async fn submit_lines(
+    file: tokio::fs::File,
+    pipeline: &Pipeline,
+    origin: &str,
+    bar: &indicatif::ProgressBar,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<(u64, bool)> {
+    let mut reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+    let mut line: Vec<u8> = Vec::with_capacity(1024);
+    let (mut lines, mut bytes, mut shown) = (0u64, 0u64, 0u64);
+    loop {
+        if lines % 4096 == 0 && *shutdown.borrow_and_update() {
+            bar.set_position(bytes);
+            return Ok((lines, true));
+        }
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).await?;
+        if n == 0 {
+            bar.set_position(bytes);
+            return Ok((lines, false));
+        }
+        bytes += n as u64;
+        let mut end = line.len();
+        while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        let record = &line[..end];
+        if record.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        lines += 1;
+        pipeline.submit(record, Some(origin)).await;
+        if bytes - shown >= 1 << 20 {
+            bar.set_position(bytes);
+            shown = bytes;
+        }
+    }
+}
+/// `tradewind produce` entry point: backfill, then print a summary on stdout; an error if the flush
+/// left records unsettled or deliveries failed.
+pub async fn produce(cfg: BackfillConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
-    let cfg = BackfillConfig {
-        file: args.file,
-        pipeline: PipelineConfig {
-            brokers: args.brokers,
-            topic: args.topic,
-            dlq_topic: args.dlq_topic,
-            max_inflight: args.max_inflight,
-            future_tolerance: args.future_tolerance,
-            flush_timeout: args.flush_timeout,
-        },
-        partitions: (args.partitions > 0).then_some(args.partitions),
-        progress: true,
-    };
     let s = backfill(cfg, &registry, shutdown).await?;
     let rejected: u64 = s.rejected.values().sum();
     let reasons: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();

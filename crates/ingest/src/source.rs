@@ -1,19 +1,22 @@
 //! Websocket sources: CoinCap v2 trades (frames forwarded unchanged), CoinCap v3 prices (quote USD
 //! rates), Binance spot `@trade` and Coinbase `matches` (normalised into the CoinCap shape).
 //!
-//! Every source runs the same connection loop: connect, read until the stream closes, errors or stays
-//! silent for the idle timeout, then reconnect with exponential backoff (125 ms doubling to a 60 s cap,
-//! reset after a session that delivered data). Pings are answered by tungstenite on the next read; the
-//! loop flushes the queued pong right away.
+//! Every source runs the same connection loop ([`run_source`]): connect, read until the stream closes,
+//! errors or stays silent for the idle timeout, then reconnect with exponential backoff (125 ms doubling
+//! to a 60 s cap, reset after a session that delivered data; the delays come from `backon`). Pings are
+//! answered by tungstenite on the next read; the loop flushes the queued pong right away.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
+use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tradewind_model::{Reject, RejectKind};
+use tradewind_telemetry::Backoff;
 
 use crate::normalize::{self, Normalized, PricesOutcome, RateTable};
 use crate::pipeline::Pipeline;
@@ -64,15 +67,81 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn redact(url: &str) -> String {
-    match url.find("apiKey=") {
-        Some(i) => {
-            let rest = &url[i + 7..];
-            let end = rest.find('&').map(|j| &rest[j..]).unwrap_or("");
-            format!("{}apiKey=REDACTED{}", &url[..i], end)
-        }
-        None => url.to_string(),
+/// `url` for logs and the `tw-origin` header: the `apiKey` query value and any password replaced by
+/// `REDACTED`. A URL with nothing secret is returned as given.
+fn redact(url: &url::Url) -> String {
+    let has_key = url.query_pairs().any(|(k, _)| k == "apiKey");
+    if !has_key && url.password().is_none() {
+        return url.as_str().to_owned();
     }
+    let mut u = url.clone();
+    if u.password().is_some() {
+        // Only fails for URLs that cannot carry a password, which this one does.
+        let _ = u.set_password(Some("REDACTED"));
+    }
+    if has_key {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "apiKey" { "REDACTED".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.into()
+}
+
+/// `binance:BTCUSDT,ETHUSDT[@base-url]`: the combined-stream URL of those symbols' `@trade` streams.
+fn binance_spec(rest: &str) -> anyhow::Result<(SourceKind, String)> {
+    let (syms, base) = rest.split_once('@').unwrap_or((rest, BINANCE_WS));
+    let streams: Vec<String> = split_list(syms)
+        .iter()
+        .map(|s| format!("{}@trade", s.to_ascii_lowercase()))
+        .collect();
+    anyhow::ensure!(!streams.is_empty(), "binance: source needs symbols");
+    let base = base.trim_end_matches('/');
+    let url = format!("{base}/stream?streams={}", streams.join("/"));
+    Ok((SourceKind::Binance, url))
+}
+
+/// `coinbase:BTC-USD,ETH-USD[@url]`: the feed URL and the product ids to subscribe to.
+fn coinbase_spec(rest: &str) -> anyhow::Result<(SourceKind, String)> {
+    let (products, url) = rest.split_once('@').unwrap_or((rest, COINBASE_WS));
+    let products: Vec<String> = split_list(products)
+        .into_iter()
+        .map(|p| p.to_ascii_uppercase())
+        .collect();
+    anyhow::ensure!(!products.is_empty(), "coinbase: source needs product ids");
+    Ok((SourceKind::Coinbase { products }, url.to_string()))
+}
+
+/// `coincap-prices:bitcoin,ethereum[@url]`: the CoinCap v3 prices URL for those asset ids.
+fn coincap_prices_spec(rest: &str) -> anyhow::Result<(SourceKind, String)> {
+    let (assets, base) = rest.split_once('@').unwrap_or((rest, COINCAP_V3_PRICES));
+    let assets = split_list(assets);
+    anyhow::ensure!(!assets.is_empty(), "coincap-prices: source needs asset ids");
+    let url = format!("{base}?assets={}", assets.join(","));
+    Ok((SourceKind::CoinCapPrices, url))
+}
+
+/// The protocol of a plain `ws://` / `wss://` source URL, from its host and path.
+fn url_kind(spec: &str) -> anyhow::Result<SourceKind> {
+    let u = url::Url::parse(spec).map_err(|e| anyhow::anyhow!("bad source `{spec}`: {e}"))?;
+    anyhow::ensure!(
+        matches!(u.scheme(), "ws" | "wss"),
+        "source `{spec}` must be a ws:// or wss:// URL or a binance:/coinbase:/coincap-prices: spec"
+    );
+    let host = u.host_str().unwrap_or("");
+    Ok(if host.contains("binance") {
+        SourceKind::Binance
+    } else if host.contains("coinbase") {
+        anyhow::bail!("Coinbase needs product ids: use coinbase:BTC-USD,ETH-USD[@{spec}]")
+    } else if u.path().starts_with("/prices") {
+        SourceKind::CoinCapPrices
+    } else {
+        SourceKind::CoinCapTrades
+    })
 }
 
 impl SourceSpec {
@@ -87,106 +156,33 @@ impl SourceSpec {
     pub fn parse(spec: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
         let spec = spec.trim();
         let (kind, url) = if let Some(rest) = spec.strip_prefix("binance:") {
-            let (syms, base) = rest.split_once('@').unwrap_or((rest, BINANCE_WS));
-            let streams: Vec<String> = split_list(syms)
-                .iter()
-                .map(|s| format!("{}@trade", s.to_ascii_lowercase()))
-                .collect();
-            anyhow::ensure!(!streams.is_empty(), "binance: source needs symbols");
-            (
-                SourceKind::Binance,
-                format!(
-                    "{}/stream?streams={}",
-                    base.trim_end_matches('/'),
-                    streams.join("/")
-                ),
-            )
+            binance_spec(rest)?
         } else if let Some(rest) = spec.strip_prefix("coinbase:") {
-            let (products, url) = rest.split_once('@').unwrap_or((rest, COINBASE_WS));
-            let products: Vec<String> = split_list(products)
-                .into_iter()
-                .map(|p| p.to_ascii_uppercase())
-                .collect();
-            anyhow::ensure!(!products.is_empty(), "coinbase: source needs product ids");
-            (SourceKind::Coinbase { products }, url.to_string())
+            coinbase_spec(rest)?
         } else if let Some(rest) = spec.strip_prefix("coincap-prices:") {
-            let (assets, base) = rest.split_once('@').unwrap_or((rest, COINCAP_V3_PRICES));
-            let assets = split_list(assets);
-            anyhow::ensure!(!assets.is_empty(), "coincap-prices: source needs asset ids");
-            (
-                SourceKind::CoinCapPrices,
-                format!("{base}?assets={}", assets.join(",")),
-            )
+            coincap_prices_spec(rest)?
         } else {
-            let u =
-                url::Url::parse(spec).map_err(|e| anyhow::anyhow!("bad source `{spec}`: {e}"))?;
-            anyhow::ensure!(
-                matches!(u.scheme(), "ws" | "wss"),
-                "source `{spec}` must be a ws:// or wss:// URL or a binance:/coinbase:/coincap-prices: spec"
-            );
-            let host = u.host_str().unwrap_or("");
-            let kind = if host.contains("binance") {
-                SourceKind::Binance
-            } else if host.contains("coinbase") {
-                anyhow::bail!("Coinbase needs product ids: use coinbase:BTC-USD,ETH-USD[@{spec}]")
-            } else if u.path().starts_with("/prices") {
-                SourceKind::CoinCapPrices
-            } else {
-                SourceKind::CoinCapTrades
-            };
-            (kind, spec.to_string())
+            (url_kind(spec)?, spec.to_string())
         };
-        let mut url = url;
-        if kind == SourceKind::CoinCapPrices && !url.contains("apiKey=") {
-            if let Some(key) = api_key.filter(|k| !k.is_empty()) {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                url = format!("{url}{sep}apiKey={key}");
+        let mut parsed =
+            url::Url::parse(&url).map_err(|e| anyhow::anyhow!("bad source URL `{url}`: {e}"))?;
+        let has_key = parsed.query_pairs().any(|(k, _)| k == "apiKey");
+        let key = api_key.filter(|k| !k.is_empty());
+        let url = match key {
+            Some(key) if kind == SourceKind::CoinCapPrices && !has_key => {
+                parsed.query_pairs_mut().append_pair("apiKey", key);
+                parsed.to_string()
             }
-        }
-        let parsed = url::Url::parse(&url).map_err(|e| anyhow::anyhow!("bad source URL: {e}"))?;
+            _ => url,
+        };
+        let label = redact(&parsed);
         if parsed.scheme() == "wss" && !cfg!(feature = "tls") {
             anyhow::bail!(
-                "source {} needs TLS (wss://), but this build has no TLS: rebuild with \
-                 `--features tradewind-ingest/tls`",
-                redact(&url)
+                "source {label} needs TLS (wss://), but this build has no TLS: rebuild with \
+                 `--features tradewind-ingest/tls`"
             );
         }
-        Ok(SourceSpec {
-            kind,
-            label: redact(&url),
-            url,
-        })
-    }
-}
-
-/// Exponential reconnect delay: `initial` doubling up to `max`, reset after a good session.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// A backoff starting at `initial`, capped at `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    /// The delay to wait now; doubles the following one (up to the cap).
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    /// Back to the initial delay (after a session that delivered data).
-    pub fn reset(&mut self) {
-        self.next = self.initial;
+        Ok(SourceSpec { kind, url, label })
     }
 }
 
@@ -214,9 +210,17 @@ impl Default for SourceOptions {
     }
 }
 
+/// How a websocket session ended.
 enum SessionEnd {
+    /// The shutdown signal: close the socket and stop.
     Shutdown,
-    Lost { reason: String, got_data: bool },
+    /// The connection is gone or useless; reconnect after a backoff delay.
+    Lost {
+        /// What happened, for the `reconnecting` log line.
+        reason: String,
+        /// Whether the session delivered data (which resets the backoff).
+        got_data: bool,
+    },
 }
 
 /// Runs one source until `shutdown` flips: connect, read, reconnect with backoff.
@@ -233,12 +237,9 @@ pub async fn run_source(
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
-    let mut attempt_reason: Option<String> = None;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        if let Some(reason) = attempt_reason.take() {
+    let mut retry_reason: Option<String> = None;
+    while !*shutdown.borrow() {
+        if let Some(reason) = retry_reason.take() {
             let delay = backoff.next_delay();
             pipeline.metrics().reconnects.inc();
             tracing::warn!(source = %spec.label, %reason, delay_ms = delay.as_millis() as u64, "reconnecting");
@@ -247,47 +248,25 @@ pub async fn run_source(
                 _ = crate::shutdown_requested(&mut shutdown) => return,
             }
         }
-        let connect = tokio_tungstenite::connect_async_with_config(
-            spec.url.as_str(),
-            Some(WebSocketConfig::default()),
-            true,
-        );
-        let ws = tokio::select! {
-            r = tokio::time::timeout(opts.connect_timeout, connect) => r,
-            _ = crate::shutdown_requested(&mut shutdown) => return,
+        let mut ws = match connect(&spec, &opts, &mut shutdown).await {
+            Connect::Open(ws) => ws,
+            Connect::Failed(reason) => {
+                retry_reason = Some(reason);
+                continue;
+            }
+            Connect::Shutdown => return,
         };
-        let mut ws = match ws {
-            Ok(Ok((ws, _resp))) => ws,
-            Ok(Err(e)) => {
-                attempt_reason = Some(format!("connect failed: {e}"));
-                continue;
-            }
-            Err(_) => {
-                attempt_reason = Some(format!(
-                    "connect timed out after {:?}",
-                    opts.connect_timeout
-                ));
-                continue;
-            }
-        };
-        tracing::info!(source = %spec.label, "connected");
-        if let SourceKind::Coinbase { products } = &spec.kind {
-            let sub = normalize::coinbase_subscribe(products);
-            if let Err(e) = ws.send(Message::text(sub)).await {
-                attempt_reason = Some(format!("subscribe failed: {e}"));
-                continue;
-            }
-        }
-        match session(&spec, &opts, &mut ws, &pipeline, &rates, &mut shutdown).await {
+        let mut session = Session::new(&spec, &pipeline, &rates);
+        match session.run(&opts, &mut ws, &mut shutdown).await {
             SessionEnd::Shutdown => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), (*ws).close(None)).await;
                 return;
             }
             SessionEnd::Lost { reason, got_data } => {
                 if got_data {
                     backoff.reset();
                 }
-                attempt_reason = Some(reason);
+                retry_reason = Some(reason);
             }
         }
     }
@@ -296,133 +275,235 @@ pub async fn run_source(
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn session(
+/// Result of one connection attempt.
+enum Connect {
+    Open(Box<Ws>),
+    Failed(String),
+    Shutdown,
+}
+
+/// Opens the websocket (bounded by the connect timeout) and sends the subscription a Coinbase source
+/// needs.
+async fn connect(
     spec: &SourceSpec,
     opts: &SourceOptions,
-    ws: &mut Ws,
-    pipeline: &Pipeline,
-    rates: &RateTable,
     shutdown: &mut watch::Receiver<bool>,
-) -> SessionEnd {
-    let origin = Some(spec.label.as_str());
-    let mut got_data = false;
-    let mut last_frame = Instant::now();
-    let idle = tokio::time::sleep(opts.idle_timeout);
-    tokio::pin!(idle);
-    let mut scratch: Vec<u8> = Vec::with_capacity(256);
+) -> Connect {
+    let connect = tokio_tungstenite::connect_async_with_config(
+        spec.url.as_str(),
+        Some(WebSocketConfig::default()),
+        true,
+    );
+    let attempt = tokio::select! {
+        r = tokio::time::timeout(opts.connect_timeout, connect) => r,
+        _ = crate::shutdown_requested(shutdown) => return Connect::Shutdown,
+    };
+    let mut ws = match attempt {
+        Ok(Ok((ws, _resp))) => Box::new(ws),
+        Ok(Err(e)) => return Connect::Failed(format!("connect failed: {e}")),
+        Err(_) => {
+            let t = opts.connect_timeout;
+            return Connect::Failed(format!("connect timed out after {t:?}"));
+        }
+    };
+    tracing::info!(source = %spec.label, "connected");
+    if let SourceKind::Coinbase { products } = &spec.kind {
+        let sub = normalize::coinbase_subscribe(products);
+        if let Err(e) = ws.send(Message::text(sub)).await {
+            return Connect::Failed(format!("subscribe failed: {e}"));
+        }
+    }
+    Connect::Open(ws)
+}
+
+/// What waiting for the next frame gave.
+enum Read {
+    Message(Message),
+    Shutdown,
+    Lost(String),
+}
+
+/// Waits for the next websocket message, the shutdown signal, or `idle_timeout` of silence since
+/// `last_frame`. `idle` is one long-lived timer, moved forward only when it fires early, so a busy
+/// socket does not arm a new timer per frame.
+async fn read_message(
+    ws: &mut Ws,
+    mut idle: Pin<&mut Sleep>,
+    idle_timeout: Duration,
+    last_frame: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Read {
     loop {
-        let msg = tokio::select! {
+        let next = tokio::select! {
             biased;
-            _ = crate::shutdown_requested(shutdown) => return SessionEnd::Shutdown,
+            _ = crate::shutdown_requested(shutdown) => return Read::Shutdown,
             m = ws.next() => m,
             _ = &mut idle => {
                 let silent = last_frame.elapsed();
-                if silent >= opts.idle_timeout {
-                    return SessionEnd::Lost {
-                        reason: format!("idle timeout: no frame for {silent:?}"),
-                        got_data,
-                    };
+                if silent >= idle_timeout {
+                    return Read::Lost(format!("idle timeout: no frame for {silent:?}"));
                 }
-                idle.as_mut().reset((last_frame + opts.idle_timeout).into());
+                idle.as_mut().reset((last_frame + idle_timeout).into());
                 continue;
             }
         };
-        let msg = match msg {
-            None => {
-                return SessionEnd::Lost {
-                    reason: "server ended the stream".into(),
-                    got_data,
-                }
-            }
-            Some(Err(e)) => {
-                return SessionEnd::Lost {
-                    reason: format!("read error: {e}"),
-                    got_data,
-                }
-            }
-            Some(Ok(m)) => m,
+        return match next {
+            None => Read::Lost("server ended the stream".into()),
+            Some(Err(e)) => Read::Lost(format!("read error: {e}")),
+            Some(Ok(m)) => Read::Message(m),
         };
-        last_frame = Instant::now();
-        match msg {
-            Message::Text(text) => {
-                let frame = text.as_bytes();
-                match &spec.kind {
-                    SourceKind::CoinCapTrades => {
-                        got_data = true;
-                        match normalize::source_error(frame) {
-                            None => {
-                                pipeline.submit(frame, origin).await;
-                            }
-                            Some(r) => {
-                                tracing::error!(source = %spec.label, detail = %r.detail, "source error frame");
-                                pipeline.submit_rejected(frame, r, origin).await;
-                            }
-                        }
-                    }
-                    SourceKind::CoinCapPrices => match normalize::coincap_prices(frame, rates) {
-                        PricesOutcome::Updated(n) => {
-                            got_data = true;
-                            pipeline.metrics().price_updates.inc_by(n as u64);
-                        }
-                        PricesOutcome::Reject(r) => {
-                            let fatal = r.kind == RejectKind::SourceError;
-                            tracing::error!(source = %spec.label, detail = %r.detail, "prices source error");
-                            pipeline.submit_rejected(frame, r, origin).await;
-                            if fatal {
-                                // A refused key will not fix itself on this connection.
-                                return SessionEnd::Lost {
-                                    reason: "source refused the connection (Unauthorized)".into(),
-                                    got_data,
-                                };
-                            }
-                        }
-                    },
-                    SourceKind::Binance | SourceKind::Coinbase { .. } => {
-                        scratch.clear();
-                        let n = if spec.kind == SourceKind::Binance {
-                            normalize::binance(frame, rates, &mut scratch)
-                        } else {
-                            normalize::coinbase(frame, rates, &mut scratch)
-                        };
-                        match n {
-                            Normalized::Trade => {
-                                got_data = true;
-                                pipeline.submit(&scratch, origin).await;
-                            }
-                            Normalized::Ignore => {}
-                            Normalized::Reject(r) => {
-                                pipeline.submit_rejected(frame, r, origin).await;
-                            }
-                        }
-                    }
-                }
+    }
+}
+
+/// One connected websocket session of a source: turns frames into submissions to the pipeline.
+struct Session<'a> {
+    spec: &'a SourceSpec,
+    pipeline: &'a Pipeline,
+    rates: &'a RateTable,
+    /// Whether a trade or price arrived (a good session resets the reconnect backoff).
+    got_data: bool,
+    /// Buffer the normalisers write CoinCap JSON into, reused across frames.
+    scratch: Vec<u8>,
+}
+
+impl<'a> Session<'a> {
+    fn new(spec: &'a SourceSpec, pipeline: &'a Pipeline, rates: &'a RateTable) -> Self {
+        Session {
+            spec,
+            pipeline,
+            rates,
+            got_data: false,
+            scratch: Vec::with_capacity(256),
+        }
+    }
+
+    fn origin(&self) -> Option<&'a str> {
+        Some(self.spec.label.as_str())
+    }
+
+    fn lost(&self, reason: String) -> SessionEnd {
+        SessionEnd::Lost {
+            reason,
+            got_data: self.got_data,
+        }
+    }
+
+    /// Reads and handles messages until the connection is lost or shutdown is requested.
+    async fn run(
+        &mut self,
+        opts: &SourceOptions,
+        ws: &mut Ws,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
+        let idle = tokio::time::sleep(opts.idle_timeout);
+        tokio::pin!(idle);
+        let mut last_frame = Instant::now();
+        loop {
+            let msg = match read_message(ws, idle.as_mut(), opts.idle_timeout, last_frame, shutdown)
+                .await
+            {
+                Read::Message(m) => m,
+                Read::Shutdown => return SessionEnd::Shutdown,
+                Read::Lost(reason) => return self.lost(reason),
+            };
+            last_frame = Instant::now();
+            if let Err(reason) = self.on_message(ws, msg).await {
+                return self.lost(reason);
             }
+        }
+    }
+
+    /// Handles one message; `Err` ends the session with that reason.
+    async fn on_message(&mut self, ws: &mut Ws, msg: Message) -> Result<(), String> {
+        match msg {
+            Message::Text(text) => self.on_text(text.as_bytes()).await,
             Message::Binary(bytes) => {
                 let r = Reject::new(
                     RejectKind::Syntax,
                     "binary frame, expected a JSON text frame",
                 );
-                pipeline.submit_rejected(&bytes, r, origin).await;
+                self.pipeline
+                    .submit_rejected(&bytes, r, self.origin())
+                    .await;
+                Ok(())
             }
-            Message::Ping(_) => {
-                // tungstenite queued the pong; push it out now rather than on the next read.
-                if let Err(e) = ws.flush().await {
-                    return SessionEnd::Lost {
-                        reason: format!("pong failed: {e}"),
-                        got_data,
-                    };
+            // tungstenite queued the pong; push it out now rather than on the next read.
+            Message::Ping(_) => ws.flush().await.map_err(|e| format!("pong failed: {e}")),
+            Message::Close(frame) => Err(match frame {
+                Some(f) => format!("server closed: {} {}", f.code, f.reason),
+                None => "server closed".into(),
+            }),
+            Message::Pong(_) | Message::Frame(_) => Ok(()),
+        }
+    }
+
+    /// Handles one text frame according to the source's protocol.
+    async fn on_text(&mut self, frame: &[u8]) -> Result<(), String> {
+        match &self.spec.kind {
+            SourceKind::CoinCapTrades => {
+                self.coincap_trade(frame).await;
+                Ok(())
+            }
+            SourceKind::CoinCapPrices => self.coincap_prices(frame).await,
+            SourceKind::Binance | SourceKind::Coinbase { .. } => {
+                self.exchange_trade(frame).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// A CoinCap trade frame, forwarded unchanged (or dead-lettered if it is a source error).
+    async fn coincap_trade(&mut self, frame: &[u8]) {
+        self.got_data = true;
+        match normalize::source_error(frame) {
+            None => {
+                self.pipeline.submit(frame, self.origin()).await;
+            }
+            Some(r) => {
+                tracing::error!(source = %self.spec.label, detail = %r.detail, "source error frame");
+                self.pipeline.submit_rejected(frame, r, self.origin()).await;
+            }
+        }
+    }
+
+    /// A CoinCap prices frame: updates the rate table. A refused key ends the session.
+    async fn coincap_prices(&mut self, frame: &[u8]) -> Result<(), String> {
+        match normalize::coincap_prices(frame, self.rates) {
+            PricesOutcome::Updated(n) => {
+                self.got_data = true;
+                self.pipeline.metrics().price_updates.inc_by(n as u64);
+                Ok(())
+            }
+            PricesOutcome::Reject(r) => {
+                let fatal = r.kind == RejectKind::SourceError;
+                tracing::error!(source = %self.spec.label, detail = %r.detail, "prices source error");
+                self.pipeline.submit_rejected(frame, r, self.origin()).await;
+                if fatal {
+                    // A refused key will not fix itself on this connection.
+                    return Err("source refused the connection (Unauthorized)".into());
                 }
+                Ok(())
             }
-            Message::Close(frame) => {
-                return SessionEnd::Lost {
-                    reason: match frame {
-                        Some(f) => format!("server closed: {} {}", f.code, f.reason),
-                        None => "server closed".into(),
-                    },
-                    got_data,
-                }
+        }
+    }
+
+    /// A Binance or Coinbase frame, normalised into a CoinCap trade.
+    async fn exchange_trade(&mut self, frame: &[u8]) {
+        self.scratch.clear();
+        let n = if self.spec.kind == SourceKind::Binance {
+            normalize::binance(frame, self.rates, &mut self.scratch)
+        } else {
+            normalize::coinbase(frame, self.rates, &mut self.scratch)
+        };
+        match n {
+            Normalized::Trade => {
+                self.got_data = true;
+                self.pipeline.submit(&self.scratch, self.origin()).await;
             }
-            Message::Pong(_) | Message::Frame(_) => {}
+            Normalized::Ignore => {}
+            Normalized::Reject(r) => {
+                self.pipeline.submit_rejected(frame, r, self.origin()).await;
+            }
         }
     }
 }
@@ -459,22 +540,24 @@ mod tests {
             s.label,
             "ws://127.0.0.1:9/prices?assets=bitcoin&apiKey=REDACTED"
         );
+        // The key is URL-encoded when appended, and never in the label.
+        let s = SourceSpec::parse(
+            "coincap-prices:bitcoin@ws://u:pw@127.0.0.1:9/prices",
+            Some("a&b"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.url,
+            "ws://u:pw@127.0.0.1:9/prices?assets=bitcoin&apiKey=a%26b"
+        );
+        assert_eq!(
+            s.label,
+            "ws://u:REDACTED@127.0.0.1:9/prices?assets=bitcoin&apiKey=REDACTED"
+        );
         assert!(SourceSpec::parse("http://x", None).is_err());
         if !cfg!(feature = "tls") {
             let e = SourceSpec::parse(COINCAP_V2_TRADES, None).unwrap_err();
             assert!(e.to_string().contains("TLS"), "{e}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_caps_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(125), Duration::from_secs(60));
-        let seq: Vec<u64> = (0..12).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(
-            seq,
-            [125, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]
-        );
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(125));
     }
 }

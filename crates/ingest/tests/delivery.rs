@@ -7,10 +7,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{consume_all, metric, mock_cluster, trade, wait_until, ws_server, Step};
+use common::{consume_all, mock_cluster, start, trade, wait_metric, ws_server, Step};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use tokio::sync::watch;
-use tradewind_ingest::{ingest, IngestConfig};
+use tradewind_ingest::IngestConfig;
 use tradewind_model::now_ms;
 
 fn histogram_count(registry: &prometheus::Registry, name: &str) -> u64 {
@@ -41,22 +40,12 @@ async fn transient_broker_errors_are_retried_without_loss_or_duplicates() {
         .map(|i| trade(["bitcoin", "ethereum"][(i % 2) as usize], i, ts))
         .collect();
     let (addr, _obs) = ws_server(vec![frames.iter().cloned().map(Step::Text).collect()]).await;
-    let registry = prometheus::Registry::new();
-    let (stop, rx) = watch::channel(false);
     let cfg = IngestConfig::new(
         vec![format!("ws://{addr}/trades/ALL")],
         mock.bootstrap_servers(),
     );
-    let reg = registry.clone();
-    let h = tokio::spawn(async move { ingest(cfg, &reg, rx).await.unwrap() });
-    assert!(
-        wait_until(Duration::from_secs(30), || metric(
-            &registry,
-            "tradewind_ingest_frames_total",
-            None
-        ) >= 3_000.0)
-        .await
-    );
+    let (h, stop, registry) = start(cfg);
+    wait_metric(&registry, &["tradewind_ingest_frames_total"], 3_000.0).await;
     stop.send(true).unwrap();
     let stats = h.await.unwrap();
     assert!(stats.flushed);
@@ -85,30 +74,21 @@ async fn permanent_delivery_errors_are_counted_and_ingestion_continues() {
     script.push(Step::Sleep(Duration::from_millis(1_500)));
     script.extend((50..100u64).map(|i| Step::Text(trade("bitcoin", i, ts))));
     let (addr, _obs) = ws_server(vec![script]).await;
-    let registry = prometheus::Registry::new();
-    let (stop, rx) = watch::channel(false);
     let cfg = IngestConfig::new(
         vec![format!("ws://{addr}/trades/ALL")],
         mock.bootstrap_servers(),
     );
-    let reg = registry.clone();
     // The next produce request is refused for good.
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
     );
-    let h = tokio::spawn(async move { ingest(cfg, &reg, rx).await.unwrap() });
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            metric(&registry, "tradewind_ingest_produced_total", None)
-                + metric(&registry, "tradewind_ingest_delivery_errors_total", None)
-                >= 100.0
-        })
-        .await,
-        "produced {} errors {}",
-        metric(&registry, "tradewind_ingest_produced_total", None),
-        metric(&registry, "tradewind_ingest_delivery_errors_total", None)
-    );
+    let (h, stop, registry) = start(cfg);
+    let settled = [
+        "tradewind_ingest_produced_total",
+        "tradewind_ingest_delivery_errors_total",
+    ];
+    wait_metric(&registry, &settled, 100.0).await;
     stop.send(true).unwrap();
     let stats = h.await.unwrap();
     assert_eq!(stats.frames, 100);

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{consume_all, metric, mock_cluster, trade, wait_until, ws_server, Step};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tradewind_ingest::{ingest, IngestConfig, IngestStats};
+use common::{
+    consume_all, metric, mock_cluster, start, trade, wait_metric, wait_until, ws_server, Step,
+};
+use tradewind_ingest::IngestConfig;
 use tradewind_model::now_ms;
 
 const TRADES_PARTS: i32 = 4;
@@ -21,30 +21,9 @@ fn cfg(source: String, brokers: String) -> IngestConfig {
     c
 }
 
-fn start(
-    cfg: IngestConfig,
-) -> (
-    JoinHandle<IngestStats>,
-    watch::Sender<bool>,
-    prometheus::Registry,
-) {
-    let registry = prometheus::Registry::new();
-    let (tx, rx) = watch::channel(false);
-    let reg = registry.clone();
-    let h = tokio::spawn(async move { ingest(cfg, &reg, rx).await.expect("ingest runs") });
-    (h, tx, registry)
-}
-
 async fn wait_frames(registry: &prometheus::Registry, n: u64) {
-    let ok = wait_until(Duration::from_secs(30), || {
-        metric(registry, "tradewind_ingest_frames_total", None) >= n as f64
-    })
-    .await;
-    assert!(
-        ok,
-        "only {} of {n} frames arrived",
-        metric(registry, "tradewind_ingest_frames_total", None)
-    );
+    let frames = ["tradewind_ingest_frames_total"];
+    wait_metric(registry, &frames, n as f64).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

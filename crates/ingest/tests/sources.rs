@@ -7,9 +7,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{consume_all, metric, mock_cluster, wait_until, ws_server, Step};
-use tokio::sync::watch;
-use tradewind_ingest::{ingest, IngestConfig};
+use common::{consume_all, mock_cluster, start, wait_metric, wait_until, ws_server, Step};
+use tradewind_ingest::IngestConfig;
 use tradewind_model::{now_ms, validate, Direction, Validator};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,8 +38,6 @@ async fn binance_and_coinbase_are_normalised_into_coincap_trades() {
     ];
     let (baddr, bobs) = ws_server(vec![binance]).await;
     let (caddr, cobs) = ws_server(vec![coinbase]).await;
-    let registry = prometheus::Registry::new();
-    let (stop, rx) = watch::channel(false);
     let cfg = IngestConfig::new(
         vec![
             format!("binance:BTCUSDT,ETHBTC@ws://{baddr}"),
@@ -48,16 +45,8 @@ async fn binance_and_coinbase_are_normalised_into_coincap_trades() {
         ],
         mock.bootstrap_servers(),
     );
-    let reg = registry.clone();
-    let h = tokio::spawn(async move { ingest(cfg, &reg, rx).await.unwrap() });
-    assert!(
-        wait_until(Duration::from_secs(20), || metric(
-            &registry,
-            "tradewind_ingest_produced_total",
-            None
-        ) >= 3.0)
-        .await
-    );
+    let (h, stop, registry) = start(cfg);
+    wait_metric(&registry, &["tradewind_ingest_produced_total"], 3.0).await;
     assert!(
         wait_until(Duration::from_secs(5), || bobs.pongs.load(Ordering::SeqCst)
             >= 1)
@@ -131,8 +120,6 @@ async fn unauthorized_prices_socket_is_dead_lettered_and_reconnected() {
         )],
     ])
     .await;
-    let registry = prometheus::Registry::new();
-    let (stop, rx) = watch::channel(false);
     let mut cfg = IngestConfig::new(
         vec![format!(
             "coincap-prices:bitcoin,ethereum@ws://{addr}/prices"
@@ -140,16 +127,8 @@ async fn unauthorized_prices_socket_is_dead_lettered_and_reconnected() {
         mock.bootstrap_servers(),
     );
     cfg.api_key = Some("sekrit".into());
-    let reg = registry.clone();
-    let h = tokio::spawn(async move { ingest(cfg, &reg, rx).await.unwrap() });
-    assert!(
-        wait_until(Duration::from_secs(20), || metric(
-            &registry,
-            "tradewind_ingest_price_updates_total",
-            None
-        ) >= 2.0)
-        .await
-    );
+    let (h, stop, registry) = start(cfg);
+    wait_metric(&registry, &["tradewind_ingest_price_updates_total"], 2.0).await;
     stop.send(true).unwrap();
     let stats = h.await.unwrap();
     assert_eq!(stats.rejected.get("source_error"), Some(&1));

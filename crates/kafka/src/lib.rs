@@ -2,6 +2,8 @@
 //! broker the same way: one idempotent, compressed, bounded producer configuration; one consumer
 //! configuration; topic creation; and the dead-letter writer that carries reject reasons in headers.
 
+#![warn(missing_docs)]
+
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -68,7 +70,7 @@ pub async fn ensure_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Res
         let client = admin.inner();
         let md =
             tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(10)))
-                .map_err(|e| anyhow::anyhow!("cannot read topic metadata: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("cannot read topic metadata from {brokers}: {e}"))?;
         md.topics()
             .iter()
             .filter(|t| t.error().is_none() && !t.partitions().is_empty())
@@ -202,62 +204,18 @@ impl EmbeddedCluster {
     /// Starts a cluster of `brokers` brokers with `topics` created (`(name, partitions)`), with the
     /// group coordinator's initial rebalance delay set to 0 so consumers join in well under a second.
     pub fn start(brokers: i32, topics: &[(&str, i32)]) -> anyhow::Result<Self> {
-        use rdkafka::producer::{BaseProducer, Producer};
         let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
         let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<MockCommand>();
         let thread = std::thread::Builder::new()
             .name("tw-mock-kafka".into())
-            .spawn(move || {
-                let started = (|| -> Result<(BaseProducer, String), String> {
-                    let owner: BaseProducer = ClientConfig::new()
-                        .set("test.mock.num.brokers", brokers.to_string())
-                        .create()
-                        .map_err(|e| format!("cannot start the mock cluster: {e}"))?;
-                    // SAFETY: the pointer comes from a live client that owns the mock cluster, and it
-                    // is used before that client is dropped.
-                    unsafe {
-                        let mc = rdkafka::bindings::rd_kafka_handle_mock_cluster(
-                            owner.client().native_ptr(),
-                        );
-                        if !mc.is_null() {
-                            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(
-                                mc, 0,
-                            );
-                        }
-                    }
-                    let bootstrap = {
-                        let mock = owner
-                            .client()
-                            .mock_cluster()
-                            .ok_or("the client has no mock cluster")?;
-                        for (t, p) in &topics {
-                            mock.create_topic(t, *p, 1)
-                                .map_err(|e| format!("cannot create topic {t}: {e}"))?;
-                        }
-                        mock.bootstrap_servers()
-                    };
-                    Ok((owner, bootstrap))
-                })();
-                match started {
-                    Ok((owner, bootstrap)) => {
-                        let _ = tx.send(Ok(bootstrap));
-                        while let Ok(cmd) = stop_rx.recv() {
-                            if let Some(mock) = owner.client().mock_cluster() {
-                                let r = match cmd {
-                                    MockCommand::BrokerDown(b) => mock.broker_down(b),
-                                    MockCommand::BrokerUp(b) => mock.broker_up(b),
-                                };
-                                if let Err(e) = r {
-                                    tracing::warn!(error = %e, "mock cluster command failed");
-                                }
-                            }
-                        }
-                        drop(owner);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
+            .spawn(move || match start_mock(brokers, &topics) {
+                Ok((owner, bootstrap)) => {
+                    let _ = tx.send(Ok(bootstrap));
+                    serve_mock_commands(&owner, &stop_rx);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
                 }
             })?;
         let bootstrap = rx
@@ -292,6 +250,57 @@ impl EmbeddedCluster {
     }
 }
 
+/// Creates the client that owns a mock cluster of `brokers` brokers, with no initial rebalance delay
+/// and `topics` created; returns it with the cluster's bootstrap servers.
+fn start_mock(
+    brokers: i32,
+    topics: &[(String, i32)],
+) -> Result<(rdkafka::producer::BaseProducer, String), String> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let owner: BaseProducer = ClientConfig::new()
+        .set("test.mock.num.brokers", brokers.to_string())
+        .create()
+        .map_err(|e| format!("cannot start the mock cluster: {e}"))?;
+    // SAFETY: the pointer comes from a live client that owns the mock cluster, and it is used before
+    // that client is dropped.
+    unsafe {
+        let mc = rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+        if !mc.is_null() {
+            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(mc, 0);
+        }
+    }
+    let mock = owner
+        .client()
+        .mock_cluster()
+        .ok_or("the client has no mock cluster")?;
+    for (t, p) in topics {
+        mock.create_topic(t, *p, 1)
+            .map_err(|e| format!("cannot create topic {t}: {e}"))?;
+    }
+    let bootstrap = mock.bootstrap_servers();
+    drop(mock);
+    Ok((owner, bootstrap))
+}
+
+/// Applies broker up/down commands to the mock cluster until the [`EmbeddedCluster`] is dropped.
+fn serve_mock_commands(
+    owner: &rdkafka::producer::BaseProducer,
+    commands: &std::sync::mpsc::Receiver<MockCommand>,
+) {
+    use rdkafka::producer::Producer;
+    while let Ok(cmd) = commands.recv() {
+        if let Some(mock) = owner.client().mock_cluster() {
+            let r = match cmd {
+                MockCommand::BrokerDown(b) => mock.broker_down(b),
+                MockCommand::BrokerUp(b) => mock.broker_up(b),
+            };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "mock cluster command failed");
+            }
+        }
+    }
+}
+
 /// Control messages to the thread that owns the mock cluster.
 enum MockCommand {
     BrokerDown(i32),
@@ -304,5 +313,97 @@ impl Drop for EmbeddedCluster {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::FutureProducer;
+    use tradewind_model::{Reject, RejectKind};
+
+    use super::*;
+
+    fn partitions(brokers: &str, topic: &str) -> usize {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("consumer");
+        let md = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        md.topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len())
+    }
+
+    /// The first record of partition 0 of `topic`: payload and headers.
+    fn first_record(brokers: &str, topic: &str) -> (Vec<u8>, Vec<(String, String)>) {
+        use rdkafka::message::{Headers, Message};
+        let c: BaseConsumer = consumer_config(brokers, "tw-kafka-test")
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .expect("partition");
+        c.assign(&tpl).expect("assign");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let headers = m.headers().map_or(Vec::new(), |h| {
+                        h.iter()
+                            .map(|h| {
+                                let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_string(), v.into_owned())
+                            })
+                            .collect()
+                    });
+                    return (m.payload().unwrap_or_default().to_vec(), headers);
+                }
+                // Partition EOF events and the like: keep polling.
+                _ => continue,
+            }
+        }
+        panic!("no record on {topic} within 20 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_cluster_has_its_topics_and_takes_dead_letters() {
+        let cluster =
+            EmbeddedCluster::start(1, &[("trades", 3), ("trades.dlq", 1)]).expect("mock cluster");
+        let brokers = cluster.bootstrap_servers().to_string();
+        assert_eq!(partitions(&brokers, "trades"), 3);
+        // Existing topics are left alone (no CreateTopics needed).
+        ensure_topics(&brokers, &[("trades", 3)])
+            .await
+            .expect("ensure");
+        let producer: FutureProducer = producer_config(&brokers).create().expect("producer");
+        let dl = DeadLetter::new(producer, "trades.dlq");
+        let reject = Reject::new(RejectKind::Syntax, "truncated");
+        dl.send(
+            Some(b"bitcoin"),
+            b"{oops",
+            &reject,
+            "test",
+            Some("trades/0/1"),
+        )
+        .await
+        .expect("dead letter acknowledged");
+        let (payload, headers) = first_record(&brokers, "trades.dlq");
+        assert_eq!(payload, b"{oops", "the record is dead-lettered unchanged");
+        let h = |k: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(h(HEADER_REASON), Some(RejectKind::Syntax.label()));
+        assert_eq!(h(HEADER_DETAIL), Some("truncated"));
+        assert_eq!(h(HEADER_STAGE), Some("test"));
+        assert_eq!(h(HEADER_ORIGIN), Some("trades/0/1"));
     }
 }

@@ -7,16 +7,17 @@
 //!   `/prices?assets=...` exactly as CoinCap's v2 socket framed them, paced from 1 to hundreds of
 //!   thousands of trades per second with bursts, `--replay` of JSON-lines captures, a replay log of
 //!   every frame sent, and fault injection (malformed frames, abrupt close, stall, `Unauthorized`).
-//! * [`SimulateArgs`] / [`run`]: the command-line front end.
+//! * [`SimulateConfig`] / [`run`]: the `tradewind simulate` command (the binary maps its flags
+//!   onto the config).
 
 #![warn(missing_docs)]
 
 pub mod assets;
-mod cli;
+mod command;
 pub mod market;
 pub mod rng;
 pub mod server;
 
-pub use cli::{generate_file, run, SimulateArgs};
+pub use command::{generate_file, run, SimulateConfig};
 pub use market::{generate, write_jsonl, LogicalClock, Market, MarketConfig, PriceSubscription};
 pub use server::{serve, Burst, Faults, SimConfig, SimMetrics, MALFORMED_ROTATION};

@@ -23,7 +23,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -366,7 +366,7 @@ impl Drop for ConnGuard {
     }
 }
 
-#[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
+/// Serves one client: handshake (which picks the route), stream frames until the route ends, close.
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -374,19 +374,8 @@ async fn connection(
     log: Option<Log>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let slot: Arc<Mutex<Option<Route>>> = Arc::new(Mutex::new(None));
-    let slot2 = slot.clone();
     let replay = cfg.replay.is_some();
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
-        let r = route(req, replay)?;
-        *slot2.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        Ok(resp)
-    })
-    .await
-    .context("websocket handshake")?;
-    let Some(route) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-        anyhow::bail!("handshake completed without a route");
-    };
+    let (ws, route) = handshake(tcp, replay).await?;
     if let Some(m) = &cfg.metrics {
         m.connections.inc();
     }
@@ -402,16 +391,8 @@ async fn connection(
         metrics: cfg.metrics.clone(),
         sent: 0,
     };
-
     let end = if cfg.faults.unauthorized {
-        let r = tx
-            .send_batch(b"Unauthorized".to_vec(), &[12])
-            .await
-            .map(|_| End::Done);
-        if r.is_ok() {
-            tx.close(CloseCode::Policy, "Unauthorized").await;
-        }
-        r
+        refuse(&mut tx).await
     } else {
         let mut s = Session {
             cfg: &cfg,
@@ -426,18 +407,50 @@ async fn connection(
             Route::Prices(sub) => s.prices(&sub).await,
         }
     };
-    let end = match end {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "send failed");
-            End::ClientGone
-        }
-    };
+    let end = end.unwrap_or_else(|e| {
+        tracing::debug!(%peer, error = %e, "send failed");
+        End::ClientGone
+    });
     tracing::info!(%peer, sent = tx.sent, ?end, "client stream ended");
+    finish(tx, reader, end, cfg.faults.unauthorized).await;
+    Ok(())
+}
+
+/// Accepts the websocket handshake; the request path picks the [`Route`] (unknown paths are refused
+/// with an HTTP error during the handshake).
+#[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
+async fn handshake(
+    tcp: TcpStream,
+    replay: bool,
+) -> anyhow::Result<(WebSocketStream<TcpStream>, Route)> {
+    let slot: Arc<Mutex<Option<Route>>> = Arc::new(Mutex::new(None));
+    let slot2 = slot.clone();
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
+        let r = route(req, replay)?;
+        *slot2.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        Ok(resp)
+    })
+    .await
+    .context("websocket handshake")?;
+    let Some(route) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        anyhow::bail!("handshake completed without a route");
+    };
+    Ok((ws, route))
+}
+
+/// The `Unauthorized` fault: CoinCap's text frame for a bad key, then a policy close.
+async fn refuse(tx: &mut Tx) -> anyhow::Result<End> {
+    tx.send_batch(b"Unauthorized".to_vec(), &[12]).await?;
+    tx.close(CloseCode::Policy, "Unauthorized").await;
+    Ok(End::Done)
+}
+
+/// Ends the connection as `end` says: a close frame (normal, or going away on shutdown) and a short
+/// wait for the client's answer, or, for an abrupt fault or a vanished client, just dropping TCP.
+async fn finish(mut tx: Tx, reader: tokio::task::JoinHandle<()>, end: End, closed: bool) {
     match end {
-        End::Done if cfg.faults.unauthorized => {
-            wait_reader(reader).await;
-        }
+        // Already closed (the Unauthorized fault).
+        End::Done if closed => wait_reader(reader).await,
         End::Done | End::Shutdown => {
             let code = if end == End::Done {
                 CloseCode::Normal
@@ -454,7 +467,89 @@ async fn connection(
     }
     // Dropping the sink (and the reader's half) drops the TCP stream.
     drop(tx);
-    Ok(())
+}
+
+/// A JSON-lines capture being replayed: its lines in order, each with the instant it is due (its
+/// timestamp's distance from the first line's, divided by the speed; at once without a speed).
+struct Capture<'a> {
+    reader: tokio::io::BufReader<tokio::fs::File>,
+    /// Only lines of this exchange (`/trades/{exchange}`).
+    exchange: Option<&'a str>,
+    /// Replay speed; `None` sends as fast as the client reads.
+    speed: Option<f64>,
+    origin: Instant,
+    first_ts: Option<i64>,
+    max_ts: i64,
+    /// A line read but not yet due.
+    pending: Option<(Vec<u8>, Instant)>,
+    /// The file is exhausted (and nothing is pending once `next_line` returned `None`).
+    eof: bool,
+}
+
+impl<'a> Capture<'a> {
+    async fn open(path: &Path, exchange: Option<&'a str>, speed: f64) -> anyhow::Result<Self> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open capture {}", path.display()))?;
+        Ok(Capture {
+            reader: tokio::io::BufReader::with_capacity(1 << 20, file),
+            exchange,
+            speed: (speed.is_finite() && speed > 0.0).then_some(speed),
+            origin: Instant::now(),
+            first_ts: None,
+            max_ts: i64::MIN,
+            pending: None,
+            eof: false,
+        })
+    }
+
+    /// The pending line, else the next line to send (line ending stripped) with its due instant;
+    /// `None` at the end of the file. Blank, non-UTF-8 and other exchanges' lines are skipped.
+    async fn next_line(&mut self) -> std::io::Result<Option<(Vec<u8>, Instant)>> {
+        if let Some(p) = self.pending.take() {
+            return Ok(Some(p));
+        }
+        while !self.eof {
+            let mut line = Vec::with_capacity(256);
+            if self.reader.read_until(b'\n', &mut line).await? == 0 {
+                self.eof = true;
+                break;
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if self.wanted(&line) {
+                let due = self.due(&line);
+                return Ok(Some((line, due)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn wanted(&self, line: &[u8]) -> bool {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return false;
+        }
+        if std::str::from_utf8(line).is_err() {
+            // A text frame must be UTF-8; such a line cannot be sent verbatim.
+            tracing::warn!("capture line is not UTF-8; skipped");
+            return false;
+        }
+        match (self.exchange, field_str(line, b"exchange")) {
+            (Some(want), Some(have)) => have == want.as_bytes(),
+            _ => true,
+        }
+    }
+
+    fn due(&mut self, line: &[u8]) -> Instant {
+        let (Some(speed), Some(ts)) = (self.speed, field_i64(line, b"timestamp")) else {
+            return self.origin;
+        };
+        let first = *self.first_ts.get_or_insert(ts);
+        self.max_ts = self.max_ts.max(ts);
+        let ms = (self.max_ts - first) as f64 / speed;
+        self.origin + Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+    }
 }
 
 /// Waits up to 2 s for the client to answer a close frame, then gives up.
@@ -706,21 +801,7 @@ impl Session<'_> {
         let Some(path) = &cfg.replay else {
             anyhow::bail!("replay without a capture");
         };
-        let file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("cannot open capture {}", path.display()))?;
-        let mut reader = tokio::io::BufReader::with_capacity(1 << 20, file);
-        let speed = if cfg.speed.is_finite() && cfg.speed > 0.0 {
-            Some(cfg.speed)
-        } else {
-            None
-        };
-        let origin = Instant::now();
-        let mut first_ts: Option<i64> = None;
-        let mut max_ts = i64::MIN;
-        // A line read but not yet due: (bytes, due instant).
-        let mut pending: Option<(Vec<u8>, Instant)> = None;
-        let mut eof = false;
+        let mut capture = Capture::open(path, exchange, cfg.speed).await?;
         let mut ends: Vec<usize> = Vec::with_capacity(BATCH_MAX as usize);
         loop {
             let limit = match self.boundaries(None).await {
@@ -731,49 +812,16 @@ impl Session<'_> {
             ends.clear();
             let mut wait_until = None;
             while (ends.len() as u64) < limit {
-                if pending.is_none() {
-                    if eof {
-                        break;
-                    }
-                    let mut line = Vec::with_capacity(256);
-                    if reader.read_until(b'\n', &mut line).await? == 0 {
-                        eof = true;
-                        break;
-                    }
-                    while matches!(line.last(), Some(b'\n' | b'\r')) {
-                        line.pop();
-                    }
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    if std::str::from_utf8(&line).is_err() {
-                        // A text frame must be UTF-8; such a line cannot be sent verbatim.
-                        tracing::warn!("capture line is not UTF-8; skipped");
-                        continue;
-                    }
-                    if let (Some(want), Some(have)) = (exchange, field_str(&line, b"exchange")) {
-                        if have != want.as_bytes() {
-                            continue;
-                        }
-                    }
-                    let mut due = origin;
-                    if let (Some(speed), Some(ts)) = (speed, field_i64(&line, b"timestamp")) {
-                        let first = *first_ts.get_or_insert(ts);
-                        max_ts = max_ts.max(ts);
-                        let ms = (max_ts - first) as f64 / speed;
-                        due = origin + Duration::from_secs_f64(ms.max(0.0) / 1000.0);
-                    }
-                    pending = Some((line, due));
+                let Some((line, due)) = capture.next_line().await? else {
+                    break;
+                };
+                if due > Instant::now() {
+                    wait_until = Some(due);
+                    capture.pending = Some((line, due));
+                    break;
                 }
-                if let Some((line, due)) = pending.take() {
-                    if due > Instant::now() {
-                        wait_until = Some(due);
-                        pending = Some((line, due));
-                        break;
-                    }
-                    buf.extend_from_slice(&line);
-                    ends.push(buf.len());
-                }
+                buf.extend_from_slice(&line);
+                ends.push(buf.len());
             }
             if !ends.is_empty() {
                 self.tx.send_batch(buf, &ends).await?;
@@ -786,7 +834,7 @@ impl Session<'_> {
                         return Ok(end);
                     }
                 }
-                None if eof && pending.is_none() => return Ok(End::Done),
+                None if capture.eof && capture.pending.is_none() => return Ok(End::Done),
                 None => {}
             }
         }

@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tradewind_model::{now_ms, validate, RejectKind, Validator};
 use tradewind_sim::{
-    generate, serve, Faults, MarketConfig, SimConfig, SimMetrics, SimulateArgs, MALFORMED_ROTATION,
+    generate, serve, Faults, MarketConfig, SimConfig, SimMetrics, SimulateConfig,
+    MALFORMED_ROTATION,
 };
 
 const START: i64 = 1_700_000_000_000;
@@ -454,42 +455,24 @@ async fn shutdown_closes_clients_with_going_away() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_flags_parse_and_write_jsonl_generates_the_offline_stream() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: SimulateArgs,
-    }
+async fn write_jsonl_generates_the_offline_stream() {
     let out = tmp("gen.jsonl");
-    let cli = Cli::try_parse_from([
-        "simulate",
-        "--write-jsonl",
-        out.to_str().unwrap(),
-        "--count",
-        "5000",
-        "--start-ms",
-        "1700000000000",
-        "--seed",
-        "9",
-        "--markets",
-        "10000",
-        "--fault-malformed-every",
-        "10",
-        "--burst-factor",
-        "3",
-        "--burst-every-ms",
-        "1000",
-    ])
-    .unwrap();
-    let cfg = cli.args.to_config();
-    assert_eq!(cfg.market.markets, 10_000);
-    assert_eq!(cfg.faults.malformed_every, Some(10));
-    assert!(cfg.burst.is_some());
+    let mut cfg = SimulateConfig {
+        write_jsonl: Some(out.clone()),
+        ..SimulateConfig::default()
+    };
+    cfg.server.count = Some(5000);
+    cfg.server.market = MarketConfig {
+        seed: 9,
+        markets: 10_000,
+        start_ms: Some(1_700_000_000_000),
+        ..MarketConfig::default()
+    };
+    let market = cfg.server.market.clone();
     let (_tx, rx) = watch::channel(false);
-    tradewind_sim::run(cli.args.clone(), rx).await.unwrap();
+    tradewind_sim::run(cfg.clone(), rx.clone()).await.unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
-    let expect: Vec<String> = generate(cli.args.market_config(), 5000)
+    let expect: Vec<String> = generate(market, 5000)
         .map(|t| {
             let mut b = Vec::new();
             tradewind_model::write_json(&t.as_trade(), &mut b);
@@ -497,5 +480,9 @@ async fn cli_flags_parse_and_write_jsonl_generates_the_offline_stream() {
         })
         .collect();
     assert_eq!(text.lines().collect::<Vec<_>>(), expect);
+    // Without a count there is nothing to write: an error that names the flag, not a server.
+    cfg.server.count = None;
+    let e = tradewind_sim::run(cfg, rx).await.unwrap_err();
+    assert!(e.to_string().contains("--count"), "{e}");
     let _ = std::fs::remove_file(out);
 }

@@ -1,17 +1,21 @@
 //! Operator plumbing shared by every tradewind command: structured logs, the Prometheus registry,
-//! the `/metrics`, `/healthz`, `/readyz` HTTP endpoint, and the shutdown signal.
-//!
-//! The HTTP server is deliberately tiny (httparse over a tokio `TcpListener`): three read-only
-//! endpoints do not justify a web framework in the dependency graph.
+//! the `/metrics`, `/healthz`, `/readyz` HTTP endpoint ([`serve_http`]), liveness and readiness
+//! ([`Health`]), the shutdown signal, the retry delay policy ([`Backoff`]) and command-line duration
+//! parsing.
 
-use std::net::SocketAddr;
+#![warn(missing_docs)]
+
+mod backoff;
+mod http;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use prometheus::{IntGaugeVec, Opts, Registry};
 use tokio::sync::watch;
+
+pub use backoff::Backoff;
+pub use http::{serve_http, HEADER_READ_TIMEOUT};
 
 /// Initialises the global `tracing` subscriber: JSON lines when `TRADEWIND_LOG_FORMAT=json`, compact
 /// human-readable text otherwise; the level filter comes from `RUST_LOG` (default `info`).
@@ -33,21 +37,61 @@ pub fn init_tracing() {
 
 /// Liveness and readiness of a process, as reported on `/healthz` and `/readyz`.
 ///
-/// Live means the process is running its loop; ready means it can do useful work now (e.g. the engine
-/// is connected to MySQL and the broker). Not-ready carries a reason for the operator.
+/// Live means the process is making progress: a component that detects it is stuck (for example,
+/// work pending but nothing done for too long) calls [`Health::set_liveness`]`(false, reason)`, and
+/// `/healthz` answers 503 with that reason, so the orchestrator restarts it. Ready means it can do
+/// useful work now (e.g. connected to MySQL and the broker); not-ready also carries a reason.
 #[derive(Debug)]
 pub struct Health {
-    live: AtomicBool,
-    ready: AtomicBool,
+    live: Flag,
+    ready: Flag,
+}
+
+/// A boolean with the operator-facing reason it was last set for.
+#[derive(Debug)]
+struct Flag {
+    on: AtomicBool,
     reason: Mutex<String>,
+}
+
+impl Flag {
+    fn new(on: bool, reason: &str) -> Self {
+        Flag {
+            on: AtomicBool::new(on),
+            reason: Mutex::new(reason.to_string()),
+        }
+    }
+
+    fn set(&self, on: bool, reason: &str) {
+        // Reason first: a reader that sees the new flag also sees (at least) the new reason.
+        if let Ok(mut r) = self.reason.lock() {
+            if r.as_str() != reason {
+                r.clear();
+                r.push_str(reason);
+            }
+        }
+        self.on.store(on, Ordering::Release);
+    }
+
+    fn get(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+
+    /// `Ok` when on, else the reason.
+    fn state(&self) -> Result<(), String> {
+        if self.get() {
+            Ok(())
+        } else {
+            Err(self.reason.lock().map(|r| r.clone()).unwrap_or_default())
+        }
+    }
 }
 
 impl Default for Health {
     fn default() -> Self {
         Health {
-            live: AtomicBool::new(true),
-            ready: AtomicBool::new(false),
-            reason: Mutex::new("starting".to_string()),
+            live: Flag::new(true, "running"),
+            ready: Flag::new(false, "starting"),
         }
     }
 }
@@ -58,34 +102,42 @@ impl Health {
         Arc::new(Self::default())
     }
 
-    /// Sets readiness with a reason shown on `/readyz` (e.g. "mysql unreachable").
+    /// Sets readiness with a reason shown on `/readyz` when not ready (e.g. "mysql unreachable").
     pub fn set_ready(&self, ready: bool, reason: &str) {
-        self.ready.store(ready, Ordering::Relaxed);
-        if let Ok(mut r) = self.reason.lock() {
-            if r.as_str() != reason {
-                r.clear();
-                r.push_str(reason);
-            }
-        }
+        self.ready.set(ready, reason);
     }
 
-    /// Marks the process as not live (its main loop has died).
+    /// Sets liveness with a reason shown on `/healthz` when not live (e.g. "no commit for 5m while
+    /// 1200 records are pending"). `/healthz` answers 503 while not live, which makes a Kubernetes
+    /// liveness probe restart the process.
+    pub fn set_liveness(&self, live: bool, reason: &str) {
+        self.live.set(live, reason);
+    }
+
+    /// Sets liveness without a specific reason (`/healthz` then says "no progress"); prefer
+    /// [`Health::set_liveness`], which tells the operator what stalled.
     pub fn set_live(&self, live: bool) {
-        self.live.store(live, Ordering::Relaxed);
+        self.set_liveness(live, if live { "running" } else { "no progress" });
     }
 
     /// Whether the process is ready.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.get()
     }
 
     /// Whether the process is live.
     pub fn is_live(&self) -> bool {
-        self.live.load(Ordering::Relaxed)
+        self.live.get()
     }
 
-    fn reason(&self) -> String {
-        self.reason.lock().map(|r| r.clone()).unwrap_or_default()
+    /// `Ok` when live, else why not.
+    pub(crate) fn live_state(&self) -> Result<(), String> {
+        self.live.state()
+    }
+
+    /// `Ok` when ready, else why not.
+    pub(crate) fn ready_state(&self) -> Result<(), String> {
+        self.ready.state()
     }
 }
 
@@ -106,89 +158,6 @@ pub fn new_registry() -> Registry {
         let _ = registry.register(Box::new(info));
     }
     registry
-}
-
-/// Serves `GET /metrics` (Prometheus text format 0.0.4), `/healthz` and `/readyz` on `addr`
-/// (port 0 picks a free port) from a background task; returns the bound address.
-pub async fn serve_http(
-    addr: SocketAddr,
-    registry: Registry,
-    health: Arc<Health>,
-) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for /metrics on {addr}: {e}"))?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let registry = registry.clone();
-            let health = health.clone();
-            tokio::spawn(async move {
-                if let Err(e) = handle(stream, &registry, &health).await {
-                    tracing::debug!(error = %e, "metrics connection ended");
-                }
-            });
-        }
-    });
-    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
-    Ok(bound)
-}
-
-async fn handle(mut stream: TcpStream, registry: &Registry, health: &Health) -> anyhow::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    // Read until the end of the request head (bounded: 16 KiB).
-    let path = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf)? {
-            httparse::Status::Complete(_) => break req.path.unwrap_or("/").to_string(),
-            httparse::Status::Partial if buf.len() < 16 * 1024 => continue,
-            httparse::Status::Partial => anyhow::bail!("request head too large"),
-        }
-    };
-    let path = path.split('?').next().unwrap_or("/");
-    let (status, ctype, body) = match path {
-        "/metrics" => {
-            let mut out = Vec::with_capacity(16 * 1024);
-            TextEncoder::new().encode(&registry.gather(), &mut out)?;
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", out)
-        }
-        "/healthz" if health.is_live() => ("200 OK", "text/plain", b"ok\n".to_vec()),
-        "/healthz" => (
-            "503 Service Unavailable",
-            "text/plain",
-            b"not live\n".to_vec(),
-        ),
-        "/readyz" if health.is_ready() => ("200 OK", "text/plain", b"ready\n".to_vec()),
-        "/readyz" => (
-            "503 Service Unavailable",
-            "text/plain",
-            format!("not ready: {}\n", health.reason()).into_bytes(),
-        ),
-        _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&body).await?;
-    stream.shutdown().await?;
-    Ok(())
 }
 
 /// A shutdown flag that flips to `true` on SIGTERM or SIGINT (Ctrl-C). Clone the receiver freely;
@@ -221,24 +190,19 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// Parses a command-line duration such as `30s`, `500ms`, `2m`, `1h` (a bare number means seconds).
+/// Parses a command-line duration with [`humantime`]: `30s`, `500ms`, `2m`, `1h`, `1h 30m`. A bare
+/// number means seconds (`7` is 7 s), as the flags have always accepted. The error text is meant
+/// for clap to show next to the flag.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 500ms, 2m)"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit `{other}` (use ms, s, m, h)")),
+    let parsed = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| e.to_string())
+    } else {
+        humantime::parse_duration(s).map_err(|e| e.to_string())
     };
-    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration `{s}`: {e}"))
+    parsed.map_err(|e| format!("`{s}` is not a duration (e.g. 30s, 500ms, 2m): {e}"))
 }
 
 /// Sum of the current values of every series of metric `name` in `registry` (counters and gauges);
@@ -257,61 +221,36 @@ pub fn metric_value(registry: &Registry, name: &str) -> f64 {
 mod tests {
     use std::time::Duration;
 
+    use super::parse_duration;
+
     #[test]
     fn parses_durations() {
-        assert_eq!(
-            super::parse_duration("250ms"),
-            Ok(Duration::from_millis(250))
-        );
-        assert_eq!(super::parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(super::parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(super::parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(super::parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(
-            super::parse_duration("1.5s"),
-            Ok(Duration::from_millis(1500))
-        );
-        assert!(super::parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration(" 10m "), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["5 parsecs", "", "x", "-1s", "1.5.2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
-    use super::*;
-
-    async fn get(addr: SocketAddr, path: &str) -> String {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.expect("read");
-        out
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_health_and_readiness() {
-        let registry = new_registry();
-        let c = prometheus::IntCounter::new("tradewind_test_total", "test").expect("counter");
-        registry.register(Box::new(c.clone())).expect("register");
-        c.inc_by(7);
-        let health = Health::new();
-        let addr = serve_http(
-            "127.0.0.1:0".parse().expect("addr"),
-            registry,
-            health.clone(),
-        )
-        .await
-        .expect("serve");
-        let m = get(addr, "/metrics").await;
-        assert!(m.starts_with("HTTP/1.1 200"), "{m}");
-        assert!(m.contains("tradewind_test_total 7"), "{m}");
-        assert!(m.contains("tradewind_build_info{version="), "{m}");
-        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
-        let r = get(addr, "/readyz").await;
-        assert!(
-            r.starts_with("HTTP/1.1 503") && r.contains("starting"),
-            "{r}"
-        );
-        health.set_ready(true, "ok");
-        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
-        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    #[test]
+    fn health_flags_carry_their_reasons() {
+        let h = super::Health::new();
+        assert!(h.is_live() && !h.is_ready());
+        assert_eq!(h.ready_state(), Err("starting".to_string()));
+        h.set_ready(true, "ok");
+        assert!(h.is_ready());
+        h.set_liveness(false, "stuck");
+        assert_eq!(h.live_state(), Err("stuck".to_string()));
+        h.set_liveness(true, "progress again");
+        assert_eq!(h.live_state(), Ok(()));
+        h.set_live(false);
+        assert_eq!(h.live_state(), Err("no progress".to_string()));
+        h.set_live(true);
+        assert!(h.is_live());
     }
 }

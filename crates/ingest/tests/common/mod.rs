@@ -15,7 +15,10 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tradewind_ingest::{ingest, IngestConfig, IngestStats};
 
 /// One step of a scripted connection.
 #[derive(Clone, Debug)]
@@ -249,6 +252,30 @@ pub fn metric(registry: &prometheus::Registry, name: &str, label: Option<(&str, 
         }
     }
     0.0
+}
+
+/// Starts `ingest(cfg)` on its own task with a fresh registry; returns the task, the shutdown
+/// sender and the registry.
+pub fn start(
+    cfg: IngestConfig,
+) -> (
+    JoinHandle<IngestStats>,
+    watch::Sender<bool>,
+    prometheus::Registry,
+) {
+    let registry = prometheus::Registry::new();
+    let (tx, rx) = watch::channel(false);
+    let reg = registry.clone();
+    let h = tokio::spawn(async move { ingest(cfg, &reg, rx).await.expect("ingest runs") });
+    (h, tx, registry)
+}
+
+/// Waits until the sum of the counters `names` in `registry` reaches `at_least`; fails the test with
+/// the value reached if it does not within 30 s.
+pub async fn wait_metric(registry: &prometheus::Registry, names: &[&str], at_least: f64) {
+    let sum = || names.iter().map(|n| metric(registry, n, None)).sum::<f64>();
+    let ok = wait_until(Duration::from_secs(30), || sum() >= at_least).await;
+    assert!(ok, "{names:?} reached only {} of {at_least}", sum());
 }
 
 /// Polls until `f()` is true or `timeout` passes; returns whether it became true.

@@ -1,13 +1,9 @@
-//! `tradewind simulate`: command-line flags and the entry point.
+//! `tradewind simulate` flags, mapped onto [`tradewind_sim::SimulateConfig`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context as _;
-use tokio::sync::watch;
-
-use crate::market::{write_jsonl, MarketConfig};
-use crate::server::{serve, Burst, Faults, SimConfig, SimMetrics};
+use tradewind_sim::{Burst, Faults, MarketConfig, SimConfig, SimulateConfig};
 
 /// Flags of `tradewind simulate`: a CoinCap-compatible websocket server (`/trades/{exchange}`,
 /// `/trades/ALL`, `/prices?assets=...`) over a deterministic seeded market, or a replayer of a
@@ -89,37 +85,6 @@ pub struct SimulateArgs {
     pub write_jsonl: Option<PathBuf>,
 }
 
-impl Default for SimulateArgs {
-    fn default() -> Self {
-        let c = SimConfig::default();
-        SimulateArgs {
-            listen: "127.0.0.1:8765".to_string(),
-            rate: c.rate,
-            seed: c.market.seed,
-            replay: None,
-            speed: c.speed,
-            markets: c.market.markets,
-            jitter_ms: c.market.jitter_ms,
-            late_fraction: c.market.late_fraction,
-            late_max_ms: c.market.late_max_ms,
-            start_ms: None,
-            count: None,
-            log: None,
-            burst_factor: 1.0,
-            burst_every_ms: 0,
-            burst_duration_ms: 1000,
-            price_interval_ms: c.price_interval_ms,
-            fault_malformed_every: None,
-            fault_close_after: None,
-            fault_stall_after: None,
-            fault_stall_ms: 5000,
-            fault_unauthorized: false,
-            metrics_addr: None,
-            write_jsonl: None,
-        }
-    }
-}
-
 impl SimulateArgs {
     /// The market part of the flags.
     pub fn market_config(&self) -> MarketConfig {
@@ -134,8 +99,8 @@ impl SimulateArgs {
         }
     }
 
-    /// The server configuration the flags describe (without metrics).
-    pub fn to_config(&self) -> SimConfig {
+    /// The server part of the flags (without metrics).
+    pub fn server_config(&self) -> SimConfig {
         SimConfig {
             market: self.market_config(),
             rate: self.rate,
@@ -161,40 +126,94 @@ impl SimulateArgs {
     }
 }
 
-/// Writes `n` generated trades as JSON lines to `path` (see [`crate::market::write_jsonl`]);
-/// returns the bytes written.
-pub fn generate_file(path: &Path, n: u64, cfg: &MarketConfig) -> anyhow::Result<u64> {
-    write_jsonl(path, n, cfg).with_context(|| format!("cannot write {}", path.display()))
+impl From<SimulateArgs> for SimulateConfig {
+    fn from(a: SimulateArgs) -> Self {
+        SimulateConfig {
+            server: a.server_config(),
+            listen: a.listen,
+            metrics_addr: a.metrics_addr,
+            write_jsonl: a.write_jsonl,
+        }
+    }
 }
 
-/// Runs `tradewind simulate` until `shutdown` turns true (or, with `--write-jsonl`, writes the
-/// file and returns).
-pub async fn run(args: SimulateArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    if let Some(path) = &args.write_jsonl {
-        let n = args
-            .count
-            .context("--write-jsonl needs --count N (number of trades)")?;
-        let cfg = args.market_config();
-        let started = std::time::Instant::now();
-        let owned = path.clone();
-        let bytes = tokio::task::spawn_blocking(move || generate_file(&owned, n, &cfg))
-            .await
-            .context("generator task failed")??;
-        tracing::info!(path = %path.display(), trades = n, bytes,
-            secs = started.elapsed().as_secs_f64(), "wrote generated trades");
-        return Ok(());
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
     }
-    let mut cfg = args.to_config();
-    if let Some(addr) = args.metrics_addr {
-        let registry = tradewind_telemetry::new_registry();
-        cfg.metrics = Some(SimMetrics::register(&registry)?);
-        let health = tradewind_telemetry::Health::new();
-        health.set_ready(true, "serving");
-        tradewind_telemetry::serve_http(addr, registry, health).await?;
+
+    #[test]
+    fn flags_map_onto_the_config() {
+        let cli = Cli::try_parse_from([
+            "simulate",
+            "--write-jsonl",
+            "/tmp/x.jsonl",
+            "--count",
+            "5000",
+            "--start-ms",
+            "1700000000000",
+            "--seed",
+            "9",
+            "--markets",
+            "10000",
+            "--rate",
+            "0",
+            "--late-fraction",
+            "3",
+            "--fault-malformed-every",
+            "10",
+            "--burst-factor",
+            "3",
+            "--burst-every-ms",
+            "1000",
+            "--price-interval-ms",
+            "0",
+        ])
+        .expect("flags parse");
+        let cfg = SimulateConfig::from(cli.args);
+        assert_eq!(cfg.write_jsonl, Some(PathBuf::from("/tmp/x.jsonl")));
+        assert_eq!(cfg.listen, "127.0.0.1:8765");
+        let s = cfg.server;
+        assert_eq!(s.count, Some(5000));
+        assert_eq!(s.rate, 0);
+        assert_eq!(
+            s.market,
+            MarketConfig {
+                seed: 9,
+                markets: 10_000,
+                jitter_ms: 250,
+                late_fraction: 1.0,
+                late_max_ms: 120_000,
+                start_ms: Some(1_700_000_000_000),
+                // A rate of 0 (as fast as the client reads) still dates trades 1 ms apart.
+                event_rate: 1000,
+            }
+        );
+        assert_eq!(s.faults.malformed_every, Some(10));
+        let burst = s.burst.expect("burst");
+        assert_eq!(
+            (burst.factor, burst.every_ms, burst.duration_ms),
+            (3.0, 1000, 1000)
+        );
+        assert_eq!(s.price_interval_ms, 1);
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(addr = %args.listen, "tradewind simulate listening: /trades/{{exchange}}, /trades/ALL, /prices?assets=");
-    serve(listener, cfg, shutdown).await
+
+    #[test]
+    fn defaults_match_the_library_defaults() {
+        let cli = Cli::try_parse_from(["simulate"]).expect("no flags parse");
+        let cfg = SimulateConfig::from(cli.args);
+        let lib = SimulateConfig::default();
+        assert_eq!(cfg.listen, lib.listen);
+        assert_eq!(cfg.server.market, lib.server.market);
+        assert_eq!(cfg.server.rate, lib.server.rate);
+        assert_eq!(cfg.server.price_interval_ms, lib.server.price_interval_ms);
+        assert!(cfg.server.burst.is_none() && cfg.server.faults.malformed_every.is_none());
+    }
 }
