@@ -482,13 +482,7 @@ fn draw(f: &mut Frame, banner: &Banner, s: &Snapshot, history: &[u64], elapsed: 
     draw_stats(f, stats, s);
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(minutes);
-    draw_minute(
-        f,
-        left,
-        "forming minute",
-        s.forming.as_ref(),
-        s,
-    );
+    draw_minute(f, left, "forming minute", s.forming.as_ref(), s);
     draw_minute(f, right, "last closed minute", s.closed.as_ref(), s);
     let width = usize::from(spark.width.saturating_sub(2));
     let tail = &history[history.len().saturating_sub(width)..];
