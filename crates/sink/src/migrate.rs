@@ -163,22 +163,17 @@ pub struct MigrateArgs {
     #[arg(long, env = "TRADEWIND_READONLY_USER")]
     pub readonly_user: Option<String>,
     /// File holding the read-only user's password (e.g. a mounted Kubernetes Secret); one trailing
-    /// newline is ignored. The password is never logged.
-    #[arg(
-        long,
-        env = "TRADEWIND_READONLY_PASSWORD_FILE",
-        requires = "readonly_user"
-    )]
+    /// newline is ignored. The password is never logged. Ignored without --readonly-user.
+    #[arg(long, env = "TRADEWIND_READONLY_PASSWORD_FILE")]
     pub readonly_password_file: Option<PathBuf>,
     /// The read-only user's password, from the environment (a flag would show in `ps`); prefer
-    /// --readonly-password-file. Never logged.
+    /// --readonly-password-file. Never logged. Ignored without --readonly-user.
     #[arg(
         long,
         env = "TRADEWIND_READONLY_PASSWORD",
         hide_env_values = true,
         value_parser = parse_secret,
-        conflicts_with = "readonly_password_file",
-        requires = "readonly_user"
+        conflicts_with = "readonly_password_file"
     )]
     pub readonly_password: Option<Secret>,
     /// Host part of the read-only account (`%` is any host).
