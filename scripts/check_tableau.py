@@ -1,27 +1,70 @@
 #!/usr/bin/env python3
-"""Check tableau/*.tds and tableau/*.twb against the MySQL DDL in schemas/mysql (stdlib only).
+"""Check tableau/*.tds and tableau/*.twb against the MySQL DDL, and run every worksheet's query on MariaDB.
 
-For every data source in the files: the connection is a live MySQL connection with server, port, dbname and
-username and NO password; it reads a view (not a table) defined in schemas/mysql; and every column the file
-references (metadata records, column declarations, column instances, shelves, filters, sorts) exists in that
-view's select list. Static by default (parses the SQL files); with --live it also applies the DDL to a
-throwaway database on the local MariaDB (via the `mariadb` CLI) and compares against information_schema.
+Static checks (always):
+  * every connection is a live MySQL connection with server, port, dbname and username and NO password,
+    reading one view (not a table) defined in schemas/mysql; every column the files name exists in it;
+  * every calculated field resolves: each [reference] is a view column, another calculation or a
+    parameter, without cycles, using only functions this check can translate to SQL; aggregate
+    calculations are used with derivation 'User' and row-level ones are aggregated (Tableau rejects both
+    mistakes); no formula uses NOW()/TODAY() and no sheet has a relative-date filter (those run on the
+    client's clock and time zone against UTC DATETIMEs);
+  * every dashboard zone names an existing sheet or parameter, lies inside the dashboard and does not
+    overlap another, and every worksheet is laid out on a dashboard;
+  * the files load in tableaudocumentapi (Tableau's own Python reader) and it sees the same worksheets,
+    fields and formulas.
+With --live (what CI runs), on the local MariaDB (root@127.0.0.1, no password):
+  * migrates a scratch database with the real binary, `tradewind migrate --readonly-user ...
+    --readonly-password-file ...`, and checks the password never appears in its output;
+  * compares the parsed view columns with information_schema;
+  * inserts a few minutes of rows, then translates each worksheet (shelves, column instances and their
+    aggregations, calculated fields, parameters, categorical, context and top-N filters, sorts) into SQL
+    and runs it AS THE READ-ONLY USER: it must succeed, return rows, keep to the time window and top N,
+    and give the same answer whatever the session time zone; the user must not read the tables.
 
-    python3 scripts/check_tableau.py [--live] [--schemas schemas/mysql] [files...]
+    python3 scripts/check_tableau.py [--live] [--tradewind PATH] [--schemas DIR] [files...]
 
-Exit 0 when everything checks out, 1 with one line per problem otherwise. Not part of CI (no Python tests
-there); run it after changing the views or the workbook.
+tableaudocumentapi is installed from PyPI into a private venv under ~/.cache/tradewind on first use (the
+script re-runs itself there). Exit 0 when everything checks out, 1 with one line per problem otherwise.
 """
 import argparse
 import glob
 import os
 import re
+import secrets
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+VENV = os.path.join(os.path.expanduser("~"), ".cache", "tradewind", "tableau-venv")
+DOCAPI = "tableaudocumentapi==0.11"
+USER_NS = "{http://www.tableausoftware.com/xml/user}"
 
+
+def ensure_docapi():
+    """Import tableaudocumentapi, installing it into the private venv and re-running there if needed."""
+    try:
+        import tableaudocumentapi  # noqa: F401
+        return
+    except ImportError:
+        pass
+    py = os.path.join(VENV, "bin", "python")
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV) or os.environ.get("TW_TABLEAU_REEXEC"):
+        sys.exit(f"tableaudocumentapi is not importable in {sys.executable}")
+    if not os.path.exists(py):
+        print(f"creating {VENV} for {DOCAPI}", file=sys.stderr)
+        if subprocess.run([sys.executable, "-m", "venv", VENV]).returncode != 0:
+            # Debian's python3 keeps venv/ensurepip in a separate package.
+            subprocess.run(["apt-get", "install", "-y", "-q", "python3-venv"], check=True)
+            subprocess.run([sys.executable, "-m", "venv", "--clear", VENV], check=True)
+    subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", DOCAPI], check=True)
+    os.environ["TW_TABLEAU_REEXEC"] = "1"
+    os.execv(py, [py, os.path.abspath(__file__)] + sys.argv[1:])
+
+
+# ---------------------------------------------------------------- DDL
 
 def strip_sql_comments(sql):
     sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
@@ -53,7 +96,7 @@ def split_top_level(s, sep=","):
 
 
 def parse_ddl(schema_dir):
-    """Return (tables: name -> [columns], views: name -> (columns, [source tables]))."""
+    """Return (tables: name -> [columns], views: name -> (columns, [source tables], select list))."""
     tables, views = {}, {}
     for path in sorted(glob.glob(os.path.join(schema_dir, "*.sql"))):
         sql = strip_sql_comments(open(path, encoding="utf-8").read())
@@ -80,44 +123,135 @@ def parse_ddl(schema_dir):
     return tables, views
 
 
-def live_columns(schema_dir, names):
-    """Apply the DDL to a throwaway database and read the columns of `names` from information_schema."""
-    db = f"tw_tableau_check_{os.getpid()}"
-    base = ["mariadb", "-uroot", "-h127.0.0.1", "--protocol=tcp", "--batch", "--skip-column-names"]
-    subprocess.run(base + ["-e", f"CREATE DATABASE `{db}`"], check=True)
-    try:
-        for path in sorted(glob.glob(os.path.join(schema_dir, "*.sql"))):
-            with open(path, "rb") as f:
-                subprocess.run(base + [db], stdin=f, check=True)
-        out = subprocess.run(base + ["-e", "SELECT table_name, column_name FROM information_schema.columns "
-                                     f"WHERE table_schema = '{db}' ORDER BY table_name, ordinal_position"],
-                             check=True, capture_output=True, text=True).stdout
-    finally:
-        subprocess.run(base + ["-e", f"DROP DATABASE IF EXISTS `{db}`"], check=False)
-    cols = {}
-    for line in out.splitlines():
-        t, c = line.split("\t")
-        cols.setdefault(t, []).append(c)
-    return {n: cols.get(n, []) for n in names}
+# ---------------------------------------------------------------- Tableau formulas -> SQL
+
+TOKEN_RE = re.compile(r"""\s+|\[Parameters\]\.\[[^\]]+\]|\[[^\]]+\]|'(?:[^']|'')*'|"(?:[^"]|"")*"|\d+(?:\.\d+)?|[A-Za-z_]\w*|<=|>=|<>|!=|==|[-+*/(),<>=%]""")
+AGGREGATES = {"SUM", "AVG", "MIN", "MAX", "COUNT", "COUNTD", "MEDIAN"}
+SCALARS = {"ABS", "ROUND", "ZN", "IFNULL", "SQRT", "LN", "EXP", "POWER"}
+KEYWORDS = {"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "IF", "ELSEIF", "TRUE", "FALSE", "NULL", "IN"}
+CLIENT_CLOCK = {"NOW", "TODAY"}
+
+
+class FormulaError(Exception):
+    pass
+
+
+def tokenize(formula):
+    pos, out = 0, []
+    while pos < len(formula):
+        m = TOKEN_RE.match(formula, pos)
+        if not m:
+            raise FormulaError(f"cannot read {formula[pos:pos + 20]!r}")
+        if not m.group(0).isspace():
+            out.append(m.group(0))
+        pos = m.end()
+    return out
+
+
+def tableau_literal_to_sql(lit):
+    """A Tableau literal ("x", 'x', 12, true) as SQL."""
+    if lit is None:
+        raise FormulaError("empty literal")
+    if lit[:1] in "\"'" and lit[-1:] == lit[:1] and len(lit) >= 2:
+        body = lit[1:-1].replace(lit[0] * 2, lit[0])
+        return "'" + body.replace("\\", "\\\\").replace("'", "''") + "'"
+    if lit.lower() in ("true", "false"):
+        return lit.upper()
+    if re.fullmatch(r"-?\d+(\.\d+)?", lit):
+        return lit
+    raise FormulaError(f"unsupported literal {lit!r}")
+
+
+class Model:
+    """One data source: its view's columns, calculations and the workbook's parameters."""
+
+    def __init__(self, view, columns, calcs, params):
+        self.view, self.columns, self.calcs, self.params = view, set(columns), calcs, params
+
+    def translate(self, formula, stack=()):
+        """Tableau formula -> (SQL, is_aggregate). Raises FormulaError for anything unresolved."""
+        sql, agg, toks = [], False, tokenize(formula)
+        i = 0
+        while i < len(toks):
+            t = toks[i]
+            up = t.upper()
+            if t.startswith("[Parameters]."):
+                name = t[len("[Parameters]."):]
+                if name not in self.params:
+                    raise FormulaError(f"unknown parameter {t}")
+                sql.append(tableau_literal_to_sql(self.params[name]))
+            elif t.startswith("["):
+                name = t.strip("[]")
+                if name in self.columns:
+                    sql.append(f"`{name}`")
+                elif t in self.calcs:
+                    if t in stack:
+                        raise FormulaError(f"cycle through {t}")
+                    inner, inner_agg = self.translate(self.calcs[t], stack + (t,))
+                    sql.append(f"({inner})")
+                    agg = agg or inner_agg
+                else:
+                    raise FormulaError(f"{t} is neither a column of {self.view}, a calculation nor a parameter")
+            elif t[:1] in "'\"":
+                sql.append(tableau_literal_to_sql(t))
+            elif re.fullmatch(r"[A-Za-z_]\w*", t):
+                nxt = toks[i + 1] if i + 1 < len(toks) else ""
+                if up in CLIENT_CLOCK:
+                    raise FormulaError(f"{up}() runs on the client's clock and time zone; use minutes_ago")
+                if up in AGGREGATES and nxt == "(":
+                    agg = True
+                    sql.append("COUNT(DISTINCT " if up == "COUNTD" else up + "(")
+                    i += 2
+                    continue
+                if up in SCALARS and nxt == "(":
+                    sql.append({"ZN": "COALESCE(0+", "IFNULL": "IFNULL("}.get(up, up + "("))
+                    i += 2
+                    continue
+                if up in KEYWORDS:
+                    sql.append({"IF": "CASE WHEN", "ELSEIF": "WHEN"}.get(up, up))
+                else:
+                    raise FormulaError(f"unsupported function or name {t!r}")
+            elif t == "==":
+                sql.append("=")
+            elif t == "%":
+                sql.append("MOD")
+            else:
+                sql.append(t)
+            i += 1
+        return " ".join(sql), agg
+
+
+# ---------------------------------------------------------------- workbook model
+
+def ref_name(ref):
+    """`[ds].[none:base:nk]` -> (`ds`, `none:base:nk`); `[base]` -> (None, `base`)."""
+    m = re.fullmatch(r"\[([^\]]+)\]\.\[([^\]]+)\]", ref or "")
+    if m:
+        return m.group(1), m.group(2)
+    return None, (ref or "").strip("[]")
 
 
 FIELD_RE = re.compile(r"\[([^\[\]]+)\]\.\[([^\[\]]+)\]")
+DERIVED_AGG = {"Sum": "SUM({})", "Avg": "AVG({})", "Min": "MIN({})", "Max": "MAX({})", "Count": "COUNT({})",
+               "CountD": "COUNT(DISTINCT {})", "Median": "MEDIAN({})"}
+DERIVED_DIM = {"None": "{}", "Minute-Trunc": "DATE_FORMAT({}, '%Y-%m-%d %H:%i:00')",
+               "Hour-Trunc": "DATE_FORMAT({}, '%Y-%m-%d %H:00:00')", "Day-Trunc": "DATE({})"}
 
 
-def field_to_column(field):
-    """`none:base:nk` / `sum:volume:qk` / `base` -> `base`."""
-    parts = field.split(":")
-    return parts[1] if len(parts) == 3 else field
-
-
-def check_file(path, tables, views, problems):
-    tree = ET.parse(path)
-    root = tree.getroot()
-    datasources = [root] if root.tag == "datasource" else root.findall("./datasources/datasource")
-    if not datasources:
-        problems.append(f"{path}: no datasource")
-    ds_views = {}
-    for ds in datasources:
+def load_datasources(root, path, tables, views, problems):
+    """Return ({ds name: Model}, {ds name: caption}) for the file's data sources, checking connections."""
+    params = {}
+    for ds in root.iter("datasource"):
+        if ds.get("name") == "Parameters":
+            for col in ds.findall("column"):
+                params[col.get("name")] = col.get("value")
+                if col.get("value") is None:
+                    problems.append(f"{path}: parameter {col.get('name')} has no value")
+    models = {}
+    top = [root] if root.tag == "datasource" else root.findall("./datasources/datasource")
+    for ds in top:
+        if ds.get("name") == "Parameters":
+            continue
         dsname = ds.get("name") or ds.get("formatted-name") or "?"
         for conn in ds.iter("connection"):
             if conn.get("class") == "federated":
@@ -130,8 +264,8 @@ def check_file(path, tables, views, problems):
             for attr in ("server", "port", "dbname", "username"):
                 if not conn.get(attr):
                     problems.append(f"{path}: {dsname}: connection lacks {attr}")
-            if conn.get("dbname") not in (None, "tradewind"):
-                problems.append(f"{path}: {dsname}: dbname {conn.get('dbname')!r}, expected 'tradewind'")
+            if conn.get("username") == "root":
+                problems.append(f"{path}: {dsname}: connects as root; use the read-only user")
         rels = [r for r in ds.iter("relation") if r.get("type") == "table"]
         if len(rels) != 1:
             problems.append(f"{path}: {dsname}: expected exactly one relation, found {len(rels)}")
@@ -143,54 +277,387 @@ def check_file(path, tables, views, problems):
         if rel not in views:
             problems.append(f"{path}: {dsname}: relation {rel} is not a view in schemas/mysql")
             continue
-        ds_views[dsname] = rel
         have = set(views[rel][0])
-        refs = set()
+        calcs = {}
+        for col in ds.findall("column"):
+            calc = col.find("calculation")
+            if calc is not None:
+                calcs[col.get("name")] = calc.get("formula") or ""
         for rec in ds.iter("metadata-record"):
             if rec.get("class") == "column":
-                refs.add(rec.findtext("remote-name"))
+                if rec.findtext("remote-name") not in have:
+                    problems.append(f"{path}: {dsname}: metadata record {rec.findtext('remote-name')!r} is not in view {rel}")
                 parent = (rec.findtext("parent-name") or "").strip("[]")
                 if parent and parent != rel:
                     problems.append(f"{path}: {dsname}: metadata record parent {parent} != relation {rel}")
-        for col in ds.iter("column"):
-            if col.get("name"):
-                refs.add(col.get("name").strip("[]"))
-        for r in sorted(refs - have):
-            problems.append(f"{path}: {dsname}: column {r!r} is not in view {rel}")
+        for col in ds.findall("column"):
+            n = col.get("name", "")
+            if n not in calcs and n.strip("[]") not in have:
+                problems.append(f"{path}: {dsname}: column {n!r} is not in view {rel} and has no calculation")
+        model = Model(rel, have, calcs, params)
+        for name, formula in calcs.items():
+            try:
+                model.translate(formula, (name,))
+            except FormulaError as err:
+                problems.append(f"{path}: {dsname}: calculation {name} = {formula!r}: {err}")
+        models[dsname] = model
+    return models
 
-    # Worksheets: every column they use must exist in the view behind their data source.
-    for ws in root.iter("worksheet"):
-        wname = ws.get("name")
-        refs = set()
-        for dep in ws.iter("datasource-dependencies"):
-            dsn = dep.get("datasource")
-            for col in dep.iter("column"):
-                refs.add((dsn, col.get("name").strip("[]")))
-            for ci in dep.iter("column-instance"):
-                refs.add((dsn, ci.get("column").strip("[]")))
-                refs.add((dsn, field_to_column(ci.get("name").strip("[]"))))
-        texts = [e.text or "" for e in ws.iter() if e.tag in ("rows", "cols")]
-        texts += [v for e in ws.iter() for k, v in e.attrib.items() if k in ("column", "using", "level")]
-        for t in texts:
-            for dsn, field in FIELD_RE.findall(t):
-                refs.add((dsn, field_to_column(field)))
-        if not refs:
-            problems.append(f"{path}: worksheet {wname!r} references no column")
-        for dsn, col in sorted(refs):
-            view = ds_views.get(dsn)
-            if view is None:
-                problems.append(f"{path}: worksheet {wname!r}: unknown data source {dsn!r}")
-            elif col not in views[view][0]:
-                problems.append(f"{path}: worksheet {wname!r}: column {col!r} is not in view {view}")
-    return ds_views
+
+class Instance:
+    def __init__(self, name, column, derivation):
+        self.name, self.column, self.derivation = name, column, derivation
+
+
+def compile_sheet(ws, models, path, problems):
+    """Translate a worksheet into (sql, info) or None, recording problems."""
+    wname = ws.get("name")
+    p0 = len(problems)
+
+    def bad(msg):
+        problems.append(f"{path}: worksheet {wname!r}: {msg}")
+
+    instances, dsn_used = {}, set()
+    for dep in ws.iter("datasource-dependencies"):
+        dsn = dep.get("datasource")
+        if dsn == "Parameters":
+            continue
+        if dsn not in models:
+            bad(f"unknown data source {dsn!r}")
+            continue
+        dsn_used.add(dsn)
+        model = models[dsn]
+        for col in dep.findall("column"):
+            n = col.get("name")
+            calc = col.find("calculation")
+            if calc is not None and model.calcs.get(n) != calc.get("formula"):
+                bad(f"calculation {n} differs from the data source's")
+            if calc is None and n.strip("[]") not in model.columns:
+                bad(f"column {n} is not in view {model.view}")
+        for ci in dep.findall("column-instance"):
+            instances[(dsn, ci.get("name").strip("[]"))] = Instance(ci.get("name").strip("[]"), ci.get("column"),
+                                                                    ci.get("derivation"))
+    if len(dsn_used) != 1:
+        bad(f"expects one data source, uses {sorted(dsn_used)}")
+        return None
+    dsn = dsn_used.pop()
+    model = models[dsn]
+
+    def expr(inst_name):
+        inst = instances.get((dsn, inst_name))
+        if inst is None:
+            raise FormulaError(f"[{inst_name}] has no column-instance")
+        base, agg = model.translate(inst.column)
+        if inst.derivation == "User":
+            if not agg:
+                raise FormulaError(f"{inst.name}: derivation User on the row-level {inst.column} (Tableau aggregates it)")
+            return base, True
+        if agg:
+            raise FormulaError(f"{inst.name}: {inst.derivation} of the aggregate {inst.column} (cannot aggregate an aggregate)")
+        if inst.derivation in DERIVED_AGG:
+            return DERIVED_AGG[inst.derivation].format(base), True
+        if inst.derivation in DERIVED_DIM:
+            return DERIVED_DIM[inst.derivation].format(base), False
+        raise FormulaError(f"{inst.name}: unsupported derivation {inst.derivation!r}")
+
+    shelf = [ws.findtext(".//rows") or "", ws.findtext(".//cols") or ""]
+    shelf += [e.get("column", "") for enc in ws.iter("encodings") for e in enc]
+    shown = []
+    for t in shelf:
+        for d, f in FIELD_RE.findall(t):
+            if d != dsn:
+                bad(f"shelf field [{d}].[{f}] is not from {dsn}")
+            elif f not in shown:
+                shown.append(f)
+    if not shown:
+        bad("has nothing on rows, columns or marks")
+    where, having, joins, context, tops = [], [], [], [], []
+    for flt in ws.iter("filter"):
+        d, inst = ref_name(flt.get("column"))
+        cls = flt.get("class")
+        if cls == "relative-date":
+            bad(f"relative-date filter on {inst}: it runs on the client's clock and time zone against UTC "
+                "DATETIMEs; filter on minutes_ago instead")
+            continue
+        if cls != "categorical":
+            bad(f"unsupported filter class {cls!r}")
+            continue
+        gf = flt.find("groupfilter")
+        try:
+            e, is_agg = expr(inst)
+            if gf is not None and gf.get("function") == "member":
+                cond = f"{e} = {tableau_literal_to_sql(gf.get('member'))}"
+                (having if is_agg else (context if flt.get("context") == "true" else where)).append(cond)
+            elif gf is not None and gf.get("function") == "end":
+                order = gf.find("groupfilter")
+                if order is None or order.get("function") != "order":
+                    raise FormulaError("top-N filter without an order")
+                by, by_agg = model.translate(order.get("expression"))
+                if not by_agg:
+                    raise FormulaError(f"top-N by a row-level expression {order.get('expression')!r}")
+                n = int(gf.get("count"))
+                tops.append((e, by, "ASC" if gf.get("end") == "bottom" else order.get("direction", "DESC"), n))
+            else:
+                raise FormulaError(f"unsupported groupfilter {gf.get('function') if gf is not None else None!r}")
+        except (FormulaError, ValueError, TypeError) as err:
+            bad(f"filter on {inst}: {err}")
+    order_by = []
+    for s in ws.iter("computed-sort"):
+        try:
+            order_by.append(f"{expr(ref_name(s.get('using'))[1])[0]} {s.get('direction', 'ASC')}")
+            if ref_name(s.get("column"))[1] not in shown:
+                bad(f"sorts {s.get('column')}, which is not shown")
+        except FormulaError as err:
+            bad(f"sort: {err}")
+    select, group = [], []
+    for f in shown:
+        try:
+            e, is_agg = expr(f)
+        except FormulaError as err:
+            bad(str(err))
+            continue
+        select.append(f"{e} AS `{f}`")
+        if not is_agg:
+            group.append(e)
+    if len(problems) > p0:
+        return None
+    # Tableau's order of operations: context filters, then top N, then the other dimension filters.
+    ctx = " AND ".join(context) or "TRUE"
+    for k, (e, by, direction, n) in enumerate(tops):
+        joins.append(f"JOIN (SELECT {e} AS k FROM `{model.view}` WHERE {ctx} GROUP BY {e} "
+                     f"ORDER BY {by} {direction} LIMIT {n}) top{k} ON {e} = top{k}.k")
+    sql = f"SELECT {', '.join(select)} FROM `{model.view}` {' '.join(joins)} WHERE {' AND '.join(context + where) or 'TRUE'}"
+    if group:
+        sql += " GROUP BY " + ", ".join(group)
+    if having:
+        sql += " HAVING " + " AND ".join(having)
+    if order_by:
+        sql += " ORDER BY " + ", ".join(order_by)
+    info = {"columns": shown, "top": [n for (_e, _b, _d, n) in tops],
+            "time_cols": [f for f in shown if instances[(dsn, f)].derivation.endswith("-Trunc")],
+            "windowed": "minutes_ago" in sql, "minutes": model.params}
+    return sql + " LIMIT 5000", info
+
+
+def check_dashboards(root, path, problems):
+    sheets = [w.get("name") for w in root.iter("worksheet")]
+    params = {c.get("name") for ds in root.iter("datasource") if ds.get("name") == "Parameters" for c in ds.findall("column")}
+    laid_out = set()
+    dashboards = list(root.iter("dashboard"))
+    if sheets and not dashboards:
+        problems.append(f"{path}: no dashboard lays out the worksheets")
+    for db in dashboards:
+        dname = db.get("name")
+        rects = []
+
+        def walk(zone, px, py, pw, ph):
+            x, y, w, h = (int(zone.get(k, "0")) for k in ("x", "y", "w", "h"))
+            if w <= 0 or h <= 0 or x < px or y < py or x + w > px + pw or y + h > py + ph:
+                problems.append(f"{path}: dashboard {dname!r}: zone {zone.get('id')} ({x},{y},{w},{h}) lies outside its parent")
+            if zone.get("name") is not None:
+                if zone.get("name") not in sheets:
+                    problems.append(f"{path}: dashboard {dname!r}: zone names unknown sheet {zone.get('name')!r}")
+                laid_out.add(zone.get("name"))
+                rects.append((zone.get("name"), x, y, w, h))
+            elif zone.get("type") == "paramctrl":
+                p = zone.get("param", "")
+                if not p.startswith("[Parameters].") or p[len("[Parameters]."):] not in params:
+                    problems.append(f"{path}: dashboard {dname!r}: control for unknown parameter {p!r}")
+                rects.append((p, x, y, w, h))
+            for child in zone.findall("zone"):
+                walk(child, x, y, w, h)
+
+        for z in db.findall("./zones/zone"):
+            walk(z, 0, 0, 100000, 100000)
+        for i, a in enumerate(rects):
+            for b in rects[i + 1:]:
+                if a[1] < b[1] + b[3] and b[1] < a[1] + a[3] and a[2] < b[2] + b[4] and b[2] < a[2] + a[4]:
+                    problems.append(f"{path}: dashboard {dname!r}: {a[0]!r} overlaps {b[0]!r}")
+        if db.find("size") is None:
+            problems.append(f"{path}: dashboard {dname!r} has no size")
+    for s in sheets:
+        if s not in laid_out:
+            problems.append(f"{path}: worksheet {s!r} is on no dashboard")
+    return len(dashboards)
+
+
+def check_with_docapi(path, root, models, problems):
+    """Load the file with tableaudocumentapi and compare what it sees with this script's reading."""
+    from tableaudocumentapi import Datasource, Workbook
+    if root.tag == "datasource":
+        dss = [Datasource.from_file(path)]
+        sheets = []
+    else:
+        wb = Workbook(path)
+        dss = wb.datasources
+        sheets = wb.worksheets
+        mine = [w.get("name") for w in root.iter("worksheet")]
+        if sorted(sheets) != sorted(mine):
+            problems.append(f"{path}: tableaudocumentapi sees worksheets {sheets}, expected {mine}")
+    calcs = 0
+    for ds in dss:
+        model = models.get(ds.name) or (next(iter(models.values())) if root.tag == "datasource" and models else None)
+        if model is None:
+            continue
+        for fid, field in ds.fields.items():
+            if field.calculation is not None:
+                calcs += 1
+                if model.calcs.get(fid) != field.calculation:
+                    problems.append(f"{path}: tableaudocumentapi reads {fid} = {field.calculation!r}, this script {model.calcs.get(fid)!r}")
+            elif fid.strip("[]") not in model.columns:
+                problems.append(f"{path}: tableaudocumentapi field {fid} is not in view {model.view}")
+            for w in field.worksheets or []:
+                if w not in sheets:
+                    problems.append(f"{path}: field {fid} used by unknown sheet {w!r}")
+        for c in ds.connections:
+            if c.dbclass != "mysql" or not c.username:
+                problems.append(f"{path}: tableaudocumentapi connection {c.dbclass!r} as {c.username!r}")
+    return calcs
+
+
+# ---------------------------------------------------------------- live MariaDB
+
+BASE = ["mariadb", "-h127.0.0.1", "--protocol=tcp", "--batch"]
+
+
+def sql_root(db, sql, header=False):
+    cmd = BASE + ["-uroot"] + ([] if header else ["--skip-column-names"]) + ([db] if db else []) + ["-e", sql]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def sql_as(cnf, db, sql):
+    cmd = ["mariadb", f"--defaults-extra-file={cnf}"] + BASE[1:] + [db, "-e", sql]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip())
+    lines = r.stdout.splitlines()
+    if not lines:
+        return [], []
+    return lines[0].split("\t"), [ln.split("\t") for ln in lines[1:]]
+
+
+def find_binary(arg):
+    if arg:
+        return arg
+    for d in (os.environ.get("CARGO_TARGET_DIR"), os.path.join(ROOT, "target")):
+        if d and os.path.exists(os.path.join(d, "release", "tradewind")):
+            return os.path.join(d, "release", "tradewind")
+    sys.exit("no tradewind binary: build it (cargo build --release) or pass --tradewind PATH")
+
+
+SEED_ROWS = """
+INSERT INTO asset_1m (base, window_start, window_end, trades, buys, sells, volume, buy_volume, sell_volume,
+                      notional_usd, vwap_usd, close_usd, price_change_pct, price_trend, is_final, revision)
+WITH RECURSIVE m(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM m WHERE k < 5),
+a(base, price, n) AS (SELECT 'bitcoin', 97000, 1 UNION ALL SELECT 'ethereum', 3300, 2 UNION ALL SELECT 'solana', 190, 3
+                      UNION ALL SELECT 'xrp', 2.3, 4)
+SELECT a.base,
+       DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL m.k MINUTE, '%Y-%m-%d %H:%i:00'),
+       DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL m.k - 1 MINUTE, '%Y-%m-%d %H:%i:00'),
+       100 * a.n, 60 * a.n, 40 * a.n, 10 * a.n, 6 * a.n, 4 * a.n,
+       10 * a.n * a.price * (1 + m.k / 1000), a.price * (1 + m.k / 1000), a.price * (1 + m.k / 1000),
+       (m.k - 3) * a.n / 10, IF(m.k > 3, 'up', IF(m.k < 3, 'down', 'flat')), IF(m.k > 1, 1, 0), 0
+FROM m CROSS JOIN a;
+INSERT INTO asset_1m (base, window_start, window_end, trades, volume, buy_volume, sell_volume, notional_usd,
+                      vwap_usd, price_change_pct, price_trend, is_final)
+VALUES ('bitcoin', DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 3 DAY, '%Y-%m-%d %H:%i:00'),
+        DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 3 DAY - INTERVAL 1 MINUTE, '%Y-%m-%d %H:%i:00'),
+        1, 1, 1, 0, 1e12, 1e12, 99, 'up', 1);
+"""
+
+
+def live_check(args, files_models, views, problems):
+    binary = find_binary(args.tradewind)
+    pid = os.getpid()
+    db, user = f"tw_tableau_check_{pid}", f"tw_tableau_ro_{pid}"
+    password = "pw'" + secrets.token_urlsafe(12)
+    tmp = tempfile.mkdtemp(prefix="tw_tableau_")
+    pwfile, cnf = os.path.join(tmp, "password"), os.path.join(tmp, "client.cnf")
+    for p, text in ((pwfile, password + "\n"), (cnf, f"[client]\nuser={user}\npassword=\"{password}\"\n")):
+        with open(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+            fh.write(text)
+    ran = 0
+    try:
+        r = subprocess.run([binary, "migrate", "--mysql-url", f"mysql://root@127.0.0.1:3306/{db}",
+                            "--readonly-user", user, "--readonly-password-file", pwfile],
+                           capture_output=True, text=True, env={**os.environ, "RUST_LOG": "debug"})
+        if r.returncode != 0:
+            problems.append(f"live: tradewind migrate failed: {r.stderr.strip()[-500:]}")
+            return 0
+        if password in r.stdout + r.stderr or password[3:] in r.stdout + r.stderr:
+            problems.append("live: tradewind migrate printed the read-only password")
+        out = sql_root(None, "SELECT table_name, column_name FROM information_schema.columns "
+                             f"WHERE table_schema = '{db}' ORDER BY table_name, ordinal_position")
+        live = {}
+        for line in out.splitlines():
+            t, c = line.split("\t")
+            live.setdefault(t, []).append(c)
+        for v, (cols, _s, _sel) in views.items():
+            if live.get(v) != cols:
+                problems.append(f"live: view {v}: parsed columns {cols} != live columns {live.get(v)}")
+        sql_root(db, SEED_ROWS)
+        try:
+            sql_as(cnf, db, "SELECT COUNT(*) FROM asset_1m")
+            problems.append("live: the read-only user can read table asset_1m")
+        except RuntimeError:
+            pass
+        # The seeded rows span the last 5 minutes, plus one bitcoin minute 3 days ago that every
+        # time-windowed sheet must leave out.
+        cutoff = sql_root(db, "SELECT DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 1 DAY, '%Y-%m-%d %H:%i:00')").strip()
+        for path, root, models in files_models:
+            for ws in root.iter("worksheet"):
+                wname = ws.get("name")
+                compiled = compile_sheet(ws, models, path, problems)
+                if compiled is None:
+                    continue
+                sql, info = compiled
+                results = []
+                for tz in ("+00:00", "+09:00", "-05:00"):
+                    try:
+                        results.append(sql_as(cnf, db, f"SET time_zone = '{tz}'; {sql}"))
+                    except RuntimeError as err:
+                        problems.append(f"live: worksheet {wname!r}: query failed as the read-only user: {err}\n  {sql}")
+                        break
+                else:
+                    ran += 1
+                    header, rows = results[0]
+                    if any(r != results[0] for r in results[1:]):
+                        problems.append(f"live: worksheet {wname!r}: results depend on the session time zone")
+                    if not rows:
+                        problems.append(f"live: worksheet {wname!r}: no rows\n  {sql}")
+                    for n in info["top"]:
+                        if len(rows) > n * 3:
+                            problems.append(f"live: worksheet {wname!r}: {len(rows)} rows despite a top {n} filter")
+                    for tcol in info["time_cols"]:
+                        i = header.index(tcol)
+                        for row in rows:
+                            if info["windowed"] and row[i] < cutoff:
+                                problems.append(f"live: worksheet {wname!r}: minute {row[i]} is outside the time window")
+                    for row in rows:
+                        for h, v in zip(header, row):
+                            if v.lower() in ("nan", "inf", "-inf"):
+                                problems.append(f"live: worksheet {wname!r}: {h} = {v}")
+                    if args.verbose:
+                        print(f"-- {wname}: {len(rows)} rows\n{sql}\n  {header}\n  " +
+                              "\n  ".join("\t".join(r) for r in rows[:5]))
+    finally:
+        subprocess.run(BASE + ["-uroot", "-e", f"DROP DATABASE IF EXISTS `{db}`; DROP USER IF EXISTS '{user}'@'%'"],
+                       check=False)
+        for p in (pwfile, cnf):
+            os.remove(p)
+        os.rmdir(tmp)
+    return ran
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="*")
     ap.add_argument("--schemas", default=os.path.join(ROOT, "schemas", "mysql"))
-    ap.add_argument("--live", action="store_true", help="also apply the DDL to a temporary MariaDB database")
+    ap.add_argument("--live", action="store_true", help="migrate a scratch database and run every sheet's SQL on MariaDB")
+    ap.add_argument("--tradewind", help="path of the tradewind binary (default: $CARGO_TARGET_DIR/release/tradewind)")
+    ap.add_argument("--verbose", action="store_true", help="print each worksheet's SQL and first rows")
     args = ap.parse_args()
+    ensure_docapi()
     files = args.files or sorted(glob.glob(os.path.join(ROOT, "tableau", "*.tds")) +
                                  glob.glob(os.path.join(ROOT, "tableau", "*.twb")))
     problems = []
@@ -198,26 +665,29 @@ def main():
         print(f"no DDL in {args.schemas}", file=sys.stderr)
         return 1
     tables, views = parse_ddl(args.schemas)
-    # Each view column that is a bare column of its source table must exist there.
     for v, (cols, sources, select) in views.items():
         src_cols = set(c for s in sources for c in tables.get(s, []))
         for item in split_top_level(select):
-            m = re.fullmatch(r"`?(\w+)`?(?:\s+AS\s+`?\w+`?)?", item, re.I)
+            m = re.fullmatch(r"(?:`?\w+`?\.)?`?(\w+)`?(?:\s+AS\s+`?\w+`?)?", item, re.I)
             if m and sources and m.group(1) not in src_cols:
                 problems.append(f"schemas: view {v}: column {m.group(1)} not in {sources}")
-    if args.live:
-        live = live_columns(args.schemas, list(views))
-        for v, (cols, _, _) in views.items():
-            if live[v] != cols:
-                problems.append(f"schemas: view {v}: parsed columns {cols} != live columns {live[v]}")
-    used = {}
+    files_models, sheets, calcs, dashboards = [], 0, 0, 0
     for f in files:
-        used.update(check_file(f, tables, views, problems))
+        root = ET.parse(f).getroot()
+        models = load_datasources(root, f, tables, views, problems)
+        for ws in root.iter("worksheet"):
+            sheets += 1
+            compile_sheet(ws, models, f, problems) if not args.live else None
+        if root.tag == "workbook":
+            dashboards += check_dashboards(root, f, problems)
+        calcs += check_with_docapi(f, root, models, problems)
+        files_models.append((f, root, models))
+    ran = live_check(args, files_models, views, problems) if args.live else 0
     for p in problems:
         print(p)
-    summary = ", ".join(f"{ds} -> {v} ({len(views[v][0])} columns)" for ds, v in sorted(used.items()))
-    print(f"{len(files)} files checked against {len(views)} views{' (live)' if args.live else ''}: "
-          f"{summary}; {len(problems)} problems")
+    print(f"{len(files)} files checked against {len(views)} views: {sheets} worksheets, {calcs} calculated fields, "
+          f"{dashboards} dashboards" + (f", {ran} worksheet queries run on MariaDB as the read-only user" if args.live else "")
+          + f"; {len(problems)} problems")
     return 1 if problems else 0
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (the README's and .ci/run's): starts the local stack (MariaDB + tansu),
 # runs the whole workspace's tests in release mode (unit, integration and the end-to-end suite, which
-# starts the real binaries against the stack), and stops the broker again on exit. The full run (no
-# arguments) also checks formatting first (`cargo fmt --all --check`) and lints last
-# (`cargo clippy --workspace --all-targets --release -- -D warnings`; --release so it reuses the test
-# build's settings); TRADEWIND_SKIP_LINT=1 skips both.
+# starts the real binaries against the stack), checks the Tableau workbook against MariaDB, and stops
+# the broker again on exit. The full run (no arguments) also checks formatting first
+# (`cargo fmt --all --check`) and lints last (`cargo clippy --workspace --all-targets --release -- -D
+# warnings`; --release so it reuses the test build's settings); TRADEWIND_SKIP_LINT=1 skips both.
 # Extra arguments go to `cargo test` (and skip the lint), e.g. `bash scripts/test.sh -p tradewind-sink`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,6 +47,14 @@ failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 rm -f "$log"
 section "tests passed in $(($(date +%s) - start)) s"
 echo "tests: ${passed} passed, ${failed} failed"
+
+# Tableau: the committed workbook is what the generator makes, every field and calculation resolves
+# against the DDL, the dashboard lays out every sheet, and every sheet's query runs on MariaDB as the
+# read-only user `tradewind migrate --readonly-user` creates (tableaudocumentapi goes into a private venv).
+section "Tableau workbook and data source"
+cargo build --release --bin tradewind
+python3 scripts/gen_tableau.py --check
+python3 scripts/check_tableau.py --live --tradewind "${CARGO_TARGET_DIR}/release/tradewind"
 
 if [ "$lint" = 1 ]; then
     section "cargo clippy --workspace --all-targets --release -- -D warnings"

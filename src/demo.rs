@@ -1,14 +1,23 @@
 //! `tradewind demo`: the whole pipeline in one process — embedded Kafka (unless `--brokers`), the
-//! CoinCap-compatible simulator, the ingestor, the engine and the MySQL sink — with a compact live
-//! view of closed minutes, throughput, lag and watermark.
+//! CoinCap-compatible simulator, the ingestor, the engine and the MySQL sink — with a live view of
+//! the forming and last closed minute, throughput, lag and watermark ([`crate::live_view`]).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tradewind_engine::{parse_duration, RunArgs};
+
+use crate::live_view::{self, Banner, Sampler, ViewMode};
+
+/// The demo's topics and their partition counts.
+const TOPICS: &[(&str, i32)] = &[("trades", 6), ("trades.dlq", 1), ("trades.late", 1)];
+/// How often the full-screen view redraws.
+const LIVE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Flags of `tradewind demo` (each also read from its `TRADEWIND_*` environment variable).
 #[derive(clap::Args, Debug)]
@@ -38,97 +47,52 @@ pub struct DemoArgs {
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9100")]
     metrics_addr: SocketAddr,
-    /// How often the live view prints.
+    /// How often the plain view prints (the full-screen view redraws every second).
     #[arg(long, env = "TRADEWIND_PRINT_EVERY", default_value = "5s", value_parser = parse_duration)]
     print_every: Duration,
+    /// `auto`: a full-screen view that redraws in place when stdout is a terminal, plain lines
+    /// otherwise; `live` or `plain` force one.
+    #[arg(long, env = "TRADEWIND_DEMO_VIEW", value_enum, default_value_t = ViewMode::Auto)]
+    view: ViewMode,
+    /// Where logs go while the full-screen view is up (with plain lines they go to stderr).
+    #[arg(long, env = "TRADEWIND_LOG_FILE", default_value_os_t = std::env::temp_dir().join("tradewind-demo.log"))]
+    log_file: PathBuf,
 }
 
-/// Runs the demo until Ctrl-C/SIGTERM or `--duration`.
-pub async fn run(args: DemoArgs, signal: watch::Receiver<bool>) -> anyhow::Result<()> {
-    // MySQL first: the most likely thing to be missing on a new machine, so say so plainly.
-    let sink = tradewind_sink::MySqlSink::connect(&args.mysql_url)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "MySQL is not reachable at {}: {e}\n  Start MariaDB/MySQL (on this project's machines: \
-                 `bash scripts/stack.sh up`) or point --mysql-url / TRADEWIND_MYSQL_URL at a server.",
-                args.mysql_url
-            )
-        })?;
-    sink.migrate().await.context("applying the MySQL schema")?;
+impl DemoArgs {
+    /// The file logs must go to: `Some` when the full-screen view will be drawn.
+    pub fn live_log_file(&self) -> Option<&Path> {
+        live_view::wanted(self.view).then_some(self.log_file.as_path())
+    }
+}
 
+/// The components of a running demo.
+struct Pipeline {
+    sim_addr: SocketAddr,
+    sim: JoinHandle<anyhow::Result<()>>,
+    ingest: JoinHandle<anyhow::Result<tradewind_ingest::IngestStats>>,
+    engine: JoinHandle<anyhow::Result<tradewind_engine::EngineSummary>>,
+}
+
+/// The Kafka the demo uses: a given cluster, or an embedded one that lives as long as this value.
+struct Kafka {
+    brokers: String,
+    _embedded: Option<tradewind_kafka::EmbeddedCluster>,
+}
+
+/// Runs the demo until Ctrl-C/SIGTERM, `q` in the full-screen view, or `--duration`.
+pub async fn run(args: DemoArgs, signal: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let sink = connect_mysql(&args.mysql_url).await?;
     let (stop_tx, stop) = watch::channel(false);
     forward(signal, stop_tx.clone());
-
-    let _cluster;
-    let brokers = match &args.brokers {
-        Some(b) => {
-            // The demo owns its set-up: the topics exist before any component starts.
-            tradewind_kafka::ensure_topics(
-                b,
-                &[("trades", 6), ("trades.dlq", 1), ("trades.late", 1)],
-            )
-            .await
-            .context("creating the demo's topics")?;
-            b.clone()
-        }
-        None => {
-            let c = tradewind_kafka::EmbeddedCluster::start(
-                1,
-                &[("trades", 6), ("trades.dlq", 1), ("trades.late", 1)],
-            )?;
-            let b = c.bootstrap_servers().to_string();
-            println!("embedded Kafka (librdkafka mock cluster) on {b}");
-            _cluster = c;
-            b
-        }
-    };
-
+    let kafka = start_kafka(args.brokers.as_deref()).await?;
     let registry = tradewind_telemetry::new_registry();
     let health = tradewind_telemetry::Health::new();
     let metrics_addr =
         tradewind_telemetry::serve_http(args.metrics_addr, registry.clone(), health.clone())
             .await?;
-
-    // Simulator.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sim_addr = listener.local_addr()?;
-    let mut sim_cfg = tradewind_sim::SimConfig {
-        rate: args.rate,
-        metrics: Some(tradewind_sim::SimMetrics::register(&registry)?),
-        ..Default::default()
-    };
-    sim_cfg.market.seed = args.seed;
-    sim_cfg.market.markets = args.markets;
-    let sim = tokio::spawn(tradewind_sim::serve(listener, sim_cfg, stop.clone()));
-
-    // Ingestor.
-    let mut ingest_cfg = tradewind_ingest::IngestConfig::new(
-        vec![format!("ws://{sim_addr}/trades/ALL")],
-        brokers.clone(),
-    );
-    ingest_cfg.partitions = Some(6);
-    let (reg, st) = (registry.clone(), stop.clone());
-    let ingest = tokio::spawn(async move { tradewind_ingest::ingest(ingest_cfg, &reg, st).await });
-
-    // Engine, with live provisional rows every second so the forming minute is visible.
-    let mut engine_args = RunArgs::new(&brokers, &args.mysql_url);
-    engine_args.live_interval = Some(Duration::from_secs(1));
-    engine_args.out_of_orderness = Duration::from_secs(2);
-    if args.brokers.is_none() {
-        // The embedded cluster starts empty every time: offsets stored in MySQL by an earlier demo
-        // belong to a log that no longer exists, so each run is its own consumer group.
-        engine_args.group = format!("demo-{}", tradewind_model::now_ms());
-    }
-    let (reg, st, h) = (registry.clone(), stop.clone(), health.clone());
-    let engine =
-        tokio::spawn(async move { tradewind_engine::run_engine(engine_args, &reg, h, st).await });
-
-    println!(
-        "tradewind demo: simulator ws://{sim_addr}/trades/ALL at {} trades/s -> Kafka {brokers} -> engine -> {}",
-        args.rate, args.mysql_url
-    );
-    println!("metrics: http://{metrics_addr}/metrics   (Ctrl-C stops)");
+    let pipeline = start_pipeline(&args, &kafka.brokers, &registry, health, &stop).await?;
+    let banner = banner(&args, &kafka, pipeline.sim_addr, metrics_addr);
     if let Some(d) = args.duration {
         let tx = stop_tx.clone();
         tokio::spawn(async move {
@@ -136,12 +100,143 @@ pub async fn run(args: DemoArgs, signal: watch::Receiver<bool>) -> anyhow::Resul
             let _ = tx.send(true);
         });
     }
+    let shown = match args.live_log_file() {
+        Some(_) => {
+            live_view::run_live(
+                &sink,
+                &registry,
+                &banner,
+                LIVE_REFRESH,
+                stop_tx.clone(),
+                stop,
+            )
+            .await
+        }
+        None => {
+            println!("{}", banner.flow);
+            println!("metrics: {}   (Ctrl-C stops)", banner.metrics);
+            plain_view(&sink, &registry, args.print_every, stop).await;
+            Ok(())
+        }
+    };
+    // Whatever ended the view, stop the components and wait for them.
+    let _ = stop_tx.send(true);
+    let finished = finish(pipeline).await;
+    sink.disconnect().await.ok();
+    shown.context("the live view failed")?;
+    finished
+}
 
-    live_view(&sink, &registry, args.print_every, stop.clone()).await;
+/// Connects to MySQL (creating the database) and applies the schema; says plainly when MySQL is
+/// missing, the most likely problem on a new machine.
+async fn connect_mysql(url: &str) -> anyhow::Result<tradewind_sink::MySqlSink> {
+    let sink = tradewind_sink::MySqlSink::connect(url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "MySQL is not reachable at {url}: {e}\n  Start MariaDB/MySQL (on this project's machines: \
+             `bash scripts/stack.sh up`) or point --mysql-url / TRADEWIND_MYSQL_URL at a server."
+        )
+    })?;
+    sink.migrate().await.context("applying the MySQL schema")?;
+    Ok(sink)
+}
 
-    let summary = engine.await.context("engine task")??;
-    let ingested = ingest.await.context("ingest task")??;
-    sim.await.context("simulator task")??;
+/// Uses the given brokers (creating the demo's topics there first) or starts an embedded cluster.
+async fn start_kafka(brokers: Option<&str>) -> anyhow::Result<Kafka> {
+    match brokers {
+        Some(b) => {
+            // The demo owns its set-up: the topics exist before any component starts.
+            tradewind_kafka::ensure_topics(b, TOPICS)
+                .await
+                .context("creating the demo's topics")?;
+            Ok(Kafka {
+                brokers: b.to_string(),
+                _embedded: None,
+            })
+        }
+        None => {
+            let c = tradewind_kafka::EmbeddedCluster::start(1, TOPICS)?;
+            Ok(Kafka {
+                brokers: c.bootstrap_servers().to_string(),
+                _embedded: Some(c),
+            })
+        }
+    }
+}
+
+/// Starts the simulator, the ingestor and the engine as tasks.
+async fn start_pipeline(
+    args: &DemoArgs,
+    brokers: &str,
+    registry: &prometheus::Registry,
+    health: Arc<tradewind_telemetry::Health>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Pipeline> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sim_addr = listener.local_addr()?;
+    let mut sim_cfg = tradewind_sim::SimConfig {
+        rate: args.rate,
+        metrics: Some(tradewind_sim::SimMetrics::register(registry)?),
+        ..Default::default()
+    };
+    sim_cfg.market.seed = args.seed;
+    sim_cfg.market.markets = args.markets;
+    let sim = tokio::spawn(tradewind_sim::serve(listener, sim_cfg, stop.clone()));
+
+    let mut ingest_cfg = tradewind_ingest::IngestConfig::new(
+        vec![format!("ws://{sim_addr}/trades/ALL")],
+        brokers.to_string(),
+    );
+    ingest_cfg.partitions = Some(6);
+    let (reg, st) = (registry.clone(), stop.clone());
+    let ingest = tokio::spawn(async move { tradewind_ingest::ingest(ingest_cfg, &reg, st).await });
+
+    // Live provisional rows every second, so the forming minute is visible.
+    let mut engine_args = RunArgs::new(brokers, &args.mysql_url);
+    engine_args.live_interval = Some(Duration::from_secs(1));
+    engine_args.out_of_orderness = Duration::from_secs(2);
+    if args.brokers.is_none() {
+        // The embedded cluster starts empty every time: offsets stored in MySQL by an earlier demo
+        // belong to a log that no longer exists, so each run is its own consumer group.
+        engine_args.group = format!("demo-{}", tradewind_model::now_ms());
+    }
+    let (reg, st) = (registry.clone(), stop.clone());
+    let engine =
+        tokio::spawn(
+            async move { tradewind_engine::run_engine(engine_args, &reg, health, st).await },
+        );
+    Ok(Pipeline {
+        sim_addr,
+        sim,
+        ingest,
+        engine,
+    })
+}
+
+/// What the views say about the run: the data flow, the metrics address and the log file.
+fn banner(args: &DemoArgs, kafka: &Kafka, sim_addr: SocketAddr, metrics: SocketAddr) -> Banner {
+    let kind = if kafka._embedded.is_some() {
+        "embedded Kafka (librdkafka mock cluster)"
+    } else {
+        "Kafka"
+    };
+    Banner {
+        flow: format!(
+            "tradewind demo: simulator ws://{sim_addr}/trades/ALL at {} trades/s over {} markets -> {kind} {} -> engine -> {}",
+            live_view::thousands(args.rate as f64),
+            args.markets,
+            kafka.brokers,
+            args.mysql_url
+        ),
+        metrics: format!("http://{metrics}/metrics"),
+        log_file: args.log_file.display().to_string(),
+    }
+}
+
+/// Waits for the components to stop and prints what they did.
+async fn finish(p: Pipeline) -> anyhow::Result<()> {
+    let summary = p.engine.await.context("engine task")??;
+    let ingested = p.ingest.await.context("ingest task")??;
+    p.sim.await.context("simulator task")??;
     println!(
         "stopped: ingested {} trades ({} rejected); engine windowed {} trades, wrote {} window rows in {} commits",
         ingested.produced,
@@ -150,7 +245,6 @@ pub async fn run(args: DemoArgs, signal: watch::Receiver<bool>) -> anyhow::Resul
         summary.rows_written,
         summary.commits
     );
-    sink.disconnect().await.ok();
     Ok(())
 }
 
@@ -165,89 +259,25 @@ fn forward(mut signal: watch::Receiver<bool>, tx: watch::Sender<bool>) {
     });
 }
 
-/// Prints one block every `every`: the last closed minute (trades, notional, top movers), the
-/// forming minute, and the engine's throughput, lag and watermark.
-async fn live_view(
+/// Prints one block every `every` (when stdout is not a terminal): the last closed and the forming
+/// minute (trades, notional, top movers), then the engine's throughput, lag, watermark and counts.
+async fn plain_view(
     sink: &tradewind_sink::MySqlSink,
     registry: &prometheus::Registry,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last_in = 0.0;
-    let mut last_at = Instant::now();
+    let mut sampler = Sampler::new();
+    // The first sample only sets the baseline of the rates.
+    let _ = sampler.sample(sink, registry).await;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let now_in =
-            tradewind_telemetry::metric_value(registry, "tradewind_engine_records_in_total");
-        let rate = (now_in - last_in) / last_at.elapsed().as_secs_f64();
-        last_in = now_in;
-        last_at = Instant::now();
-        let lag =
-            tradewind_telemetry::metric_value(registry, "tradewind_engine_consumer_lag").max(0.0);
-        let wm = tradewind_telemetry::metric_value(registry, "tradewind_engine_watermark_seconds");
-        let behind =
-            tradewind_telemetry::metric_value(registry, "tradewind_engine_event_time_lag_seconds");
-        let rejected =
-            tradewind_telemetry::metric_value(registry, "tradewind_engine_records_rejected_total");
-        let late =
-            tradewind_telemetry::metric_value(registry, "tradewind_engine_late_records_total");
-        match minute_lines(sink).await {
-            Ok(lines) => {
-                for l in lines {
-                    println!("{l}");
-                }
-            }
-            Err(e) => println!("  (MySQL query failed: {e})"),
+        let snap = sampler.sample(sink, registry).await;
+        for line in live_view::plain_lines(&snap) {
+            println!("{line}");
         }
-        println!(
-            "  engine {rate:>8.0} trades/s | lag {lag:.0} | watermark {} ({behind:.1}s behind) | rejected {rejected:.0} | late {late:.0}",
-            hhmmss(wm)
-        );
     }
-}
-
-async fn minute_lines(sink: &tradewind_sink::MySqlSink) -> anyhow::Result<Vec<String>> {
-    let mut conn = sink.pool().get_conn().await?;
-    let mut out = Vec::new();
-    for (label, final_flag) in [("closed ", 1), ("forming", 0)] {
-        let row: Option<(String, u64, f64)> = conn
-            .exec_first(
-                "SELECT DATE_FORMAT(window_start, '%H:%i'), SUM(trades), SUM(notional_usd) \
-                 FROM asset_1m WHERE is_final = ? GROUP BY window_start \
-                 ORDER BY window_start DESC LIMIT 1",
-                (final_flag,),
-            )
-            .await?;
-        let Some((minute, trades, notional)) = row else {
-            continue;
-        };
-        let movers: Vec<(String, f64)> = conn
-            .exec(
-                "SELECT base, price_change_pct FROM asset_1m \
-                 WHERE is_final = ? AND DATE_FORMAT(window_start, '%H:%i') = ? AND trades >= 5 \
-                 ORDER BY ABS(price_change_pct) DESC LIMIT 3",
-                (final_flag, &minute),
-            )
-            .await?;
-        let movers: Vec<String> = movers
-            .iter()
-            .map(|(b, p)| format!("{b} {p:+.3}%"))
-            .collect();
-        out.push(format!(
-            "{minute} UTC {label} | {trades:>7} trades | ${notional:>15.0} notional | top movers: {}",
-            movers.join(", ")
-        ));
-    }
-    Ok(out)
-}
-
-fn hhmmss(epoch_s: f64) -> String {
-    if epoch_s <= 0.0 {
-        return "-".into();
-    }
-    let s = epoch_s as i64 % 86_400;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod live_view;
 
 use clap::{Parser, Subcommand};
 
@@ -37,7 +38,20 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tradewind_telemetry::init_tracing();
+    // The demo's full-screen view owns the terminal: its logs go to a file it names on screen.
+    let demo_log = match &cli.command {
+        Command::Demo(a) => a.live_log_file().map(std::path::Path::to_path_buf),
+        _ => None,
+    };
+    match demo_log {
+        Some(path) => {
+            if let Err(e) = live_view::init_file_logging(&path) {
+                eprintln!("error: cannot write the log file {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        None => tradewind_telemetry::init_tracing(),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -209,6 +209,24 @@ pub fn fiat_first(exchange: &str) -> bool {
     matches!(exchange, "coinbase" | "kraken" | "bitstamp" | "gemini")
 }
 
+/// Annualised volatility of the asset at index `i` of [`ASSETS`] (standard deviation of yearly
+/// log returns): bitcoin 55%, ethereum 70%, large caps 80%, rising to 120% down the ranks. A
+/// stablecoin's is 0 (it is pegged, see [`crate::price::PEG_DEVIATION`]); the euro's 7%; the US
+/// dollar's 0.
+pub fn annual_volatility(i: usize) -> f64 {
+    let Some(a) = ASSETS.get(i) else {
+        return 0.0;
+    };
+    match (a.kind, a.id) {
+        (Kind::Crypto, "bitcoin" | "wrapped-bitcoin") => 0.55,
+        (Kind::Crypto, "ethereum") => 0.70,
+        (Kind::Crypto, _) => 0.8 + 0.4 * (i as f64 / 100.0).min(1.0),
+        (Kind::Stable, _) => 0.0,
+        (Kind::Fiat, _) if a.usd == 1.0 => 0.0,
+        (Kind::Fiat, _) => 0.07,
+    }
+}
+
 /// Index of an asset id in [`ASSETS`].
 pub fn asset_index(id: &str) -> Option<usize> {
     ASSETS.iter().position(|a| a.id == id)

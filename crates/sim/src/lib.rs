@@ -1,8 +1,10 @@
 //! tradewind-sim: a CoinCap-compatible websocket market simulator and capture replayer.
 //!
 //! * [`market`]: a deterministic, seeded market generator (own PRNG, so a seed's byte stream never
-//!   changes): 120+ real CoinCap asset ids, heavy-tailed activity, random-walk prices, several
-//!   quotes per base including crypto-quoted pairs, several exchanges, jitter and late trades.
+//!   changes): 120+ real CoinCap asset ids, heavy-tailed activity, several quotes per base
+//!   including crypto-quoted pairs, several exchanges, jitter and late trades.
+//! * [`price`]: reference prices as functions of event time at each asset's annualised
+//!   volatility (stablecoins pegged), shared by every stream of one seed.
 //! * [`server`]: the websocket server behind `tradewind simulate`: `/trades/{exchange}` and
 //!   `/prices?assets=...` exactly as CoinCap's v2 socket framed them, paced from 1 to hundreds of
 //!   thousands of trades per second with bursts, `--replay` of JSON-lines captures, a replay log of
@@ -15,6 +17,7 @@
 pub mod assets;
 mod command;
 pub mod market;
+pub mod price;
 pub mod rng;
 pub mod server;
 

@@ -1,14 +1,20 @@
 //! The deterministic, seeded market generator.
 //!
 //! A [`Market`] holds a fixed set of markets (exchange, base, quote) chosen from the static tables in
-//! [`crate::assets`], an activity distribution over them (heavy-tailed: bitcoin and ethereum
-//! dominate), and one USD price per asset that moves as a geometric random walk with every trade
-//! (stablecoins and the euro mean-revert, `united-states-dollar` is fixed at 1). Each trade's
-//! `priceUsd` is `price * quote_usd`, so crypto-quoted pairs (`ethereum`/`bitcoin`) agree with the
-//! quote's current USD price exactly.
+//! [`crate::assets`] and an activity distribution over them (heavy-tailed: bitcoin and ethereum
+//! dominate). Prices follow event time, not the trade count: each asset's USD reference price is a
+//! path of its annualised volatility over event time ([`crate::price`]), so a minute looks the same
+//! at 2,000 or 100,000 trades per second. Stablecoins stay within a few basis points of their peg,
+//! `united-states-dollar` is fixed at 1. Each market quotes the reference price with a small fixed
+//! basis (within +-2 basis points), takers pay half a basis-point spread, and each trade adds a
+//! fraction of a basis point of noise, so exchanges agree within a few basis points. Trade sizes
+//! are heavy-tailed (Pareto notional). Each trade's `priceUsd` is `price * quote_usd`, so
+//! crypto-quoted pairs (`ethereum`/`bitcoin`) agree with the quote's USD price exactly.
 //!
 //! Everything is a function of the seed and the sequence of calls: the same seed and the same
 //! `now_ms` arguments give the same trades, byte for byte, forever (own PRNG, see [`crate::rng`]).
+//! The reference prices depend on the seed and the trade's event time only, so every market built
+//! from one seed (every `/trades/{exchange}` stream) sees the same prices at the same time.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +22,7 @@ use std::path::Path;
 use tradewind_model::{write_json, Direction, OwnedTrade, Trade};
 
 use crate::assets::{fiat_first, Kind, ASSETS, EXCHANGES, QUOTES};
+use crate::price::PricePaths;
 use crate::rng::{fnv1a, Rng};
 
 /// Knobs of the generated market.
@@ -211,9 +218,9 @@ fn select_markets(n: usize) -> Vec<(Def, f64)> {
                     continue;
                 }
                 let w = asset_weight(b) * ew * quote_weight(ex, qid, *qw);
-                // Deterministic per-market bias in [-5e-4, 5e-4] (exchanges disagree slightly).
+                // Deterministic per-market basis in [-2e-4, 2e-4] (exchanges disagree slightly).
                 let h = fnv1a(ex) ^ fnv1a(asset.id).rotate_left(17) ^ fnv1a(qid).rotate_left(34);
-                let bias = ((h % 10_001) as f64 / 10_000.0 - 0.5) * 1e-3;
+                let bias = ((h % 10_001) as f64 / 10_000.0 - 0.5) * 4e-4;
                 let digits = if qkind == Kind::Crypto { 6 } else { 7 };
                 let def = Def {
                     exchange: e as u16,
@@ -281,8 +288,9 @@ pub struct Market {
     rng: Rng,
     defs: Vec<Def>,
     alias: Alias,
+    /// USD price of each asset at its last use (what `/prices` frames report).
     usd: Vec<f64>,
-    sigma: Vec<f64>,
+    paths: PricePaths,
     dirty: Vec<bool>,
     dirty_list: Vec<u16>,
     count: u64,
@@ -320,21 +328,14 @@ impl Market {
         let weights: Vec<f64> = sel.iter().map(|(_, w)| *w).collect();
         let defs: Vec<Def> = sel.into_iter().map(|(d, _)| d).collect();
         let usd: Vec<f64> = ASSETS.iter().map(|a| a.usd).collect();
-        let sigma: Vec<f64> = ASSETS
-            .iter()
-            .enumerate()
-            .map(|(r, a)| match a.kind {
-                Kind::Crypto => 3e-4 * (1.0 + r as f64 / 30.0),
-                Kind::Stable => 2e-4,
-                Kind::Fiat => 1e-4,
-            })
-            .collect();
         Market {
+            // Prices come from the configured seed, not the per-exchange one: every exchange's
+            // stream sees the same reference prices.
+            paths: PricePaths::new(cfg.seed),
             rng: Rng::new(seed),
             alias: Alias::new(&weights),
             defs,
             usd,
-            sigma,
             dirty: vec![false; ASSETS.len()],
             dirty_list: Vec::with_capacity(ASSETS.len()),
             count: 0,
@@ -363,67 +364,65 @@ impl Market {
         })
     }
 
-    /// Current USD price of an asset id (`None` if the id is unknown).
+    /// USD price of an asset id at its last use by this market (`None` if the id is unknown).
     pub fn usd_price(&self, id: &str) -> Option<f64> {
         crate::assets::asset_index(id).map(|i| self.usd[i])
     }
 
-    fn touch(&mut self, i: usize) {
-        if !self.dirty[i] {
-            self.dirty[i] = true;
-            self.dirty_list.push(i as u16);
-        }
+    /// Reference USD price of an asset id at event time `t_ms` (`None` if the id is unknown): the
+    /// price every market built from this seed trades around at that instant.
+    pub fn reference_usd(&mut self, id: &str, t_ms: i64) -> Option<f64> {
+        crate::assets::asset_index(id).map(|i| self.paths.usd(i, t_ms))
     }
 
-    /// Moves asset `i`'s USD price one step (`z` a standard normal, signed by the trade side).
-    fn step(&mut self, i: usize, z: f64) {
-        let a = &ASSETS[i];
-        let p = self.usd[i];
-        let next = match a.kind {
-            Kind::Crypto => {
-                let x = p * (self.sigma[i] * z).exp();
-                // Reflect far excursions so arbitrarily long runs stay plausible.
-                x.clamp(a.usd / 50.0, a.usd * 50.0)
+    /// Sets asset `i`'s current USD price to its reference price at `t_ms` and returns it.
+    fn price_at(&mut self, i: usize, t_ms: i64) -> f64 {
+        let p = self.paths.usd(i, t_ms);
+        if p != self.usd[i] {
+            self.usd[i] = p;
+            if !self.dirty[i] {
+                self.dirty[i] = true;
+                self.dirty_list.push(i as u16);
             }
-            Kind::Stable => 1.0 + (p - 1.0) * 0.97 + self.sigma[i] * z,
-            Kind::Fiat if a.usd == 1.0 => 1.0,
-            Kind::Fiat => a.usd + (p - a.usd) * 0.999 + self.sigma[i] * z,
-        };
-        if next != p {
-            self.usd[i] = next;
-            self.touch(i);
+        }
+        p
+    }
+
+    /// Moves every asset's current price to event time `now_ms` without generating a trade (what
+    /// the `/prices` socket does between frames).
+    pub fn tick_prices(&mut self, now_ms: i64) {
+        for i in 0..ASSETS.len() {
+            self.price_at(i, now_ms);
         }
     }
 
     /// Generates the next trade, dated from `now_ms` (minus jitter, and for late trades minus
-    /// 1 s to `late_max_ms`). Ids are `'static`: no allocation.
+    /// 1 s to `late_max_ms`) and priced at the reference price of its own event time. Ids are
+    /// `'static`: no allocation.
     pub fn next_raw(&mut self, now_ms: i64) -> Trade<'static> {
         let m = self.alias.sample(&mut self.rng);
         let d = self.defs[m];
         let buy = self.rng.next_u64() >> 63 == 0;
         let sign = if buy { 1.0 } else { -1.0 };
-        let z = self.rng.normal().abs() * sign;
-        let qz = self.rng.normal();
-        let (b, q) = (usize::from(d.base), usize::from(d.quote));
-        self.step(b, z);
-        if ASSETS[q].kind != Kind::Crypto {
-            // Stablecoin and fiat quote rates wiggle a little on every use.
-            self.step(q, qz);
-        }
-        let q_usd = self.usd[q];
-        let touch = 1.0 + sign * 1e-4; // takers cross half a basis-point spread
-        let raw_usd = self.usd[b] * (1.0 + d.bias) * touch;
-        let price = round_sig(raw_usd / q_usd, d.digits);
-        let price_usd = price * q_usd;
-        // Heavy-tailed notional (Pareto, alpha 1.16: the 80/20 rule), capped at $5M.
-        let notional = (15.0 * self.rng.f64_open0().powf(-1.0 / 1.16)).min(5e6);
-        let volume = round_sig(notional / price_usd, 6);
+        let noise = self.rng.normal();
         let jitter = self.rng.below(u64::from(self.cfg.jitter_ms) + 1) as i64;
         let mut ts = now_ms - jitter;
         if self.rng.f64() < self.cfg.late_fraction {
             let span = u64::from(self.cfg.late_max_ms.max(1000) - 1000) + 1;
             ts -= 1000 + self.rng.below(span) as i64;
         }
+        let ts = ts.max(1);
+        let (b, q) = (usize::from(d.base), usize::from(d.quote));
+        let b_usd = self.price_at(b, ts);
+        let q_usd = self.price_at(q, ts);
+        // Takers cross half a basis-point spread; a quarter basis point of noise per trade.
+        let touch = 1.0 + sign * 0.5e-4 + noise * 0.25e-4;
+        let raw_usd = b_usd * (1.0 + d.bias) * touch;
+        let price = round_sig(raw_usd / q_usd, d.digits);
+        let price_usd = price * q_usd;
+        // Heavy-tailed notional (Pareto, alpha 1.16: the 80/20 rule), capped at $5M.
+        let notional = (15.0 * self.rng.f64_open0().powf(-1.0 / 1.16)).min(5e6);
+        let volume = round_sig(notional / price_usd, 6);
         self.count += 1;
         Trade {
             exchange: EXCHANGES[usize::from(d.exchange)].0,
@@ -432,7 +431,7 @@ impl Market {
             direction: if buy { Direction::Buy } else { Direction::Sell },
             price,
             volume,
-            timestamp: ts.max(1),
+            timestamp: ts,
             price_usd,
         }
     }

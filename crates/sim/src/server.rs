@@ -765,12 +765,8 @@ impl Session<'_> {
         let cfg = self.cfg;
         let mut market = Market::new(cfg.market.clone());
         let interval = Duration::from_millis(cfg.price_interval_ms.max(1));
-        let per_tick = if cfg.rate == 0 {
-            1000
-        } else {
-            (cfg.rate * cfg.price_interval_ms / 1000).max(1)
-        };
         let mut next = Instant::now();
+        let mut tick: i64 = 0;
         loop {
             match self.boundaries(None).await {
                 Step::End(e) => return Ok(e),
@@ -783,9 +779,16 @@ impl Session<'_> {
                 }
                 next += interval;
             }
-            for _ in 0..per_tick {
-                market.next_raw(1);
-            }
+            // Prices follow event time: the wall clock, or the logical clock advancing one
+            // interval per frame.
+            let now = cfg
+                .market
+                .start_ms
+                .map_or_else(tradewind_model::now_ms, |s| {
+                    s.saturating_add(tick.saturating_mul(cfg.price_interval_ms.max(1) as i64))
+                });
+            tick += 1;
+            market.tick_prices(now);
             let mut buf = Vec::with_capacity(4096);
             if market.write_prices(sub, &mut buf) > 0 {
                 let len = buf.len();

@@ -24,7 +24,7 @@ use mysql_async::{IsolationLevel, Opts, OptsBuilder, Pool, Row, Transaction, TxO
 
 pub use error::SinkError;
 pub use merge::{Merge, MergeTable, Trend};
-pub use migrate::{run, MigrateArgs, MIGRATIONS};
+pub use migrate::{ensure_readonly_user, run, MigrateArgs, Secret, MIGRATIONS};
 
 /// Default cap on rows per multi-row statement (larger statements stop paying off and hold locks longer).
 pub const DEFAULT_MAX_ROWS_PER_STATEMENT: usize = 5_000;

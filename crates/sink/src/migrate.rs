@@ -1,8 +1,12 @@
 //! Schema migrations: the `schemas/mysql/*.sql` files, embedded and applied in order.
 
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Row};
 
+use crate::encode::{write_ident, write_str_literal};
 use crate::{MySqlSink, SinkError};
 
 /// The embedded migrations, `(version, sql)` in the order they are applied.
@@ -18,6 +22,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "003_merge_on_write",
         include_str!("../../../schemas/mysql/003_merge_on_write.sql"),
+    ),
+    (
+        "010_tableau_views",
+        include_str!("../../../schemas/mysql/010_tableau_views.sql"),
     ),
 ];
 
@@ -112,7 +120,34 @@ async fn apply(conn: &mut Conn) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// `tradewind migrate`: create the database if missing and apply the schema.
+/// A password that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The password itself (to send to the server, never to print).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
+
+/// `tradewind migrate`: create the database if missing, apply the schema and, when asked, create the
+/// read-only user dashboards (Tableau) connect as.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MigrateArgs {
     /// MySQL URL (mysql://user:password@host:port/database); the database is created if missing.
@@ -122,15 +157,155 @@ pub struct MigrateArgs {
         default_value = "mysql://root@127.0.0.1:3306/tradewind"
     )]
     pub mysql_url: String,
+    /// Create (or update) this read-only MySQL user, with SELECT on the database's views and nothing
+    /// else, for dashboards such as Tableau. Needs a password from --readonly-password-file or
+    /// TRADEWIND_READONLY_PASSWORD. Running again with a new password rotates it.
+    #[arg(long, env = "TRADEWIND_READONLY_USER")]
+    pub readonly_user: Option<String>,
+    /// File holding the read-only user's password (e.g. a mounted Kubernetes Secret); one trailing
+    /// newline is ignored. The password is never logged. Ignored without --readonly-user.
+    #[arg(long, env = "TRADEWIND_READONLY_PASSWORD_FILE")]
+    pub readonly_password_file: Option<PathBuf>,
+    /// The read-only user's password, from the environment (a flag would show in `ps`); prefer
+    /// --readonly-password-file. Never logged. Ignored without --readonly-user.
+    #[arg(
+        long,
+        env = "TRADEWIND_READONLY_PASSWORD",
+        hide_env_values = true,
+        value_parser = parse_secret,
+        conflicts_with = "readonly_password_file"
+    )]
+    pub readonly_password: Option<Secret>,
+    /// Host part of the read-only account (`%` is any host).
+    #[arg(long, env = "TRADEWIND_READONLY_HOST", default_value = "%")]
+    pub readonly_host: String,
 }
 
-/// Runs `tradewind migrate`: connect (creating the database), apply migrations, disconnect.
+impl MigrateArgs {
+    /// The read-only user's password from the file or the environment (`None` without a user).
+    fn readonly_password(&self) -> anyhow::Result<Option<Secret>> {
+        if self.readonly_user.is_none() {
+            return Ok(None);
+        }
+        if let Some(p) = &self.readonly_password {
+            return Ok(Some(p.clone()));
+        }
+        let Some(path) = &self.readonly_password_file else {
+            anyhow::bail!(
+                "--readonly-user needs a password: --readonly-password-file \
+                 (TRADEWIND_READONLY_PASSWORD_FILE) or TRADEWIND_READONLY_PASSWORD"
+            );
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the read-only password file {}", path.display()))?;
+        let pw = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(&text);
+        Ok(Some(Secret::new(pw)))
+    }
+}
+
+/// Whether `name` is a plain account name or host pattern (letters, digits, `_ . - %` and `:`).
+fn plain_account_part(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'%' | b':'))
+}
+
+/// Creates (or updates the password of) the account `user`@`host` and grants it SELECT on every
+/// view of the pool's database, and nothing else: what a dashboard needs to read the results and
+/// nothing that could change them or read the engine's bookkeeping tables. Idempotent; run it
+/// after the migrations so new views are granted. Returns the views granted. The password is sent
+/// to the server only, never logged.
+pub async fn ensure_readonly_user(
+    pool: &Pool,
+    user: &str,
+    host: &str,
+    password: &Secret,
+) -> Result<Vec<String>, SinkError> {
+    if !plain_account_part(user, 80) || user.contains('%') {
+        return Err(SinkError::InvalidIdentifier(user.to_string()));
+    }
+    if !plain_account_part(host, 255) {
+        return Err(SinkError::InvalidIdentifier(host.to_string()));
+    }
+    if password.expose().is_empty() {
+        return Err(SinkError::ValueOutOfRange(
+            "the read-only user's password is empty".into(),
+        ));
+    }
+    let mut conn = pool
+        .get_conn()
+        .await
+        .map_err(SinkError::mysql("connecting to create the read-only user"))?;
+    let mut account = String::new();
+    write_str_literal(user, &mut account);
+    account.push('@');
+    write_str_literal(host, &mut account);
+    let mut identified = String::from(" IDENTIFIED BY ");
+    write_str_literal(password.expose(), &mut identified);
+    conn.query_drop(format!("CREATE USER IF NOT EXISTS {account}{identified}"))
+        .await
+        .map_err(SinkError::mysql(format!("creating user {account}")))?;
+    // An existing account gets the password given now (rotation).
+    conn.query_drop(format!("ALTER USER {account}{identified}"))
+        .await
+        .map_err(SinkError::mysql(format!(
+            "setting the password of {account}"
+        )))?;
+    let db: Option<String> = conn
+        .query_first("SELECT DATABASE()")
+        .await
+        .map_err(SinkError::mysql("reading the current database"))?;
+    let Some(db) = db else {
+        return Err(SinkError::InvalidIdentifier(
+            "(no database in the MySQL URL)".into(),
+        ));
+    };
+    let views: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? \
+             ORDER BY TABLE_NAME",
+            (&db,),
+        )
+        .await
+        .map_err(SinkError::mysql("listing the views"))?;
+    for view in &views {
+        let mut sql = String::from("GRANT SELECT ON ");
+        write_ident(&db, &mut sql);
+        sql.push('.');
+        write_ident(view, &mut sql);
+        sql.push_str(" TO ");
+        sql.push_str(&account);
+        conn.query_drop(sql)
+            .await
+            .map_err(SinkError::mysql(format!(
+                "granting SELECT on {view} to {account}"
+            )))?;
+    }
+    tracing::info!(user, host, database = %db, views = views.len(), "read-only user has SELECT on the views");
+    Ok(views)
+}
+
+/// Runs `tradewind migrate`: connect (creating the database), apply migrations, create the
+/// read-only user if asked, disconnect.
 pub async fn run(
     args: MigrateArgs,
     _shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // Read the password before touching the database: a missing file fails fast.
+    let password = args.readonly_password()?;
     let sink = MySqlSink::connect(&args.mysql_url).await?;
-    let result = sink.migrate().await;
+    let mut result = sink.migrate().await.map_err(anyhow::Error::from);
+    if let (Ok(()), Some(user), Some(pw)) = (&result, &args.readonly_user, &password) {
+        result = ensure_readonly_user(sink.pool(), user, &args.readonly_host, pw)
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from);
+    }
     let _ = sink.disconnect().await;
     result?;
     tracing::info!("schema is up to date");
@@ -152,5 +327,23 @@ mod tests {
         let v = split_statements(MIGRATIONS[1].1);
         assert_eq!(v.len(), 3);
         assert!(v.iter().all(|s| s.starts_with("CREATE OR REPLACE VIEW")));
+        let tableau = MIGRATIONS
+            .iter()
+            .find(|(v, _)| *v == "010_tableau_views")
+            .map_or("", |(_, sql)| sql);
+        let t = split_statements(tableau);
+        assert_eq!(t.len(), 1);
+        assert!(t[0].starts_with("CREATE OR REPLACE VIEW v_tableau_asset_minute"));
+    }
+
+    #[test]
+    fn secrets_do_not_print_and_account_names_are_plain() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert!(plain_account_part("tableau", 80));
+        assert!(plain_account_part("%", 255));
+        assert!(!plain_account_part("a'b", 80));
+        assert!(!plain_account_part("", 80));
+        assert!(!plain_account_part("a b", 80));
     }
 }
