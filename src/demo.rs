@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tradewind_engine::{parse_duration, RunArgs};
+use tradewind_engine::EngineConfig;
+use tradewind_telemetry::parse_duration;
 
 use crate::live_view::{self, Banner, Sampler, ViewMode};
 
@@ -191,7 +192,7 @@ async fn start_pipeline(
     let ingest = tokio::spawn(async move { tradewind_ingest::ingest(ingest_cfg, &reg, st).await });
 
     // Live provisional rows every second, so the forming minute is visible.
-    let mut engine_args = RunArgs::new(brokers, &args.mysql_url);
+    let mut engine_args = EngineConfig::new(brokers, &args.mysql_url);
     engine_args.live_interval = Some(Duration::from_secs(1));
     engine_args.out_of_orderness = Duration::from_secs(2);
     if args.brokers.is_none() {

@@ -31,7 +31,7 @@ enum Command {
     /// Backfill a JSON-lines capture into the trades topic, with a progress bar.
     Produce(cli::ingest::ProduceArgs),
     /// Run the engine: Kafka -> Arrow micro-batches -> tumbling windows -> MySQL, exactly once.
-    Run(tradewind_engine::RunArgs),
+    Run(cli::run::RunArgs),
     /// Create or upgrade the MySQL schema (tables, views) and exit.
     Migrate(tradewind_sink::MigrateArgs),
 }
@@ -73,7 +73,7 @@ fn main() -> std::process::ExitCode {
                 tradewind_ingest::run(a.into(), metrics_addr, shutdown).await
             }
             Command::Produce(a) => tradewind_ingest::produce(a.into(), shutdown).await,
-            Command::Run(a) => tradewind_engine::run(a, shutdown).await,
+            Command::Run(a) => tradewind_engine::run(a.config(), shutdown).await,
             Command::Migrate(a) => tradewind_sink::run(a, shutdown).await,
         }
     });

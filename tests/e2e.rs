@@ -11,12 +11,14 @@
 //! valid frames (each exactly once), and the dead-letter topic against the invalid frames (each with
 //! the reason `tradewind_model::validate` gives). Scenarios: the happy path; engines SIGKILLed (and
 //! self-aborting between the MySQL and the Kafka commit) at seeded moments while data streams in; a
-//! broker restart; MariaDB unreachable for 5 s.
+//! broker restart; MariaDB unreachable for 5 s; and the chaos run (random partitions, a changed
+//! partitioner, hostile records, three replicas killed every few seconds, a MariaDB restart).
 //!
-//! Needs the stack: `bash scripts/stack.sh up; eval "$(bash scripts/stack.sh env)"`. Without
-//! `TRADEWIND_BROKERS` every test prints a skip message and passes. The tests share one broker, and
-//! one of them restarts it, so they run one at a time (a process-wide lock). Set `TW_E2E_KEEP=1` to
-//! keep each test's directory (replay log and every process's log); on failure it is always kept.
+//! Needs the stack: `bash scripts/stack.sh up; eval "$(bash scripts/stack.sh env)"` (scripts/test.sh does
+//! it). Without `TRADEWIND_BROKERS` every test fails and says so: a suite that did not run never passes.
+//! The tests share one broker, and one of them restarts it (another restarts MariaDB), so they run one
+//! at a time (a process-wide lock). Set `TW_E2E_KEEP=1` to keep each test's directory (replay log and
+//! every process's log); on failure it is always kept.
 
 mod common;
 
@@ -53,17 +55,15 @@ const KAFKA_OPTIONS: [&str; 2] = ["session.timeout.ms=6000", "heartbeat.interval
 
 // ---- environment, serialisation, scratch directories -------------------------------------------
 
-/// The broker address, or `None` (after printing why) when the stack is not set up.
-fn brokers(test: &str) -> Option<String> {
+/// The broker address. The suite needs the stack (`scripts/test.sh` starts it): without
+/// `TRADEWIND_BROKERS` every test fails with what to do, rather than passing without running.
+fn brokers(test: &str) -> String {
     match std::env::var("TRADEWIND_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            eprintln!(
-                "SKIP e2e::{test}: TRADEWIND_BROKERS is not set. Start the stack first: \
-                 bash scripts/stack.sh up; eval \"$(bash scripts/stack.sh env)\""
-            );
-            None
-        }
+        Ok(b) if !b.trim().is_empty() => b,
+        _ => panic!(
+            "e2e::{test} needs the local stack and TRADEWIND_BROKERS: run `bash scripts/test.sh`, or \
+             `bash scripts/stack.sh up; eval \"$(bash scripts/stack.sh env)\"` first"
+        ),
     }
 }
 
@@ -880,9 +880,7 @@ fn verify(rt: &tokio::runtime::Runtime, chain: &Chain, sent: &Sent) {
 /// simulator -> ingest -> broker -> two draining replicas -> MariaDB; tables == oracle.
 #[test]
 fn happy_path_two_replicas_equal_the_oracle() {
-    let Some(brokers) = brokers("happy_path_two_replicas_equal_the_oracle") else {
-        return;
-    };
+    let brokers = brokers("happy_path_two_replicas_equal_the_oracle");
     let _serial = serial();
     let t0 = Instant::now();
     let scratch = Scratch::new("happy");
@@ -901,9 +899,7 @@ fn happy_path_two_replicas_equal_the_oracle() {
 /// both are killed and two draining replicas finish; tables == oracle.
 #[test]
 fn sigkilled_engines_restart_to_the_oracle() {
-    let Some(brokers) = brokers("sigkilled_engines_restart_to_the_oracle") else {
-        return;
-    };
+    let brokers = brokers("sigkilled_engines_restart_to_the_oracle");
     let _serial = serial();
     let t0 = Instant::now();
     let scratch = Scratch::new("kill");
@@ -1004,9 +1000,7 @@ fn sigkilled_engines_restart_to_the_oracle() {
 /// on SIGTERM; and a new chain after the restart equals its own oracle.
 #[test]
 fn broker_restart_is_survived() {
-    let Some(brokers) = brokers("broker_restart_is_survived") else {
-        return;
-    };
+    let brokers = brokers("broker_restart_is_survived");
     let _serial = serial();
     let t0 = Instant::now();
     let scratch = Scratch::new("broker");
@@ -1170,9 +1164,7 @@ fn live_or_panic(p: &mut Proc) {
 /// streams in: /readyz turns 503, the engine retries and resumes; tables == oracle.
 #[test]
 fn mysql_outage_loses_and_doubles_nothing() {
-    let Some(brokers) = brokers("mysql_outage_loses_and_doubles_nothing") else {
-        return;
-    };
+    let brokers = brokers("mysql_outage_loses_and_doubles_nothing");
     let _serial = serial();
     let t0 = Instant::now();
     let scratch = Scratch::new("mysql");
@@ -1345,11 +1337,7 @@ fn grow_partitions(
 /// the invalid records.
 #[test]
 fn chaos_spread_partitions_hostile_records_kills_and_a_mysql_restart() {
-    let Some(brokers) =
-        brokers("chaos_spread_partitions_hostile_records_kills_and_a_mysql_restart")
-    else {
-        return;
-    };
+    let brokers = brokers("chaos_spread_partitions_hostile_records_kills_and_a_mysql_restart");
     let _serial = serial();
     let t0 = Instant::now();
     let scratch = Scratch::new("chaos");

@@ -12,7 +12,7 @@ use common::{
     assert_tables_match, free_port, http_get, oracle, produce_all, produce_spread, read_full,
     read_log, read_tables, read_topic, valid_trades, TestDb,
 };
-use tradewind_engine::RunArgs;
+use tradewind_engine::EngineConfig;
 use tradewind_kafka::EmbeddedCluster;
 use tradewind_model::{write_json, OwnedTrade};
 use tradewind_sim::MarketConfig;
@@ -110,8 +110,8 @@ fn input(n: u64, jitter_ms: u32, late_fraction: f64, seed: u64) -> Input {
     }
 }
 
-fn engine_args(brokers: &str, db: &TestDb, group: &str) -> RunArgs {
-    let mut a = RunArgs::new(brokers, &db.url);
+fn engine_args(brokers: &str, db: &TestDb, group: &str) -> EngineConfig {
+    let mut a = EngineConfig::new(brokers, &db.url);
     a.group = group.to_string();
     a.drain = true;
     a.max_batch_rows = 1_000;
@@ -150,7 +150,7 @@ fn check_against_oracle(rt: &tokio::runtime::Runtime, db: &TestDb, inp: &Input) 
 /// Runs the engine in this process until it returns (with `--drain`: until caught up).
 fn drain_in_process(
     rt: &tokio::runtime::Runtime,
-    args: RunArgs,
+    args: EngineConfig,
 ) -> tradewind_engine::EngineSummary {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     rt.block_on(tradewind_engine::run_engine(

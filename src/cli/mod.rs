@@ -3,6 +3,7 @@
 //! the libraries themselves know nothing about clap.
 
 pub mod ingest;
+pub mod run;
 pub mod simulate;
 
 pub use tradewind_telemetry::parse_duration;

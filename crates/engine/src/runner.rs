@@ -27,7 +27,7 @@ use tradewind_model::{now_ms, Reject, Validator};
 use tradewind_sink::{
     Commit, CommitOutcome, MergeTable, MySqlSink, PartitionProgress, PartitionStatus, SinkError,
 };
-use tradewind_telemetry::Health;
+use tradewind_telemetry::{Backoff, Health};
 
 use crate::consumer::{EngineConsumer, EngineContext, Polled, Poller};
 use crate::decode::{BatchDecoder, Decoded};
@@ -35,7 +35,7 @@ use crate::metrics::EngineMetrics;
 use crate::partition::{Admit, PartState, Seek};
 use crate::raw::RawBatch;
 use crate::window::{self, Contributions, Interner, PartitionClock, WindowPolicy, GRAIN_MARKET};
-use crate::RunArgs;
+use crate::EngineConfig;
 
 /// What one engine run did (returned at exit; also logged).
 #[derive(Debug, Default, Clone)]
@@ -62,7 +62,7 @@ pub struct EngineSummary {
 
 /// Runs the engine until `shutdown` flips (or, with `--drain`, until caught up).
 pub async fn run_engine(
-    args: RunArgs,
+    args: EngineConfig,
     registry: &Registry,
     health: Arc<Health>,
     shutdown: watch::Receiver<bool>,
@@ -154,36 +154,43 @@ async fn watch_liveness(heartbeat: Arc<AtomicI64>, health: Arc<Health>, limit: D
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let stalled = now_ms() - heartbeat.load(Ordering::Relaxed) > limit_ms;
+        let idle_ms = now_ms() - heartbeat.load(Ordering::Relaxed);
+        let stalled = idle_ms > limit_ms;
         if stalled && health.is_live() {
             tracing::error!(?limit, "engine loop made no progress; reporting not live");
         }
-        health.set_live(!stalled);
+        if stalled {
+            let reason = format!("engine loop made no progress for {} s", idle_ms / 1000);
+            health.set_liveness(false, &reason);
+        } else {
+            health.set_liveness(true, "running");
+        }
     }
 }
 
 /// Connects to MySQL, retrying with backoff while it is unreachable (not ready meanwhile); `None`
 /// if shutdown came first.
 async fn connect_sink(
-    args: &RunArgs,
+    args: &EngineConfig,
     health: &Health,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<MySqlSink>> {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     loop {
-        match MySqlSink::connect(&args.mysql_url).await {
+        let delay = match MySqlSink::connect(&args.mysql_url).await {
             Ok(s) => return Ok(Some(s)),
             Err(e) if e.is_transient() => {
+                let delay = backoff.next_delay();
                 health.set_ready(false, "mysql unreachable");
-                tracing::warn!(error = %e, retry_in = ?backoff, "mysql unreachable");
+                tracing::warn!(error = %e, retry_in = ?delay, "mysql unreachable");
+                delay
             }
             Err(e) => return Err(e).context("connecting to MySQL"),
-        }
+        };
         if *shutdown.borrow() {
             return Ok(None);
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -199,7 +206,7 @@ struct Io {
 }
 
 struct Engine {
-    args: RunArgs,
+    args: EngineConfig,
     io: Io,
     decoder: BatchDecoder,
     tables: [MergeTable; 2],
@@ -226,7 +233,7 @@ struct Plan {
 type Rejected = Vec<(usize, Reject)>;
 
 impl Engine {
-    fn new(args: RunArgs, io: Io) -> Self {
+    fn new(args: EngineConfig, io: Io) -> Self {
         let policy = Validator {
             future_tolerance_ms: args.future_tolerance.as_millis() as i64,
         };
@@ -957,24 +964,25 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, SinkError>>,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         io.heartbeat.store(now_ms(), Ordering::Relaxed);
-        match rt.block_on(op()) {
+        let delay = match rt.block_on(op()) {
             Ok(v) => return Ok(Some(v)),
             Err(e) if e.is_transient() => {
+                let delay = backoff.next_delay();
                 io.metrics.sink_errors.inc();
                 io.metrics.ready.set(0);
                 io.health.set_ready(false, "mysql unavailable");
-                tracing::warn!(error = %e, retry_in = ?backoff, "{what} failed; retrying");
+                tracing::warn!(error = %e, retry_in = ?delay, "{what} failed; retrying");
+                delay
             }
             Err(e) => return Err(anyhow::Error::new(e)),
-        }
+        };
         if *shutdown.borrow() {
             return Ok(None);
         }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        std::thread::sleep(delay);
     }
 }
 

@@ -8,6 +8,8 @@
 //!
 //! The JSON Schema of the wire message lives in `schemas/coincap-trade.schema.json`.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
