@@ -48,6 +48,11 @@ rm -f "$log"
 section "tests passed in $(($(date +%s) - start)) s"
 echo "tests: ${passed} passed, ${failed} failed"
 
+# The wire JSON Schema gives the corpus the same verdicts as the validator (the Rust side is
+# crates/model/tests/wire_schema.rs).
+section "wire JSON Schema"
+python3 scripts/check_wire_schema.py
+
 # Tableau: the committed workbook is what the generator makes, every field and calculation resolves
 # against the DDL, the dashboard lays out every sheet, and every sheet's query runs on MariaDB as the
 # read-only user `tradewind migrate --readonly-user` creates (tableaudocumentapi goes into a private venv).

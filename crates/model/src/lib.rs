@@ -6,7 +6,8 @@
 //!   ([`Reject`]), so the ingestor and the engine route bad records to the dead-letter topic with the
 //!   same reasons.
 //!
-//! The JSON Schema of the wire message lives in `schemas/coincap-trade.schema.json`.
+//! The JSON Schema of the wire message lives in `schemas/coincap-trade.schema.json`; its corpus
+//! `schemas/corpus/trades.jsonl` is checked against both (tests/wire_schema.rs, scripts/check_wire_schema.py).
 
 #![warn(missing_docs)]
 
