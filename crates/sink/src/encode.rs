@@ -279,40 +279,27 @@ pub(crate) fn write_hex_literal(b: &[u8], out: &mut String) {
     out.push('\'');
 }
 
-/// Civil date (proleptic Gregorian) from days since 1970-01-01 (Howard Hinnant's algorithm).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Appends epoch milliseconds as `'YYYY-MM-DD HH:MM:SS.mmm'` in UTC.
 ///
 /// Years outside 0000..=9999 cannot be written as a DATETIME and are rejected.
 pub(crate) fn write_datetime_ms(ms: i64, out: &mut String) -> Result<(), SinkError> {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let (y, mo, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        return Err(SinkError::ValueOutOfRange(format!(
-            "timestamp {ms} ms is outside the DATETIME range"
-        )));
+    use chrono::{Datelike, Timelike};
+    let out_of_range =
+        || SinkError::ValueOutOfRange(format!("timestamp {ms} ms is outside the DATETIME range"));
+    let t = chrono::DateTime::from_timestamp_millis(ms).ok_or_else(out_of_range)?;
+    if !(0..=9999).contains(&t.year()) {
+        return Err(out_of_range());
     }
-    let secs = rem / 1000;
     let _ = write!(
         out,
-        "'{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}.{:03}'",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60,
-        rem % 1000
+        "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}'",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        ms.rem_euclid(1000)
     );
     Ok(())
 }
@@ -354,39 +341,6 @@ mod tests {
         write_datetime_ms(4_107_542_400_000, &mut s).unwrap();
         assert_eq!(s, "'2100-03-01 00:00:00.000'");
         assert!(write_datetime_ms(i64::MAX, &mut s).is_err());
-    }
-
-    #[test]
-    fn civil_matches_day_by_day_iteration() {
-        // Walk forward day by day from 1970-01-01 for ~200 years and compare.
-        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
-        for day in 0..(200 * 366) {
-            assert_eq!(civil_from_days(day), (y, m, d), "day {day}");
-            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            let mdays = [
-                31,
-                if leap { 29 } else { 28 },
-                31,
-                30,
-                31,
-                30,
-                31,
-                31,
-                30,
-                31,
-                30,
-                31,
-            ];
-            d += 1;
-            if d > mdays[(m - 1) as usize] {
-                d = 1;
-                m += 1;
-                if m > 12 {
-                    m = 1;
-                    y += 1;
-                }
-            }
-        }
     }
 
     #[test]
