@@ -153,12 +153,30 @@ impl MySqlSink {
     /// and reads `max_allowed_packet`. Every pooled session uses `time_zone = '+00:00'` and utf8mb4.
     pub async fn connect(url: &str) -> Result<Self, SinkError> {
         let opts = Opts::from_url(url).map_err(|e| SinkError::Url(e.to_string()))?;
-        let endpoint = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+        let endpoint = format!(
+            "{}@{}:{}",
+            opts.user().unwrap_or(""),
+            opts.ip_or_hostname(),
+            opts.tcp_port()
+        );
+        // What to check when the server refuses the login (the password is never shown).
+        let connecting = |e: mysql_async::Error| {
+            let denied = matches!(&e, mysql_async::Error::Server(s) if s.code == 1045);
+            let context = if denied {
+                format!(
+                    "connecting to {endpoint} (check the user and password in --mysql-url / \
+                     TRADEWIND_MYSQL_URL)"
+                )
+            } else {
+                format!("connecting to {endpoint}")
+            };
+            SinkError::Mysql { context, source: e }
+        };
         if let Some(db) = opts.db_name().filter(|d| !d.is_empty()) {
             let no_db = OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
             let mut conn = mysql_async::Conn::new(no_db)
                 .await
-                .map_err(SinkError::mysql(format!("connecting to {endpoint}")))?;
+                .map_err(connecting)?;
             // Look first, so a user with rights on an existing database only does not need CREATE.
             let exists: Option<Row> = conn
                 .exec_first(
@@ -192,7 +210,7 @@ impl MySqlSink {
             let mut conn = pool
                 .get_conn()
                 .await
-                .map_err(SinkError::mysql(format!("connecting to {endpoint}")))?;
+                .map_err(connecting)?;
             let v: Option<Row> = conn
                 .query_first("SELECT @@max_allowed_packet")
                 .await
