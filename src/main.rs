@@ -33,7 +33,7 @@ enum Command {
     /// Run the engine: Kafka -> Arrow micro-batches -> tumbling windows -> MySQL, exactly once.
     Run(cli::run::RunArgs),
     /// Create or upgrade the MySQL schema (tables, views) and exit.
-    Migrate(tradewind_sink::MigrateArgs),
+    Migrate(cli::migrate::MigrateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,7 +74,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Produce(a) => tradewind_ingest::produce(a.into(), shutdown).await,
             Command::Run(a) => tradewind_engine::run(a.config(), shutdown).await,
-            Command::Migrate(a) => tradewind_sink::run(a, shutdown).await,
+            Command::Migrate(a) => tradewind_sink::run(a.config(), shutdown).await,
         }
     });
     match result {

@@ -3,6 +3,7 @@
 //! the libraries themselves know nothing about clap.
 
 pub mod ingest;
+pub mod migrate;
 pub mod run;
 pub mod simulate;
 

@@ -32,10 +32,7 @@ fn the_validator_gives_every_corpus_record_its_stated_verdict() {
 #[test]
 fn the_schema_states_the_validators_limits() {
     let s: serde_json::Value = serde_json::from_str(SCHEMA).expect("schema is JSON");
-    assert_eq!(
-        s["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
+    assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert_eq!(s["$defs"]["id"]["maxLength"], MAX_ID_CHARS);
     assert_eq!(s["$defs"]["id"]["minLength"], 1);
     assert_eq!(s["$defs"]["amount"]["maximum"].as_f64(), Some(MAX_AMOUNT));

@@ -24,7 +24,7 @@ use mysql_async::{IsolationLevel, Opts, OptsBuilder, Pool, Row, Transaction, TxO
 
 pub use error::SinkError;
 pub use merge::{Merge, MergeTable, Trend};
-pub use migrate::{ensure_readonly_user, run, MigrateArgs, Secret, MIGRATIONS};
+pub use migrate::{ensure_readonly_user, run, MigrateConfig, Secret, MIGRATIONS};
 
 /// Default cap on rows per multi-row statement (larger statements stop paying off and hold locks longer).
 pub const DEFAULT_MAX_ROWS_PER_STATEMENT: usize = 5_000;
@@ -174,9 +174,7 @@ impl MySqlSink {
         };
         if let Some(db) = opts.db_name().filter(|d| !d.is_empty()) {
             let no_db = OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
-            let mut conn = mysql_async::Conn::new(no_db)
-                .await
-                .map_err(connecting)?;
+            let mut conn = mysql_async::Conn::new(no_db).await.map_err(connecting)?;
             // Look first, so a user with rights on an existing database only does not need CREATE.
             let exists: Option<Row> = conn
                 .exec_first(
@@ -207,10 +205,7 @@ impl MySqlSink {
         ]);
         let pool = Pool::new(opts);
         let max_allowed_packet = {
-            let mut conn = pool
-                .get_conn()
-                .await
-                .map_err(connecting)?;
+            let mut conn = pool.get_conn().await.map_err(connecting)?;
             let v: Option<Row> = conn
                 .query_first("SELECT @@max_allowed_packet")
                 .await
@@ -247,16 +242,6 @@ impl MySqlSink {
     /// Idempotent and safe to run concurrently (serialized with a named lock).
     pub async fn migrate(&self) -> Result<(), SinkError> {
         migrate::run_migrations(&self.pool).await
-    }
-
-    /// Checks that the database answers (for readiness probes and outage recovery).
-    pub async fn ping(&self) -> Result<(), SinkError> {
-        let mut conn = self
-            .pool
-            .get_conn()
-            .await
-            .map_err(SinkError::mysql("connecting for ping"))?;
-        conn.ping().await.map_err(SinkError::mysql("pinging"))
     }
 
     /// Writes `batch` into `table` (columns named as the batch's fields) in its own transaction.

@@ -142,46 +142,27 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-fn parse_secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret::new(s))
-}
-
-/// `tradewind migrate`: create the database if missing, apply the schema and, when asked, create the
-/// read-only user dashboards (Tableau) connect as.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MigrateArgs {
+/// What `tradewind migrate` does: create the database if missing, apply the schema and, when asked,
+/// create the read-only user dashboards (Tableau) connect as.
+#[derive(Debug, Clone)]
+pub struct MigrateConfig {
     /// MySQL URL (mysql://user:password@host:port/database); the database is created if missing.
-    #[arg(
-        long,
-        env = "TRADEWIND_MYSQL_URL",
-        default_value = "mysql://root@127.0.0.1:3306/tradewind"
-    )]
     pub mysql_url: String,
     /// Create (or update) this read-only MySQL user, with SELECT on the database's views and nothing
     /// else, for dashboards such as Tableau. Needs a password from --readonly-password-file or
     /// TRADEWIND_READONLY_PASSWORD. Running again with a new password rotates it.
-    #[arg(long, env = "TRADEWIND_READONLY_USER")]
     pub readonly_user: Option<String>,
     /// File holding the read-only user's password (e.g. a mounted Kubernetes Secret); one trailing
     /// newline is ignored. The password is never logged. Ignored without --readonly-user.
-    #[arg(long, env = "TRADEWIND_READONLY_PASSWORD_FILE")]
     pub readonly_password_file: Option<PathBuf>,
     /// The read-only user's password, from the environment (a flag would show in `ps`); prefer
     /// --readonly-password-file. Never logged. Ignored without --readonly-user.
-    #[arg(
-        long,
-        env = "TRADEWIND_READONLY_PASSWORD",
-        hide_env_values = true,
-        value_parser = parse_secret,
-        conflicts_with = "readonly_password_file"
-    )]
     pub readonly_password: Option<Secret>,
     /// Host part of the read-only account (`%` is any host).
-    #[arg(long, env = "TRADEWIND_READONLY_HOST", default_value = "%")]
     pub readonly_host: String,
 }
 
-impl MigrateArgs {
+impl MigrateConfig {
     /// The read-only user's password from the file or the environment (`None` without a user).
     fn readonly_password(&self) -> anyhow::Result<Option<Secret>> {
         if self.readonly_user.is_none() {
@@ -293,7 +274,7 @@ pub async fn ensure_readonly_user(
 /// Runs `tradewind migrate`: connect (creating the database), apply migrations, create the
 /// read-only user if asked, disconnect.
 pub async fn run(
-    args: MigrateArgs,
+    args: MigrateConfig,
     _shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Read the password before touching the database: a missing file fails fast.
