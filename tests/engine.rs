@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_tables_match, free_port, http_get, oracle, produce_all, produce_spread, read_full,
-    read_log, read_tables, read_topic, valid_trades, TestDb,
+    assert_same_rows, assert_tables_match, free_port, http_get, oracle, produce_all,
+    produce_spread, read_full, read_log, read_tables, read_topic, valid_trades, TestDb,
 };
 use tradewind_engine::EngineConfig;
 use tradewind_kafka::EmbeddedCluster;
@@ -223,21 +223,31 @@ fn spawn_run_with(
     abort_after: Option<u64>,
     extra: &[&str],
 ) -> Child {
+    spawn_engine(brokers, &db.url, group, true, abort_after, extra)
+}
+
+/// `tradewind run` (with `--drain` when `drain`) on `mysql_url`; a later `--metrics-addr` in `extra`
+/// overrides the free port.
+fn spawn_engine(
+    brokers: &str,
+    mysql_url: &str,
+    group: &str,
+    drain: bool,
+    abort_after: Option<u64>,
+    extra: &[&str],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tradewind"));
     cmd.args([
         "run",
-        "--drain",
         "--migrate",
         "--brokers",
         brokers,
         "--mysql-url",
-        &db.url,
+        mysql_url,
         "--group",
         group,
         "--max-batch-rows",
         "500",
-        "--metrics-addr",
-        "127.0.0.1:0",
         "--kafka-option",
         "session.timeout.ms=3000",
         "--kafka-option",
@@ -250,6 +260,12 @@ fn spawn_run_with(
         std::env::var("TW_TEST_RUST_LOG").unwrap_or("info".into()),
     )
     .stdout(Stdio::null());
+    if drain {
+        cmd.arg("--drain");
+    }
+    if !extra.contains(&"--metrics-addr") {
+        cmd.args(["--metrics-addr", "127.0.0.1:0"]);
+    }
     // Set TW_TEST_LOG_DIR to keep each engine process's log for debugging.
     match std::env::var("TW_TEST_LOG_DIR") {
         Ok(dir) => {
@@ -608,8 +624,7 @@ fn any_partitioning_and_any_replica_count_give_identical_exact_tables() {
     let (p1, pn) = (one.pool(), many.pool());
     let (t1, tn) = (rt.block_on(read_full(&p1)), rt.block_on(read_full(&pn)));
     assert_eq!(t1.len(), expected.market.len() + expected.asset.len());
-    let differ: Vec<_> = t1.iter().zip(&tn).filter(|(a, b)| a != b).take(3).collect();
-    assert!(t1 == tn, "1 replica vs 3 replicas differ: {differ:?}");
+    assert_same_rows(&t1, &tn, "1 replica vs 3 replicas");
     let mut late: Vec<Vec<u8>> = inp.late.iter().map(|(_, p)| p.clone()).collect();
     late.sort();
     assert_eq!(sorted_payloads(brokers, "late.one"), late);
@@ -734,33 +749,12 @@ fn spawn_live(
     metrics: &str,
     stall_after: Option<u64>,
 ) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tradewind"));
-    cmd.args([
-        "run",
-        "--migrate",
-        "--brokers",
-        brokers,
-        "--mysql-url",
-        mysql_url,
-        "--group",
-        group,
-        "--metrics-addr",
-        metrics,
-        "--liveness-timeout",
-        "2s",
-        "--max-batch-rows",
-        "500",
-        "--kafka-option",
-        "session.timeout.ms=3000",
-        "--kafka-option",
-        "heartbeat.interval.ms=300",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if let Some(n) = stall_after {
-        cmd.arg("--fault-stall-after-commits").arg(n.to_string());
+    let stall = stall_after.map(|n| n.to_string());
+    let mut extra = vec!["--metrics-addr", metrics, "--liveness-timeout", "2s"];
+    if let Some(n) = &stall {
+        extra.extend(["--fault-stall-after-commits", n.as_str()]);
     }
-    cmd.spawn().expect("spawn tradewind run")
+    spawn_engine(brokers, mysql_url, group, false, None, &extra)
 }
 
 /// SIGTERM while MySQL is down and a commit is being retried, then MySQL back at once: nothing is

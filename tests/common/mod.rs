@@ -375,15 +375,28 @@ impl Drop for TestDb {
 
 /// Produces `payloads` (key, bytes) in order to `topic` with an idempotent producer and waits for all.
 pub fn produce_all(brokers: &str, topic: &str, payloads: &[(Option<Vec<u8>>, Vec<u8>)]) {
+    produce_to(brokers, topic, payloads, |_| None);
+}
+
+/// Produces `payloads` in order, each to the partition `partition(i)` names (`None`: the
+/// producer's partitioner), and waits for all.
+fn produce_to(
+    brokers: &str,
+    topic: &str,
+    payloads: &[(Option<Vec<u8>>, Vec<u8>)],
+    mut partition: impl FnMut(usize) -> Option<i32>,
+) {
     let producer: BaseProducer = tradewind_kafka::producer_config(brokers)
         .create()
         .expect("producer");
-    for (k, p) in payloads {
+    for (i, (k, p)) in payloads.iter().enumerate() {
         let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(p.as_slice());
         if let Some(k) = k {
             rec = rec.key(k.as_slice());
         }
-        let mut rec = rec;
+        if let Some(part) = partition(i) {
+            rec = rec.partition(part);
+        }
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -398,11 +411,22 @@ pub fn produce_all(brokers: &str, topic: &str, payloads: &[(Option<Vec<u8>>, Vec
     producer.flush(Duration::from_secs(60)).expect("flush");
 }
 
-/// Reads every record of `topic` (all partitions) until the end: (payload, tw-reason header).
-pub fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Option<String>)> {
+/// Calls `each` with every record of `topic` (all partitions, from the beginning) until every
+/// partition's end is reached, within `limit`.
+fn consume_all(
+    brokers: &str,
+    topic: &str,
+    limit: Duration,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
+    static READERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("tw-test-reader-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("tw-test-reader-{}-{n}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
@@ -410,18 +434,12 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Option<String>)> 
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + limit;
     let mut eof = std::collections::BTreeSet::new();
     while std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let reason = m.headers().and_then(|h| {
-                    h.iter()
-                        .find(|x| x.key == tradewind_model::HEADER_REASON)
-                        .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).to_string()))
-                });
-                out.push((m.payload().unwrap_or(&[]).to_vec(), reason));
+                each(&m);
                 eof.remove(&m.partition());
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
@@ -434,6 +452,19 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Option<String>)> 
             _ => {}
         }
     }
+}
+
+/// Reads every record of `topic` (all partitions) until the end: (payload, tw-reason header).
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Option<String>)> {
+    let mut out = Vec::new();
+    consume_all(brokers, topic, Duration::from_secs(30), |m| {
+        let reason = m.headers().and_then(|h| {
+            h.iter()
+                .find(|x| x.key == tradewind_model::HEADER_REASON)
+                .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).to_string()))
+        });
+        out.push((m.payload().unwrap_or(&[]).to_vec(), reason));
+    });
     out
 }
 
@@ -509,70 +540,25 @@ pub fn produce_spread(
     partitions: i32,
     seed: u64,
 ) {
-    let producer: BaseProducer = tradewind_kafka::producer_config(brokers)
-        .create()
-        .expect("producer");
     let mut state = seed;
-    for (k, p) in payloads {
+    produce_to(brokers, topic, payloads, |_| {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let part = ((state >> 33) % partitions as u64) as i32;
-        let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
-            .payload(p.as_slice())
-            .partition(part);
-        if let Some(k) = k {
-            rec = rec.key(k.as_slice());
-        }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
+        Some(((state >> 33) % partitions as u64) as i32)
+    });
 }
 
 /// Every record of `topic` with its partition and offset, sorted by (partition, offset).
 pub fn read_log(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("tw-test-log-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut eof = std::collections::BTreeSet::new();
-    while std::time::Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                out.push((
-                    m.partition(),
-                    m.offset(),
-                    m.payload().unwrap_or(&[]).to_vec(),
-                ));
-                eof.remove(&m.partition());
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                eof.insert(p);
-                let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                if n > 0 && eof.len() >= n {
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
+    consume_all(brokers, topic, Duration::from_secs(60), |m| {
+        out.push((
+            m.partition(),
+            m.offset(),
+            m.payload().unwrap_or(&[]).to_vec(),
+        ));
+    });
     out.sort_by_key(|(p, o, _)| (*p, *o));
     out
 }
@@ -589,14 +575,20 @@ pub fn valid_trades(log: &[(i32, i64, Vec<u8>)]) -> Vec<OwnedTrade> {
         .collect()
 }
 
-/// Every column of both window tables except `updated_at`, as text (doubles to 12 significant
-/// digits: sums merged in a different order differ in the last bits), sorted: two runs that must
-/// agree compare equal.
-pub async fn read_full(pool: &mysql_async::Pool) -> Vec<String> {
+/// One row of a window table: every column but `updated_at`, the exact ones (keys, counts, times,
+/// flags, trend, revision, order keys) as one text, the doubles apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FullRow {
+    pub exact: String,
+    pub doubles: Vec<f64>,
+}
+
+/// Every row of both window tables, sorted.
+pub async fn read_full(pool: &mysql_async::Pool) -> Vec<FullRow> {
     let mut conn = pool.get_conn().await.expect("mysql conn");
     let mut out = Vec::new();
     for table in ["market_1m", "asset_1m"] {
-        let cols: Vec<String> = conn
+        let cols: Vec<(String, String)> = conn
             .exec(
                 "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME <> 'updated_at' \
@@ -606,24 +598,54 @@ pub async fn read_full(pool: &mysql_async::Pool) -> Vec<String> {
             .await
             .expect("columns")
             .into_iter()
-            .map(|r: mysql_async::Row| {
-                let (name, ty): (String, String) = mysql_async::from_row(r);
-                if ty == "double" {
-                    format!("IFNULL(FORMAT({name}, 12 - FLOOR(LOG10(ABS(NULLIF({name}, 0)))) - 1), 'null')")
-                } else {
-                    format!("IFNULL(CAST({name} AS CHAR), 'null')")
-                }
-            })
+            .map(mysql_async::from_row)
+            .collect();
+        let exact: Vec<String> = cols
+            .iter()
+            .filter(|(_, ty)| ty != "double")
+            .map(|(n, _)| format!("IFNULL(CAST({n} AS CHAR), 'null')"))
+            .collect();
+        let doubles: Vec<&str> = cols
+            .iter()
+            .filter(|(_, ty)| ty == "double")
+            .map(|(n, _)| n.as_str())
             .collect();
         let sql = format!(
-            "SELECT CONCAT_WS('|', '{table}', {}) FROM {table}",
-            cols.join(", ")
+            "SELECT CONCAT_WS('|', '{table}', {}), {} FROM {table}",
+            exact.join(", "),
+            doubles.join(", ")
         );
-        let rows: Vec<String> = conn.query(sql).await.expect("read table");
-        out.extend(rows);
+        let rows: Vec<mysql_async::Row> = conn.exec(sql, ()).await.expect("read table");
+        for mut r in rows {
+            let exact: String = r.take(0).expect("exact columns");
+            let doubles = (1..=doubles.len())
+                .map(|i| r.take::<Option<f64>, _>(i).flatten().unwrap_or(f64::NAN))
+                .collect();
+            out.push(FullRow { exact, doubles });
+        }
     }
-    out.sort();
+    out.sort_by(|a, b| a.exact.cmp(&b.exact));
     out
+}
+
+/// Asserts two runs wrote the same rows: exact columns equal, doubles equal to 1e-12 relative (sums
+/// merged in a different order differ in the last bits).
+pub fn assert_same_rows(a: &[FullRow], b: &[FullRow], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
+    let same = |x: f64, y: f64| {
+        (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
+    };
+    let differ: Vec<_> = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| {
+            x.exact != y.exact
+                || x.doubles.len() != y.doubles.len()
+                || x.doubles.iter().zip(&y.doubles).any(|(p, q)| !same(*p, *q))
+        })
+        .take(3)
+        .collect();
+    assert!(differ.is_empty(), "{what}: rows differ: {differ:?}");
 }
 
 /// A free TCP port on loopback (for a process's metrics address).
