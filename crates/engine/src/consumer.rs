@@ -85,10 +85,19 @@ impl ClientContext for EngineContext {
     fn stats(&self, stats: Statistics) {
         if let Some(t) = stats.topics.get(&self.topic) {
             for (id, p) in &t.partitions {
-                if *id >= 0 && p.consumer_lag >= 0 {
+                if *id < 0 {
+                    continue;
+                }
+                // librdkafka keeps revoked partitions in its statistics (fetch stopped, with their
+                // last lag): report only the partitions this replica fetches, and drop the series
+                // of the others, or a rebalance leaves two replicas reporting one partition.
+                let fetching = p.fetch_state == "active";
+                if fetching && p.consumer_lag >= 0 {
                     self.lag
                         .with_label_values(&[&id.to_string()])
                         .set(p.consumer_lag);
+                } else if !fetching {
+                    let _ = self.lag.remove_label_values(&[&id.to_string()]);
                 }
             }
         }
