@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use mysql_async::{Opts, OptsBuilder, SslOpts};
+use mysql_async::{Opts, OptsBuilder};
 
 use crate::SinkError;
 
