@@ -11,8 +11,10 @@ PodMonitor does, every 2 s, and evaluates the rules of deploy/base/monitoring/pr
 Asserts, in order:
   1. every query of grafana/tradewind.json returns data;
   2. no alert is pending or firing while the pipeline is healthy;
-  3. MySQL cut (relay closed): TradewindSinkErrors fires, TradewindEngineNotReady becomes active;
-  4. ingest stopped: TradewindIngestDown becomes active (pending: its `for: 2m` is covered by promtool).
+  3. the SQL queries of grafana/data-quality.json run against the pipeline's own MySQL rows;
+  4. MySQL cut (relay closed): TradewindSinkErrors fires at once, TradewindEngineNotReady turns pending;
+  5. ingest stopped: TradewindIngestDown turns pending (namespace label kept);
+  6. both of those fire once their `for: 2m` has passed.
 """
 
 import argparse
@@ -28,6 +30,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_quality_sql  # noqa: E402  (same directory: Grafana macro expansion)
 
 
 def log(msg):
@@ -96,7 +101,8 @@ class Relay:
 
 
 def mysql(sql, database=None):
-    cmd = ["mysql", "-h127.0.0.1", "-P3306", "-uroot", "--batch", "--skip-column-names", "-e", sql]
+    cmd = ["mysql", "-h127.0.0.1", "-P3306", "-uroot", "--batch", "--skip-column-names",
+           "-e", f"SET time_zone = '+00:00'; {sql}"]
     if database:
         cmd.insert(1, database)
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -160,10 +166,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
     ap.add_argument("--rules", required=True, help="plain Prometheus rule file")
-    ap.add_argument("--dashboard", default="grafana/tradewind.json")
+    ap.add_argument("--dashboard", action="append",
+                    help="dashboard whose Prometheus queries must return data (repeatable)")
+    ap.add_argument("--sql-dashboard", default="grafana/data-quality.json",
+                    help="dashboard whose MySQL queries must run on the pipeline's rows")
     ap.add_argument("--brokers", default=os.environ.get("TRADEWIND_BROKERS", "127.0.0.1:19092"))
     ap.add_argument("--base-port", type=int, default=19300)
     args = ap.parse_args()
+    args.dashboard = args.dashboard or ["grafana/tradewind.json", "grafana/data-quality.json"]
 
     p = args.base_port
     ports = {"sim": p + 1, "ingest": p + 2, "engine": p + 3, "relay": p + 4, "prom": p + 5}
@@ -219,8 +229,10 @@ def main():
             "TRADEWIND_LATE_TOPIC": f"{topic}.late",
             "RUST_LOG": "info",
         }
+        # A few late trades (up to 20 s behind) so the late-records and corrections panels have data.
         start("simulate", [args.binary, "simulate", "--listen", f"127.0.0.1:{ports['sim']}",
-                           "--rate", "400", "--markets", "40",
+                           "--rate", "400", "--markets", "40", "--late-fraction", "0.01",
+                           "--late-max-ms", "20000",
                            "--metrics-addr", f"127.0.0.1:{p + 6}"], common)
         start("ingest", [args.binary, "ingest", "--source", f"ws://127.0.0.1:{ports['sim']}/trades/ALL",
                          "--partitions", "3", "--metrics-addr", f"127.0.0.1:{ports['ingest']}"], common)
@@ -267,7 +279,7 @@ def main():
         time.sleep(35)  # more than a 30 s rate window of samples for every panel
 
         # 1. every dashboard query returns data
-        queries = dashboard_queries(args.dashboard)
+        queries = [q for d in args.dashboard for q in dashboard_queries(d)]
         empty = [(t, e) for t, e in queries if not prom_query(base, expand(e))]
         for t, e in empty:
             log(f"NO DATA: panel {t!r}: {e}")
@@ -281,7 +293,18 @@ def main():
             raise AssertionError(f"alerts active on a healthy pipeline: {sorted(active)}")
         log("no alert pending or firing on the healthy pipeline")
 
-        # 3. MySQL cut
+        # 3. the data-quality SQL on the engine's own rows
+        with open(args.sql_dashboard) as f:
+            sql_targets = [(pn["title"], t) for pn in json.load(f)["panels"]
+                           for t in pn.get("targets", []) if "rawSql" in t]
+        now = int(time.time())
+        for title, t in sql_targets:
+            out = mysql(check_quality_sql.expand(t["rawSql"], now - 3600, now + 60), db)
+            if not out.strip() and title != "Most corrected rows":  # that one needs a correction
+                raise AssertionError(f"data-quality panel {title!r} returns no row on live data")
+        log(f"all {len(sql_targets)} data-quality SQL queries run on the live rows")
+
+        # 4. MySQL cut
         relay.cut()
         log("MySQL cut (relay closed)")
         wait_for("TradewindSinkErrors firing",
@@ -291,7 +314,7 @@ def main():
                  lambda: {a for a in alerts(base) if a[0] == "TradewindEngineNotReady"}, 60)
         log("TradewindEngineNotReady active: " + str(sorted(alerts(base))))
 
-        # 4. ingest stopped
+        # 5. ingest stopped
         stop("ingest")
         log("ingest stopped")
         wait_for("TradewindIngestDown active",
@@ -300,6 +323,11 @@ def main():
         if firing_ns[0]["metric"].get("namespace") != "live":
             raise AssertionError(f"TradewindIngestDown without the namespace label: {firing_ns}")
         log("TradewindIngestDown active for namespace live: " + str(sorted(alerts(base))))
+
+        # 6. the `for: 2m` alerts fire
+        for name in ("TradewindEngineNotReady", "TradewindIngestDown"):
+            wait_for(f"{name} firing", lambda n=name: (n, "firing") in alerts(base), 200, 5)
+            log(f"{name} firing")
     except Exception as e:
         failed = True
         log(f"FAILED: {e}")

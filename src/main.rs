@@ -19,7 +19,12 @@ struct Cli {
     command: Command,
     /// File holding the SASL password for Kafka (e.g. a mounted Kubernetes Secret), used as
     /// librdkafka's `sasl.password` by ingest, produce and run alongside --kafka-option. Never logged.
-    #[arg(long, global = true, env = "TRADEWIND_KAFKA_PASSWORD_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRADEWIND_KAFKA_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
     kafka_password_file: Option<std::path::PathBuf>,
 }
 

@@ -24,7 +24,10 @@ pub struct ClientOptions {
 /// Whether a librdkafka setting holds a secret (its value must never be printed).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.ends_with(".key.pem") || k == "sasl.jaas.config"
+    k.contains("password")
+        || k.contains("secret")
+        || k.ends_with(".key.pem")
+        || k == "sasl.jaas.config"
 }
 
 impl ClientOptions {
@@ -45,7 +48,10 @@ impl ClientOptions {
         }
         if let Some(path) = password_file {
             let raw = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("cannot read the Kafka password file {}: {e}", path.display())
+                anyhow::anyhow!(
+                    "cannot read the Kafka password file {}: {e}",
+                    path.display()
+                )
             })?;
             let pw = raw.trim_end_matches(['\r', '\n']);
             if pw.is_empty() {
@@ -132,7 +138,10 @@ mod tests {
         );
         let shown = format!("{o:?}");
         assert!(!shown.contains("s3cr"), "{shown}");
-        assert!(shown.contains("<redacted>") && shown.contains("SCRAM-SHA-512"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("SCRAM-SHA-512"),
+            "{shown}"
+        );
         let mut c = ClientConfig::new();
         o.apply(&mut c);
         assert_eq!(c.get("sasl.password"), Some("s3cr=t,pw"));

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use tradewind_kafka::ClientOptions;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -42,8 +43,18 @@ fn make_certs(dir: &Path) {
     for (name, cn) in [("ca", "tw test CA"), ("wrong-ca", "other CA")] {
         openssl(
             &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                &format!("/CN={cn}"), "-keyout", &format!("{name}.key"), "-out",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
                 &format!("{name}.pem"),
             ],
             dir,
@@ -51,22 +62,43 @@ fn make_certs(dir: &Path) {
     }
     openssl(
         &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-            "server.key", "-out", "server.csr",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
         ],
         dir,
     );
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
     openssl(
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
         ],
         dir,
     );
 }
 
-/// Collects librdkafka's error callbacks.
+/// Collects librdkafka's error callbacks and log lines.
 #[derive(Clone, Default)]
 struct Errors(Arc<Mutex<Vec<String>>>);
 
@@ -76,6 +108,17 @@ impl ClientContext for Errors {
             v.push(format!("{error}: {reason}"));
         }
     }
+
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(format!("log {fac}: {log_message}"));
+        }
+    }
+}
+
+impl ProducerContext for Errors {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
 struct Server {
@@ -98,8 +141,15 @@ fn tls_server(dir: &Path) -> (Server, u16) {
         .port();
     let mut child = Command::new("openssl")
         .args([
-            "s_server", "-quiet", "-accept", &port.to_string(), "-cert", "server.pem", "-key",
-            "server.key", "-msg",
+            "s_server",
+            "-quiet",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-msg",
         ])
         .current_dir(dir)
         .stdin(Stdio::piped())
@@ -180,14 +230,20 @@ fn tls_is_verified_against_the_configured_ca() {
         let _ = producer
             .client()
             .fetch_metadata(None, Duration::from_secs(4));
-        producer.flush(Duration::from_millis(100)).ok();
+        // Error callbacks are served by polling.
+        for _ in 0..20 {
+            producer.poll(Duration::from_millis(100));
+        }
         let errs = errors.0.lock().map(|v| v.clone()).unwrap_or_default();
         let handshakes = server.handshakes.lock().map(|v| v.len()).unwrap_or(0);
         let cert_refused = errs
             .iter()
             .any(|e| e.contains("certificate verify failed") || e.contains("unable to get"));
         if trusted {
-            assert!(handshakes > 0, "no TLS handshake completed with the right CA: {errs:?}");
+            assert!(
+                handshakes > 0,
+                "no TLS handshake completed with the right CA: {errs:?}"
+            );
             assert!(!cert_refused, "right CA refused: {errs:?}");
         } else {
             assert!(cert_refused, "wrong CA was not refused: {errs:?}");
