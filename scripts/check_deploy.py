@@ -207,6 +207,14 @@ def check_rules(docs, overlay, errors):
         inits = d["spec"]["template"]["spec"].get("initContainers") or []
         if not any((c.get("args") or [None])[0] == "migrate" for c in inits):
             errors.append(f"{where(d)}: no init container running `tradewind migrate`")
+        # Least privilege: the long-running engine logs in as the DML-only user, not the schema owner.
+        for c in d["spec"]["template"]["spec"].get("containers") or []:
+            for env in c.get("env") or []:
+                if env.get("name") == "TRADEWIND_MYSQL_URL":
+                    key = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("key")
+                    if key != "engine-url":
+                        errors.append(f"{where(d)}: container {c['name']} uses MySQL URL key {key!r}, "
+                                      "not the DML-only engine-url")
 
 
 # Each mutation reproduces a defect this checker must catch; --self-test applies them one at a time to a
@@ -251,6 +259,8 @@ MUTATIONS = {
     "PrometheusRule without release label": _drop_label("PrometheusRule"),
     "placeholder image": _set(("Deployment", "tradewind-engine", ["spec", "template", "spec", "containers", 0, "image"]), "tradewind"),
     "apps create topics": _set(("ConfigMap", None, ["data", "TRADEWIND_CREATE_TOPICS"]), "true"),
+    "engine as the schema owner": _set(("Deployment", "tradewind-engine", [
+        "spec", "template", "spec", "containers", 0, "env", 0, "valueFrom", "secretKeyRef", "key"]), "url"),
     "no migrate init container": _set(("Deployment", "tradewind-engine", ["spec", "template", "spec", "initContainers"]), []),
     "ScaledObject above the partition count": _set(("ScaledObject", None, ["spec", "maxReplicaCount"]), 24),
     "ScaledObject string maxReplicaCount": _set(("ScaledObject", None, ["spec", "maxReplicaCount"]), "12"),

@@ -10,6 +10,8 @@
 #     only IP 127.0.0.1).
 # Each refusal must be for the expected reason (certificate verification, or access denied), not a
 # connection error.
+# Then deploy/base/mariadb-initdb.sh runs on the same server: the engine's MySQL user can write rows but
+# not change the schema, Grafana's reader can only read.
 # The server is stopped and its files removed on exit. Needs mariadbd, mariadb-install-db and openssl.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -116,5 +118,41 @@ expect refused "TLS with a CA that did not sign the server certificate" \
 expect refused "no TLS, server requires it" "$base?prefer_socket=false" 'access denied'
 expect refused "host name not in the certificate" \
     "mysql://tw_secure:$pw@localhost:$port/tw_tls?prefer_socket=false&ssl_ca=$dir/ca.pem" "$verify"
+
+# deploy/base/mariadb-initdb.sh on this private server, as the mariadb image's entrypoint runs it: the
+# engine's user may read and write rows but not change the schema; Grafana's reader may only read.
+sock() { mariadb --no-defaults -uroot --socket="$dir/mysqld.sock" "$@"; }
+sock -e "CREATE DATABASE tradewind; GRANT ALL ON tradewind.* TO 'tw_secure'@'127.0.0.1';"
+expect ok "schema into database tradewind over TLS" \
+    "mysql://tw_secure:$pw@127.0.0.1:$port/tradewind?prefer_socket=false&ssl_ca=$dir/ca.pem"
+epw=$(openssl rand -hex 8)"'q\\"
+rpw=$(openssl rand -hex 8)
+(
+    docker_process_sql() { sock "$@"; }
+    TRADEWIND_ENGINE_PASSWORD=$epw TRADEWIND_READER_PASSWORD=$rpw
+    # shellcheck source=../deploy/base/mariadb-initdb.sh
+    . deploy/base/mariadb-initdb.sh
+)
+as_user() { # as_user USER PASSWORD SQL: exit status of the statement
+    mariadb --no-defaults -h127.0.0.1 -P"$port" -u"$1" -p"$2" tradewind -e "$3" >/dev/null 2>&1
+}
+grant_check() { # grant_check allowed|denied NAME USER PASSWORD SQL
+    local want=$1 name=$2 rc=0
+    as_user "$3" "$4" "$5" || rc=$?
+    if { [ "$want" = allowed ] && [ $rc -eq 0 ]; } || { [ "$want" = denied ] && [ $rc -ne 0 ]; }; then
+        echo "ok   $name ($want)"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name: expected $want"
+        failed=$((failed + 1))
+    fi
+}
+grant_check allowed "engine user writes rows" tradewind_engine "$epw" \
+    "INSERT INTO market_1m SELECT * FROM market_1m WHERE 1 = 0; UPDATE market_1m SET revision = revision WHERE 1 = 0; DELETE FROM market_1m WHERE 1 = 0"
+grant_check denied "engine user cannot create tables" tradewind_engine "$epw" "CREATE TABLE x (a INT)"
+grant_check denied "engine user cannot drop tables" tradewind_engine "$epw" "DROP TABLE market_1m"
+grant_check allowed "reader reads the views" tradewind_reader "$rpw" "SELECT COUNT(*) FROM v_market_minute"
+grant_check denied "reader cannot write" tradewind_reader "$rpw" "DELETE FROM market_1m"
+
 echo "mysql_tls_test: $passed ok, $failed failed"
 [ "$failed" -eq 0 ]
