@@ -74,7 +74,7 @@ expect() { # expect ok|refused NAME URL [REASON-REGEX]
     rc=$?
     set -e
     if { [ "$want" = ok ] && [ $rc -eq 0 ]; } \
-        || { [ "$want" = refused ] && [ $rc -ne 0 ] && echo "$out" | grep -Eqi "$reason"; }; then
+        || { [ "$want" = refused ] && [ $rc -ne 0 ] && grep -Eqi "$reason" <<<"$out"; }; then
         if [ "$want" = refused ]; then
             echo "ok   $name (refused: $(echo "$out" | grep -Eio ".{0,60}($reason).{0,60}" | head -1))"
         else
@@ -86,7 +86,7 @@ expect() { # expect ok|refused NAME URL [REASON-REGEX]
         echo "$out" | tail -5
         failed=$((failed + 1))
     fi
-    if echo "$out" | grep -q "$pw"; then
+    if grep -qF "$pw" <<<"$out"; then
         echo "FAIL $name: the password appears in the output"
         failed=$((failed + 1))
     fi
