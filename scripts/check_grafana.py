@@ -8,7 +8,8 @@ default such as `${PROMETHEUS_URL:-http://prometheus:9090}` therefore looks up a
 expands every value the same way and fails on any name that is not a plain identifier.
 
 Dashboards (grafana/*.json): unique uids, `"id": null`, every datasource reference is a datasource
-variable the dashboard defines, and the datasources provisioned carry the types the variables ask for.
+variable the dashboard defines, the datasources provisioned carry the types the variables ask for, and in
+a dashboard with a `namespace` variable every metric selector filters on it.
 """
 
 import glob
@@ -88,6 +89,7 @@ def main():
         uids[d.get("uid")] = rel
         variables = {v["name"]: v.get("query") for v in d.get("templating", {}).get("list", [])
                      if v.get("type") == "datasource"}
+        all_vars = {v["name"] for v in d.get("templating", {}).get("list", [])}
         for var, wanted in variables.items():
             if wanted not in ds_types:
                 errors.append(f"{rel}: variable {var} wants a {wanted} datasource; none is provisioned")
@@ -110,6 +112,13 @@ def main():
                 check_ds(p.get("datasource"), f"panel {p.get('title')!r}")
                 for t in p.get("targets") or []:
                     check_ds(t.get("datasource"), f"panel {p.get('title')!r} target {t.get('refId')}")
+                    # A dashboard with a namespace variable shows one deployment: every metric selector
+                    # must filter on it, or dev and prod would be summed together.
+                    expr = t.get("expr") or ""
+                    if "namespace" in all_vars:
+                        for sel in re.findall(r"\b(tradewind_\w+|process_\w+)\{([^}]*)\}", expr):
+                            if 'namespace=~"$namespace"' not in sel[1]:
+                                errors.append(f"{rel}: panel {p.get('title')!r}: {sel[0]} not filtered by $namespace")
 
         walk(d.get("panels") or [])
         print(f"{'ok  ' if not errors else '... '} {rel}: uid {d.get('uid')}, datasource variables {sorted(variables)}")

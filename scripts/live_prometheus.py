@@ -151,6 +151,7 @@ def expand(expr):
     """Grafana's variables as Grafana would expand them for an `All` selection and a 2 s scrape."""
     return (
         expr.replace('=~"$job"', '=~".+"')
+        .replace('=~"$namespace"', '=~"live"')
         .replace("$__rate_interval", "30s")
         .replace("$__interval", "10s")
         .replace("$__range", "5m")
