@@ -19,6 +19,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tradewind-target}"
 bin="${TRADEWIND_BIN:-$CARGO_TARGET_DIR/release/tradewind}"
 [ -x "$bin" ] || cargo build --release --bin tradewind
 port="${TW_TLS_PORT:-13307}"
+if ! command -v openssl >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
 
 dir=$(mktemp -d /tmp/tw-mysql-tls.XXXXXX)
 pid=""
