@@ -12,9 +12,11 @@ Asserts, in order:
   1. every query of grafana/tradewind.json returns data;
   2. no alert is pending or firing while the pipeline is healthy;
   3. the SQL queries of grafana/data-quality.json run against the pipeline's own MySQL rows;
-  4. MySQL cut (relay closed): TradewindSinkErrors fires at once, TradewindEngineNotReady turns pending;
-  5. ingest stopped: TradewindIngestDown turns pending (namespace label kept);
-  6. both of those fire once their `for: 2m` has passed.
+  4. a second engine joins the group: after the rebalance every partition's lag is reported by exactly
+     one engine (a revoked partition's series is removed, so the dashboard's sum counts it once);
+  5. MySQL cut (relay closed): TradewindSinkErrors fires at once, TradewindEngineNotReady turns pending;
+  6. ingest stopped: TradewindIngestDown turns pending (namespace label kept);
+  7. both of those fire once their `for: 2m` has passed.
 """
 
 import argparse
@@ -177,7 +179,8 @@ def main():
     args.dashboard = args.dashboard or ["grafana/tradewind.json", "grafana/data-quality.json"]
 
     p = args.base_port
-    ports = {"sim": p + 1, "ingest": p + 2, "engine": p + 3, "relay": p + 4, "prom": p + 5}
+    ports = {"sim": p + 1, "ingest": p + 2, "engine": p + 3, "relay": p + 4, "prom": p + 5,
+             "engine2": p + 7}
     for name, port in ports.items():
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -237,11 +240,14 @@ def main():
                            "--metrics-addr", f"127.0.0.1:{p + 6}"], common)
         start("ingest", [args.binary, "ingest", "--source", f"ws://127.0.0.1:{ports['sim']}/trades/ALL",
                          "--partitions", "3", "--metrics-addr", f"127.0.0.1:{ports['ingest']}"], common)
-        start("engine", [args.binary, "run", "--group", f"live-prom-{run_id}",
+        def start_engine(name):
+            start(name, [args.binary, "run", "--group", f"live-prom-{run_id}",
                          "--mysql-url",
                          f"mysql://{engine_user}:{engine_pw}@127.0.0.1:{ports['relay']}/{db}",
-                         "--live-interval", "1s", "--metrics-addr", f"127.0.0.1:{ports['engine']}"],
-              common)
+                         "--live-interval", "1s", "--metrics-addr", f"127.0.0.1:{ports[name]}"],
+                  common)
+
+        start_engine("engine")
 
         config = os.path.join(work, "prometheus.yml")
         rules = os.path.join(work, "tradewind.rules.yml")
@@ -254,7 +260,8 @@ def main():
                 "  - job_name: tradewind-ingest\n"
                 f"    static_configs: [{{targets: ['127.0.0.1:{ports['ingest']}'], labels: {{namespace: live}}}}]\n"
                 "  - job_name: tradewind-engine\n"
-                f"    static_configs: [{{targets: ['127.0.0.1:{ports['engine']}'], labels: {{namespace: live}}}}]\n"
+                f"    static_configs: [{{targets: ['127.0.0.1:{ports['engine']}', '127.0.0.1:{ports['engine2']}'],"
+                " labels: {namespace: live}}]\n"
             )
         start("prometheus", ["prometheus", f"--config.file={config}",
                              f"--storage.tsdb.path={os.path.join(work, 'tsdb')}",
@@ -270,7 +277,7 @@ def main():
         names = wait_for("rules loaded", loaded, 60)
         log(f"{len(names)} alert rules loaded")
 
-        wait_for("both targets up", lambda: len(prom_query(base, "up == 1")) == 2, 90)
+        wait_for("ingest and engine up", lambda: len(prom_query(base, "up == 1")) == 2, 90)
         wait_for("engine ready", lambda: prom_query(base, "tradewind_engine_ready == 1"), 120)
         wait_for("rows written", lambda: prom_query(base, "sum(tradewind_engine_rows_written_total) > 0"), 120)
         rows = int(mysql("SELECT COUNT(*) FROM market_1m", db).strip())
@@ -305,7 +312,28 @@ def main():
                 raise AssertionError(f"data-quality panel {title!r} returns no row on live data")
         log(f"all {len(sql_targets)} data-quality SQL queries run on the live rows")
 
-        # 4. MySQL cut
+        # 4. a second replica joins: each partition's lag is reported by one engine only
+        start_engine("engine2")
+
+        def split_cleanly():
+            per_instance = prom_query(base, "count by (instance) (tradewind_engine_consumer_lag)")
+            doubled = prom_query(base, "count by (partition) (tradewind_engine_consumer_lag) > 1")
+            parts = prom_query(base, "count(count by (partition) (tradewind_engine_consumer_lag))")
+            return len(per_instance) == 2 and not doubled and parts and parts[0]["value"][1] == "3"
+
+        try:
+            wait_for("3 partitions split over 2 engines, each reported once", split_cleanly, 120)
+        except AssertionError:
+            series = prom_query(base, "tradewind_engine_consumer_lag")
+            log("lag series: " + str(sorted((x["metric"].get("instance"), x["metric"].get("partition"))
+                                             for x in series)))
+            raise
+        time.sleep(6)  # a few more scrapes: the split must hold
+        if not split_cleanly():
+            raise AssertionError("a partition's lag is reported by two engines after the rebalance")
+        log("after the rebalance each of the 3 partitions' lag is reported by exactly one of 2 engines")
+
+        # 5. MySQL cut
         relay.cut()
         log("MySQL cut (relay closed)")
         wait_for("TradewindSinkErrors firing",
@@ -315,7 +343,7 @@ def main():
                  lambda: {a for a in alerts(base) if a[0] == "TradewindEngineNotReady"}, 60)
         log("TradewindEngineNotReady active: " + str(sorted(alerts(base))))
 
-        # 5. ingest stopped
+        # 6. ingest stopped
         stop("ingest")
         log("ingest stopped")
         wait_for("TradewindIngestDown active",
@@ -325,7 +353,7 @@ def main():
             raise AssertionError(f"TradewindIngestDown without the namespace label: {firing_ns}")
         log("TradewindIngestDown active for namespace live: " + str(sorted(alerts(base))))
 
-        # 6. the `for: 2m` alerts fire
+        # 7. the `for: 2m` alerts fire
         for name in ("TradewindEngineNotReady", "TradewindIngestDown"):
             wait_for(f"{name} firing", lambda n=name: (n, "firing") in alerts(base), 200, 5)
             log(f"{name} firing")
