@@ -3,7 +3,7 @@
 rules loaded. Started by scripts/live_prometheus.sh (which installs Prometheus and builds the binary).
 
 Pipeline (separate processes, as in Kubernetes): `tradewind simulate` -> `tradewind ingest` -> Kafka
-(the local broker, $TRADEWIND_BROKERS) -> `tradewind run` -> MariaDB, the engine connecting as a DML-only
+(a private tansu broker with --tansu, else --brokers) -> `tradewind run` -> MariaDB, the engine connecting as a DML-only
 MySQL user (as deploy/ does) through a TCP relay this script can cut. Prometheus scrapes ingest as job
 `tradewind-ingest` and the engine as job `tradewind-engine`, both with namespace="live", like the
 PodMonitor does, every 2 s, and evaluates the rules of deploy/base/monitoring/prometheusrule.yaml.
@@ -173,14 +173,17 @@ def main():
                     help="dashboard whose Prometheus queries must return data (repeatable)")
     ap.add_argument("--sql-dashboard", default="grafana/data-quality.json",
                     help="dashboard whose MySQL queries must run on the pipeline's rows")
-    ap.add_argument("--brokers", default=os.environ.get("TRADEWIND_BROKERS", "127.0.0.1:19092"))
+    ap.add_argument("--brokers", default=os.environ.get("TRADEWIND_BROKERS", "127.0.0.1:19092"),
+                    help="Kafka brokers to use when --tansu is not given")
+    ap.add_argument("--tansu", help="tansu binary: run a private broker for this test (nothing else can "
+                                    "restart it or reuse its topics), instead of --brokers")
     ap.add_argument("--base-port", type=int, default=19300)
     args = ap.parse_args()
     args.dashboard = args.dashboard or ["grafana/tradewind.json", "grafana/data-quality.json"]
 
     p = args.base_port
     ports = {"sim": p + 1, "ingest": p + 2, "engine": p + 3, "relay": p + 4, "prom": p + 5,
-             "engine2": p + 7}
+             "engine2": p + 7, "broker": p + 8}
     for name, port in ports.items():
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -225,6 +228,20 @@ def main():
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{db}`.* TO '{engine_user}'@'127.0.0.1';"
         )
         relay = Relay(ports["relay"], ("127.0.0.1", 3306))
+
+        if args.tansu:
+            broker_dir = os.path.join(work, "tansu")  # tansu reads a .env from its cwd: an empty one
+            os.mkdir(broker_dir)
+            url = f"tcp://127.0.0.1:{ports['broker']}"
+            logf = open(os.path.join(work, "tansu.log"), "w")
+            procs["tansu"] = subprocess.Popen(
+                [args.tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                cwd=broker_dir, stdout=logf, stderr=subprocess.STDOUT)
+            wait_for("private tansu broker", lambda: socket.create_connection(
+                ("127.0.0.1", ports["broker"]), timeout=1).close() or True, 30, 0.2)
+            args.brokers = f"127.0.0.1:{ports['broker']}"
+            log(f"private tansu broker on {args.brokers}")
 
         common = {
             "TRADEWIND_BROKERS": args.brokers,
@@ -366,7 +383,7 @@ def main():
                 tail = f.readlines()[-15:]
             print(f"---- {name}.log (tail) ----\n" + "".join(tail), flush=True)
     finally:
-        for name in list(procs):
+        for name in reversed(list(procs)):  # the broker last
             stop(name)
         if relay:
             relay.cut()
