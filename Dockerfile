@@ -5,9 +5,10 @@
 # Subcommands (args): ingest | run | migrate | produce | simulate | demo.
 
 FROM rust:1.95-slim-bookworm AS build
-# librdkafka (bundled by rdkafka, built from source) needs a C toolchain and make; zlib for `libz`.
+# librdkafka (bundled by rdkafka, built from source) needs a C toolchain and make; zlib for `libz`;
+# OpenSSL headers for TLS and SASL SCRAM (librdkafka) and MySQL over TLS (mysql_async native-tls).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make g++ pkg-config zlib1g-dev perl ca-certificates \
+ && apt-get install -y --no-install-recommends make g++ pkg-config zlib1g-dev libssl-dev perl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -20,7 +21,7 @@ RUN strip /usr/local/bin/tradewind
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates zlib1g tini \
+ && apt-get install -y --no-install-recommends ca-certificates zlib1g libssl3 tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 tradewind \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin tradewind

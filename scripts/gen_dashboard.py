@@ -9,7 +9,9 @@ import json
 import os
 
 DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-SEL = 'job=~"$job"'
+# One deployment at a time: Kubernetes namespace (kube-prometheus-stack adds it to every target; empty
+# locally, which `=~".*"` still matches) and job.
+SEL = 'namespace=~"$namespace", job=~"$job"'
 
 panels = []
 _next_id = [1]
@@ -189,9 +191,15 @@ dashboard = {
     "templating": {"list": [
         {"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource", "query": "prometheus",
          "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
+        {"name": "namespace", "label": "Namespace", "type": "query", "datasource": DS,
+         "query": {"query": "label_values(tradewind_build_info, namespace)", "refId": "namespace"},
+         "definition": "label_values(tradewind_build_info, namespace)",
+         "includeAll": True, "multi": False, "allValue": ".*", "current": {}, "refresh": 2, "sort": 1,
+         "hide": 0, "options": [], "regex": ""},
         {"name": "job", "label": "Job", "type": "query", "datasource": DS,
-         "query": {"query": "label_values(tradewind_build_info, job)", "refId": "job"},
-         "definition": "label_values(tradewind_build_info, job)",
+         "query": {"query": "label_values(tradewind_build_info{namespace=~\"$namespace\"}, job)",
+                   "refId": "job"},
+         "definition": "label_values(tradewind_build_info{namespace=~\"$namespace\"}, job)",
          "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "refresh": 2, "sort": 1,
          "hide": 0, "options": [], "regex": ""},
     ]},

@@ -17,6 +17,22 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// File holding the SASL password for Kafka (e.g. a mounted Kubernetes Secret), used as
+    /// librdkafka's `sasl.password` by ingest, produce and run alongside --kafka-option. Never logged.
+    #[arg(
+        long,
+        global = true,
+        env = "TRADEWIND_KAFKA_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    kafka_password_file: Option<std::path::PathBuf>,
+}
+
+/// Applies the Kafka client options of a subcommand (and the password file) process-wide.
+fn kafka_options(items: &[String], password_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let options = tradewind_kafka::ClientOptions::parse(items, password_file)?;
+    tradewind_kafka::set_client_options(options);
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +79,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let password_file = cli.kafka_password_file.clone();
+    let options = match &cli.command {
+        Command::Ingest(a) => kafka_options(&a.kafka.kafka_options, password_file.as_deref()),
+        Command::Produce(a) => kafka_options(&a.kafka.kafka_options, password_file.as_deref()),
+        Command::Run(a) => kafka_options(&a.kafka_options, password_file.as_deref()),
+        _ => Ok(()),
+    };
+    if let Err(e) = options {
+        tracing::error!("{e:#}");
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = rt.block_on(async move {
         let shutdown = tradewind_telemetry::shutdown_signal();
         match cli.command {

@@ -20,6 +20,15 @@ pub struct TradesTopicArgs {
     /// Topic that receives valid trades, keyed by `base`.
     #[arg(long, env = "TRADEWIND_TOPIC", default_value = "trades")]
     pub topic: String,
+    /// Extra librdkafka setting `key=value` for every Kafka client (repeatable; env: comma-separated),
+    /// e.g. `security.protocol=SASL_SSL` or `ssl.ca.location=/ca.crt`. Secret values are never logged;
+    /// pass the SASL password with --kafka-password-file.
+    #[arg(
+        long = "kafka-option",
+        env = "TRADEWIND_KAFKA_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub kafka_options: Vec<String>,
 }
 
 /// `tradewind ingest`: stream trades from websocket sources into Kafka.

@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+pub mod security;
+pub use security::{apply_client_options, set_client_options, ClientOptions};
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -30,6 +33,7 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
         .set("queue.buffering.max.kbytes", "262144")
         .set("message.timeout.ms", "300000")
         .set("statistics.interval.ms", "0");
+    apply_client_options(&mut c);
     c
 }
 
@@ -55,15 +59,17 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("statistics.interval.ms", "1000")
         // A subscribed topic created after start-up is picked up within seconds, not minutes.
         .set("topic.metadata.refresh.interval.ms", "10000");
+    apply_client_options(&mut c);
     c
 }
 
 /// Creates each `(topic, partitions)` that does not exist yet (replication factor 1 is for local
 /// brokers; production topics are declared in `deploy/`). Existing topics are left alone.
 pub async fn ensure_topics(brokers: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    apply_client_options(&mut config);
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
     // Create only what is missing: some Kafka-compatible brokers (librdkafka's mock cluster) do not
     // implement CreateTopics, and there is nothing to ask for when every topic exists.
     let existing: Vec<String> = {

@@ -17,10 +17,11 @@ mod encode;
 mod error;
 mod merge;
 mod migrate;
+pub mod tls;
 
 use arrow_array::RecordBatch;
 use mysql_async::prelude::Queryable;
-use mysql_async::{IsolationLevel, Opts, OptsBuilder, Pool, Row, Transaction, TxOpts};
+use mysql_async::{IsolationLevel, OptsBuilder, Pool, Row, Transaction, TxOpts};
 
 pub use error::SinkError;
 pub use merge::{Merge, MergeTable, Trend};
@@ -152,12 +153,13 @@ impl MySqlSink {
     /// Connects to `url` (`mysql://user:pass@host:port/db`), creating database `db` if missing,
     /// and reads `max_allowed_packet`. Every pooled session uses `time_zone = '+00:00'` and utf8mb4.
     pub async fn connect(url: &str) -> Result<Self, SinkError> {
-        let opts = Opts::from_url(url).map_err(|e| SinkError::Url(e.to_string()))?;
+        let opts = tls::opts_from_url(url)?;
         let endpoint = format!(
-            "{}@{}:{}",
+            "{}@{}:{} ({})",
             opts.user().unwrap_or(""),
             opts.ip_or_hostname(),
-            opts.tcp_port()
+            opts.tcp_port(),
+            tls::describe(&opts)
         );
         // What to check when the server refuses the login (the password is never shown).
         let connecting = |e: mysql_async::Error| {
