@@ -130,8 +130,12 @@ expect ok "schema into database tradewind over TLS" \
     "mysql://tw_secure:$pw@127.0.0.1:$port/tradewind?prefer_socket=false&ssl_ca=$dir/ca.pem"
 epw=$(openssl rand -hex 8)"'q\\"
 rpw=$(openssl rand -hex 8)
+mpw=$(openssl rand -hex 8)
+# The image's own user, as its entrypoint creates it (MARIADB_USER): it runs `tradewind migrate`.
+sock -e "CREATE USER 'tw_migrate'@'%' IDENTIFIED BY '$mpw'; GRANT ALL ON tradewind.* TO 'tw_migrate'@'%';"
 (
     docker_process_sql() { sock "$@"; }
+    MARIADB_USER=tw_migrate MARIADB_DATABASE=tradewind
     TRADEWIND_ENGINE_PASSWORD=$epw TRADEWIND_READER_PASSWORD=$rpw
     # shellcheck source=../deploy/base/mariadb-initdb.sh
     . deploy/base/mariadb-initdb.sh
@@ -156,6 +160,8 @@ grant_check denied "engine user cannot create tables" tradewind_engine "$epw" "C
 grant_check denied "engine user cannot drop tables" tradewind_engine "$epw" "DROP TABLE market_1m"
 grant_check allowed "reader reads the views" tradewind_reader "$rpw" "SELECT COUNT(*) FROM v_market_minute"
 grant_check denied "reader cannot write" tradewind_reader "$rpw" "DELETE FROM market_1m"
+grant_check allowed "migrating user creates Tableau's read-only user" tw_migrate "$mpw" \
+    "CREATE USER 'tw_tableau'@'%' IDENTIFIED BY 'x'; GRANT SELECT ON tradewind.v_market_minute TO 'tw_tableau'@'%'"
 
 echo "mysql_tls_test: $passed ok, $failed failed"
 [ "$failed" -eq 0 ]
