@@ -261,7 +261,7 @@ def main():
             start(name, [args.binary, "run", "--group", f"live-prom-{run_id}",
                          "--mysql-url",
                          f"mysql://{engine_user}:{engine_pw}@127.0.0.1:{ports['relay']}/{db}",
-                         "--live-interval", "1s", "--metrics-addr", f"127.0.0.1:{ports[name]}"],
+                         "--metrics-addr", f"127.0.0.1:{ports[name]}"],
                   common)
 
         start_engine("engine")

@@ -193,7 +193,6 @@ async fn start_pipeline(
 
     // Live provisional rows every second, so the forming minute is visible.
     let mut engine_args = EngineConfig::new(brokers, &args.mysql_url);
-    engine_args.live_interval = Some(Duration::from_secs(1));
     engine_args.out_of_orderness = Duration::from_secs(2);
     if args.brokers.is_none() {
         // The embedded cluster starts empty every time: offsets stored in MySQL by an earlier demo

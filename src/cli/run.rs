@@ -37,8 +37,8 @@ pub struct RunArgs {
     /// still corrects the row (`revision` + 1); later ones go to the late-trades topic.
     #[arg(long, env = "TRADEWIND_ALLOWED_LATENESS", default_value = "10m", value_parser = parse_duration)]
     pub allowed_lateness: Duration,
-    /// Kept for compatibility: every commit (one per micro-batch) writes the open windows as
-    /// provisional rows (is_final = 0), merged into as trades arrive.
+    /// No effect, accepted so existing commands keep working: every commit (one per micro-batch)
+    /// already writes the open windows as provisional rows (is_final = 0).
     #[arg(long, env = "TRADEWIND_LIVE_INTERVAL", value_parser = parse_duration)]
     pub live_interval: Option<Duration>,
     /// A partition caught up with its end and quiet for this long no longer holds the topic's low
@@ -108,7 +108,6 @@ impl RunArgs {
             window: self.window,
             out_of_orderness: self.out_of_orderness,
             allowed_lateness: self.allowed_lateness,
-            live_interval: self.live_interval,
             idle_timeout: self.idle_timeout,
             future_tolerance: self.future_tolerance,
             dlq_topic: self.dlq_topic,

@@ -44,9 +44,6 @@ pub struct EngineConfig {
     /// Allowed lateness: a trade this late after its window closed (by its partition's watermark)
     /// still corrects the row (`revision` + 1); later ones go to the late-trades topic.
     pub allowed_lateness: Duration,
-    /// Kept for compatibility: every commit (one per micro-batch) writes the open windows as
-    /// provisional rows (is_final = 0), merged into as trades arrive.
-    pub live_interval: Option<Duration>,
     /// A partition caught up with its end and quiet for this long no longer holds the topic's low
     /// watermark (which makes rows final) back; a lagging partition always does.
     pub idle_timeout: Duration,
@@ -95,7 +92,6 @@ impl EngineConfig {
             window: Duration::from_secs(60),
             out_of_orderness: Duration::from_secs(5),
             allowed_lateness: Duration::from_secs(600),
-            live_interval: None,
             idle_timeout: Duration::from_secs(10),
             future_tolerance: Duration::from_secs(60),
             dlq_topic: "trades.dlq".into(),

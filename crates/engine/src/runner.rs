@@ -86,13 +86,12 @@ pub async fn run_engine(
             |e| tracing::warn!(error = %e, "could not create topics; assuming they exist"),
         );
     }
-    let options = parse_options(&args.kafka_options)?;
+    // The run's own options (in-process runs and tests have no process-wide ones).
+    let options = tradewind_kafka::ClientOptions::parse(&args.kafka_options, None)?;
     let mut producer_config = tradewind_kafka::producer_config(&args.brokers);
     let mut config = tradewind_kafka::consumer_config(&args.brokers, &args.group);
-    for (k, v) in &options {
-        producer_config.set(*k, *v);
-        config.set(*k, *v);
-    }
+    options.apply(&mut producer_config);
+    options.apply(&mut config);
     let producer: FutureProducer = producer_config.create()?;
     let context = EngineContext::new(&args.topic, metrics.consumer_lag.clone());
     let consumer: EngineConsumer = config.create_with_context(context)?;
@@ -133,19 +132,6 @@ pub async fn run_engine(
         tracing::debug!(error = %e, "mysql disconnect");
     }
     result
-}
-
-/// `key=value` librdkafka settings.
-fn parse_options(options: &[String]) -> anyhow::Result<Vec<(&str, &str)>> {
-    options
-        .iter()
-        .filter(|o| !o.trim().is_empty())
-        .map(|o| {
-            o.split_once('=')
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .with_context(|| format!("--kafka-option {o:?} is not key=value"))
-        })
-        .collect()
 }
 
 /// Marks the process not live (`/healthz` 503) while the engine loop has not moved for `limit`.
