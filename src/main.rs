@@ -102,7 +102,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Produce(a) => tradewind_ingest::produce(a.into(), shutdown).await,
             Command::Run(a) => tradewind_engine::run(a.config(), shutdown).await,
-            Command::Migrate(a) => tradewind_sink::run(a.config(), shutdown).await,
+            Command::Migrate(a) => tradewind_sink::run(a.config()?, shutdown).await,
         }
     });
     match result {

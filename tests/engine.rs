@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::{
     assert_same_rows, assert_tables_match, free_port, http_get, oracle, produce_all,
-    produce_spread, read_full, read_log, read_tables, read_topic, valid_trades, TestDb,
+    produce_spread, read_asset_table, read_full, read_log, read_tables, read_topic, valid_trades,
+    Tables, TestDb,
 };
 use tradewind_engine::EngineConfig;
 use tradewind_kafka::EmbeddedCluster;
-use tradewind_model::{write_json, OwnedTrade};
+use tradewind_model::{now_ms, write_json, OwnedTrade};
 use tradewind_sim::MarketConfig;
 
 const WINDOW_MS: i64 = 60_000;
@@ -138,13 +139,33 @@ fn cluster() -> EmbeddedCluster {
 fn check_against_oracle(rt: &tokio::runtime::Runtime, db: &TestDb, inp: &Input) {
     let pool = db.pool();
     let actual = rt.block_on(read_tables(&pool));
-    rt.block_on(pool.disconnect()).ok();
     let expected = oracle(&inp.good, WINDOW_MS);
     assert!(
         expected.asset.len() >= 20,
         "test data spans too few windows"
     );
     assert_tables_match(&actual, &expected);
+    // The rollups: the two-hour-old trades are too late for an hour (routed to the late topic) but
+    // still inside their open day, which they join.
+    let hours = rt.block_on(read_asset_table(&pool, "asset_1h"));
+    let want_hours = oracle(&inp.good, 3_600_000).asset;
+    assert_tables_match(
+        &Tables { market: Default::default(), asset: hours },
+        &Tables { market: Default::default(), asset: want_hours },
+    );
+    let late: Vec<OwnedTrade> = inp
+        .late
+        .iter()
+        .filter_map(|(_, p)| tradewind_model::validate(p, now_ms(), &Default::default()).ok())
+        .map(|t| t.to_owned_trade())
+        .collect();
+    let days = rt.block_on(read_asset_table(&pool, "asset_1d"));
+    let want_days = oracle(&[inp.good.clone(), late].concat(), 86_400_000).asset;
+    assert_tables_match(
+        &Tables { market: Default::default(), asset: days },
+        &Tables { market: Default::default(), asset: want_days },
+    );
+    rt.block_on(pool.disconnect()).ok();
 }
 
 /// Runs the engine in this process until it returns (with `--drain`: until caught up).

@@ -41,17 +41,27 @@ pub struct MigrateArgs {
     /// Host part of the read-only account (`%` is any host).
     #[arg(long, env = "TRADEWIND_READONLY_HOST", default_value = "%")]
     pub readonly_host: String,
+    /// SQL pipeline file of `CREATE MATERIALIZED VIEW` statements (the same file as `run
+    /// --pipeline`): creates each view's table, or adds the columns it lacks.
+    #[arg(long, env = "TRADEWIND_PIPELINE")]
+    pub pipeline: Option<PathBuf>,
 }
 
 impl MigrateArgs {
-    /// The migration these flags describe.
-    pub fn config(self) -> MigrateConfig {
-        MigrateConfig {
+    /// The migration these flags describe (the pipeline file is read and checked here).
+    pub fn config(self) -> anyhow::Result<MigrateConfig> {
+        let pipeline = tradewind_engine::runner::load_pipeline(self.pipeline.as_deref())?;
+        Ok(MigrateConfig {
             mysql_url: self.mysql_url,
             readonly_user: self.readonly_user,
             readonly_password_file: self.readonly_password_file,
             readonly_password: self.readonly_password,
             readonly_host: self.readonly_host,
-        }
+            tables: pipeline
+                .views
+                .iter()
+                .map(tradewind_pipeline::ddl::table_ddl)
+                .collect(),
+        })
     }
 }

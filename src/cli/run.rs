@@ -26,9 +26,11 @@ pub struct RunArgs {
         default_value = "mysql://root@127.0.0.1:3306/tradewind"
     )]
     pub mysql_url: String,
-    /// Tumbling window size (e.g. 1m).
-    #[arg(long, env = "TRADEWIND_WINDOW", default_value = "1m", value_parser = parse_duration)]
-    pub window: Duration,
+    /// SQL pipeline file: `CREATE MATERIALIZED VIEW` statements whose tumbling-window views are
+    /// maintained beside the built-in tables, with the same guarantees (see the README). Apply their
+    /// tables with `migrate --pipeline` (or `--migrate`, the default).
+    #[arg(long, env = "TRADEWIND_PIPELINE")]
+    pub pipeline: Option<std::path::PathBuf>,
     /// Out-of-orderness bound: each partition's watermark trails the largest event time seen on that
     /// partition by this much.
     #[arg(long, env = "TRADEWIND_OUT_OF_ORDERNESS", default_value = "5s", value_parser = parse_duration)]
@@ -105,7 +107,7 @@ impl RunArgs {
             topic: self.topic,
             group: self.group,
             mysql_url: self.mysql_url,
-            window: self.window,
+            pipeline: self.pipeline,
             out_of_orderness: self.out_of_orderness,
             allowed_lateness: self.allowed_lateness,
             idle_timeout: self.idle_timeout,

@@ -216,14 +216,23 @@ pub async fn read_tables(pool: &mysql_async::Pool) -> Tables {
         ];
         out.market.insert((e, b, q, ws), row);
     }
+    drop(conn);
+    out.asset = read_asset_table(pool, "asset_1m").await;
+    out
+}
+
+/// Reads an asset-grain table (`asset_1m`, `asset_1h`, `asset_1d`) back.
+pub async fn read_asset_table(pool: &mysql_async::Pool, table: &str) -> BTreeMap<AssetKey, Row> {
+    let mut conn = pool.get_conn().await.expect("mysql conn");
     let rows: Vec<mysql_async::Row> = conn
-        .query(format!("SELECT base, {COLS} FROM asset_1m"))
+        .query(format!("SELECT base, {COLS} FROM {table}"))
         .await
-        .expect("read asset_1m");
+        .unwrap_or_else(|e| panic!("read {table}: {e}"));
+    let mut out = BTreeMap::new();
     for mut r in rows {
         let b: String = r.take(0).unwrap();
         let (row, ws) = row_from(&mut r, 1);
-        out.asset.insert((b, ws), row);
+        out.insert((b, ws), row);
     }
     out
 }
@@ -583,11 +592,16 @@ pub struct FullRow {
     pub doubles: Vec<f64>,
 }
 
-/// Every row of both window tables, sorted.
+/// Every row of both minute tables, sorted.
 pub async fn read_full(pool: &mysql_async::Pool) -> Vec<FullRow> {
+    read_full_of(pool, &["market_1m", "asset_1m"]).await
+}
+
+/// Every row of `tables`, sorted.
+pub async fn read_full_of(pool: &mysql_async::Pool, tables: &[&str]) -> Vec<FullRow> {
     let mut conn = pool.get_conn().await.expect("mysql conn");
     let mut out = Vec::new();
-    for table in ["market_1m", "asset_1m"] {
+    for &table in tables {
         let cols: Vec<(String, String)> = conn
             .exec(
                 "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \

@@ -1,12 +1,14 @@
 //! The tradewind engine: consumes the trades topic in micro-batches, decodes each batch into an Arrow
-//! `RecordBatch`, folds it into event-time tumbling windows, and merges each window's contribution
-//! into MySQL in the transaction that advances the offsets (exactly once, whatever the partitioning).
+//! `RecordBatch`, aggregates it into the event-time tumbling windows of the SQL pipeline's views
+//! (DataFusion, `tradewind_pipeline`), and merges each window's contribution into MySQL in the
+//! transaction that advances the offsets (exactly once, whatever the partitioning).
 //!
 //! Modules, in data-path order: [`consumer`] (poll thread, bounded batches) → [`raw`] (the polled
 //! bytes) → [`partition`] (which records are new, seeks) → [`decode`] (the model's validator into
-//! Arrow builders) → [`window`] (the windowing kernel with per-partition lateness) → [`rows`]
-//! (contribution batches and merge rules for the sink) → [`runner`] (the loop: commit, fencing,
-//! data-error isolation, retry, liveness, drain). [`metrics`] holds the Prometheus metrics.
+//! Arrow builders) → [`views`] (per-partition, per-view lateness, then each view's aggregation:
+//! contribution batches for the sink; [`window`] holds the ordering key and partition clocks) →
+//! [`runner`] (the loop: commit, fencing, data-error isolation, retry, liveness, drain). [`metrics`]
+//! holds the Prometheus metrics.
 
 #![warn(missing_docs)]
 
@@ -15,8 +17,8 @@ pub mod decode;
 pub mod metrics;
 pub mod partition;
 pub mod raw;
-pub mod rows;
 pub mod runner;
+pub mod views;
 pub mod window;
 
 use std::net::SocketAddr;
@@ -36,8 +38,9 @@ pub struct EngineConfig {
     pub group: String,
     /// MySQL URL of the database holding the window tables (created if missing).
     pub mysql_url: String,
-    /// Tumbling window size (e.g. 1m).
-    pub window: Duration,
+    /// A pipeline file of `CREATE MATERIALIZED VIEW` statements whose views are maintained beside the
+    /// built-in tables (see `tradewind_pipeline`).
+    pub pipeline: Option<std::path::PathBuf>,
     /// Out-of-orderness bound: each partition's watermark trails the largest event time seen on that
     /// partition by this much.
     pub out_of_orderness: Duration,
@@ -89,7 +92,7 @@ impl EngineConfig {
             topic: "trades".into(),
             group: "tradewind".into(),
             mysql_url: mysql_url.to_string(),
-            window: Duration::from_secs(60),
+            pipeline: None,
             out_of_orderness: Duration::from_secs(5),
             allowed_lateness: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(10),

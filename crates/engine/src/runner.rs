@@ -1,5 +1,5 @@
 //! The engine loop: for each polled micro-batch — skip what MySQL already holds, decode, route
-//! rejects, fold into window contributions with per-partition lateness, and commit contributions,
+//! rejects, aggregate each view's window contributions with per-partition lateness, and commit them,
 //! offsets and partition watermarks in one MySQL transaction; retry through outages; stop on SIGTERM
 //! or, with `--drain`, once caught up.
 //!
@@ -34,7 +34,7 @@ use crate::decode::{BatchDecoder, Decoded};
 use crate::metrics::EngineMetrics;
 use crate::partition::{Admit, PartState, Seek};
 use crate::raw::RawBatch;
-use crate::window::{self, Contributions, Interner, PartitionClock, WindowPolicy, GRAIN_MARKET};
+use crate::views::{BatchPlan, Lateness, Origins, Views};
 use crate::EngineConfig;
 
 /// What one engine run did (returned at exit; also logged).
@@ -68,12 +68,22 @@ pub async fn run_engine(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<EngineSummary> {
     let metrics = EngineMetrics::register(registry)?;
+    let pipeline = load_pipeline(args.pipeline.as_deref())?;
+    let views = Views::new(
+        &pipeline,
+        Lateness {
+            out_of_orderness_ms: args.out_of_orderness.as_millis() as i64,
+            allowed_ms: args.allowed_lateness.as_millis() as i64,
+        },
+    )
+    .context("planning the pipeline's views")?;
     let sink = connect_sink(&args, &health, &shutdown).await?;
     let Some(sink) = sink else {
         return Ok(EngineSummary::default());
     };
     if args.migrate {
         sink.migrate().await.context("applying the MySQL schema")?;
+        migrate_views(&sink, &pipeline).await?;
     }
     if args.create_topics {
         // The engine's two output topics; the trades topic belongs to the ingestor or the platform.
@@ -116,7 +126,7 @@ pub async fn run_engine(
         health,
         heartbeat,
     };
-    let mut engine = Engine::new(args, io);
+    let mut engine = Engine::new(args, io, views);
     let (engine, result) = tokio::task::spawn_blocking(move || {
         let r = engine.run(&handle, shutdown);
         (engine, r)
@@ -132,6 +142,34 @@ pub async fn run_engine(
         tracing::debug!(error = %e, "mysql disconnect");
     }
     result
+}
+
+/// The built-in pipeline plus the views of `file`, if given.
+pub fn load_pipeline(file: Option<&std::path::Path>) -> anyhow::Result<tradewind_pipeline::Pipeline> {
+    let user = match file {
+        Some(path) => Some((
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the pipeline file {}", path.display()))?,
+            path.display().to_string(),
+        )),
+        None => None,
+    };
+    let pipeline =
+        tradewind_pipeline::Pipeline::with_user(user.as_ref().map(|(s, n)| (s.as_str(), n.as_str())))?;
+    Ok(pipeline)
+}
+
+/// Creates (or adds missing columns to) the tables of the pipeline's views.
+pub async fn migrate_views(
+    sink: &MySqlSink,
+    pipeline: &tradewind_pipeline::Pipeline,
+) -> anyhow::Result<()> {
+    for view in &pipeline.views {
+        sink.ensure_table(&tradewind_pipeline::ddl::table_ddl(view))
+            .await
+            .with_context(|| format!("creating the table of view `{}`", view.name))?;
+    }
+    Ok(())
 }
 
 /// Marks the process not live (`/healthz` 503) while the engine loop has not moved for `limit`.
@@ -195,9 +233,7 @@ struct Engine {
     args: EngineConfig,
     io: Io,
     decoder: BatchDecoder,
-    tables: [MergeTable; 2],
-    policy: WindowPolicy,
-    names: Interner,
+    views: Views,
     parts: HashMap<i32, PartState>,
     partition_count: i32,
     partition_count_at: Option<Instant>,
@@ -205,36 +241,19 @@ struct Engine {
     seek_gen: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// One batch's window work, computed without touching the engine's committed state.
-struct Plan {
-    contributions: Contributions,
-    /// Partition clocks after the batch.
-    clocks: HashMap<i32, PartitionClock>,
-    /// Raw indices of too-late trades, with the watermark they were judged against.
-    too_late: Vec<(usize, i64)>,
-    corrected: u64,
-}
-
 /// Records set aside before the fold: raw index -> reason (validator or MySQL).
 type Rejected = Vec<(usize, Reject)>;
 
 impl Engine {
-    fn new(args: EngineConfig, io: Io) -> Self {
+    fn new(args: EngineConfig, io: Io, views: Views) -> Self {
         let policy = Validator {
             future_tolerance_ms: args.future_tolerance.as_millis() as i64,
         };
-        let size_ms = args.window.as_millis().max(1) as i64;
         Engine {
             decoder: BatchDecoder::new(policy),
-            tables: crate::rows::window_tables(size_ms),
-            policy: WindowPolicy {
-                size_ms,
-                out_of_orderness_ms: args.out_of_orderness.as_millis() as i64,
-                allowed_ms: args.allowed_lateness.as_millis() as i64,
-            },
+            views,
             args,
             io,
-            names: Interner::default(),
             parts: HashMap::new(),
             partition_count: 0,
             partition_count_at: None,
@@ -460,52 +479,24 @@ impl Engine {
         Ok(caught_up)
     }
 
-    /// Folds the valid rows of `decoded` (minus `excluded` raw indices) into contributions, judging
-    /// lateness per partition from the committed clocks. Pure: the engine's state is unchanged.
-    fn plan(&mut self, raw: &RawBatch, decoded: &Decoded, excluded: &HashSet<usize>) -> Plan {
-        let batch = &decoded.batch;
-        let mut plan = Plan {
-            contributions: Contributions::default(),
-            clocks: HashMap::new(),
-            too_late: Vec::new(),
-            corrected: 0,
+    /// Aggregates the valid rows of `decoded` (minus `excluded` raw indices) into each view's
+    /// contribution, judging lateness per partition from the committed clocks. Pure: the engine's
+    /// state is unchanged.
+    fn plan(
+        &self,
+        raw: &RawBatch,
+        decoded: &Decoded,
+        excluded: &HashSet<usize>,
+    ) -> anyhow::Result<BatchPlan> {
+        let origins = Origins {
+            source: &decoded.source,
+            partitions: &raw.partitions,
+            offsets: &raw.offsets,
         };
-        let src = |row: usize| decoded.source[row] as usize;
-        let mut row = 0;
-        while row < batch.num_rows() {
-            let p = raw.partitions[src(row)];
-            let mut end = row + 1;
-            while end < batch.num_rows() && raw.partitions[src(end)] == p {
-                end += 1;
-            }
-            let Some(st) = self.parts.get(&p) else {
-                row = end;
-                continue;
-            };
-            let clock = plan.clocks.entry(p).or_insert(st.clock);
-            // Excluded rows split the run: fold the pieces between them.
-            let mut from = row;
-            for r in row..=end {
-                if r == end || excluded.contains(&src(r)) {
-                    let out = window::fold(
-                        batch,
-                        from..r,
-                        p,
-                        |x| raw.offsets[src(x)],
-                        self.policy,
-                        clock,
-                        &mut self.names,
-                        &mut plan.contributions,
-                    );
-                    plan.corrected += out.corrected;
-                    plan.too_late
-                        .extend(out.too_late.into_iter().map(|(x, w)| (src(x), w)));
-                    from = r + 1;
-                }
-            }
-            row = end;
-        }
-        plan
+        let clock = |p: i32| self.parts.get(&p).map(|st| st.clock);
+        Ok(self
+            .views
+            .plan(decoded, &origins, clock, excluded, now_ms())?)
     }
 
     /// Plans, routes side outputs and commits one batch; on a MySQL data error, sets the trades
@@ -524,38 +515,30 @@ impl Engine {
         let mut sent_dlq = 0usize;
         let mut sent_late: HashSet<usize> = HashSet::new();
         loop {
-            let plan = self.plan(raw, decoded, &excluded);
+            let plan = self.plan(raw, decoded, &excluded)?;
             self.route_rejects(rt, raw, &rejected[sent_dlq..])?;
             sent_dlq = rejected.len();
-            let fresh: Vec<(usize, i64)> = plan
+            let fresh: Vec<&(usize, i64, Vec<usize>)> = plan
                 .too_late
                 .iter()
-                .filter(|(i, _)| !sent_late.contains(i))
-                .copied()
+                .filter(|(i, _, _)| !sent_late.contains(i))
                 .collect();
             self.route_too_late(rt, raw, &fresh)?;
-            sent_late.extend(fresh.iter().map(|(i, _)| *i));
+            sent_late.extend(fresh.iter().map(|(i, _, _)| *i));
             let progress = self.progress(&plan, in_batch, None);
             if progress.is_empty() {
                 return Ok(());
             }
-            let now = now_ms();
-            let batches = crate::rows::contribution_batches(
-                &plan.contributions,
-                &self.tables,
-                self.policy.size_ms,
-                now,
-                &self.names,
-            )?;
-            match self.commit(rt, shutdown, &progress, &batches, polled.at)? {
+            let batches = &plan.batches;
+            match self.commit(rt, shutdown, &progress, batches, polled.at)? {
                 Committed::Done => {
-                    self.apply(&plan, &progress, &batches);
+                    self.apply(&plan, &progress);
                     return Ok(());
                 }
                 Committed::Interrupted | Committed::Fenced => return Ok(()),
                 Committed::DataError(e) => {
                     let bad =
-                        self.find_bad_trades(rt, shutdown, decoded, &excluded, &batches, &e)?;
+                        self.find_bad_trades(rt, shutdown, decoded, &excluded, batches, &e)?;
                     if bad.is_empty() {
                         return Err(anyhow::Error::new(e)
                             .context("MySQL refused the commit and no single row reproduces it"));
@@ -573,11 +556,11 @@ impl Engine {
     /// low watermark changes (idle, drained), and idle ones never committed (so they count).
     fn progress(
         &self,
-        plan: &Plan,
+        plan: &BatchPlan,
         in_batch: &BTreeSet<i32>,
         force: Option<PartitionStatus>,
     ) -> Vec<PartitionProgress> {
-        let ooo = self.policy.out_of_orderness_ms;
+        let ooo = self.args.out_of_orderness.as_millis() as i64;
         let mut out = Vec::new();
         let mut ids: Vec<&i32> = self.parts.keys().collect();
         ids.sort_unstable();
@@ -605,12 +588,7 @@ impl Engine {
     }
 
     /// Takes a committed batch's effects into the engine's state.
-    fn apply(
-        &mut self,
-        plan: &Plan,
-        progress: &[PartitionProgress],
-        batches: &[arrow_array::RecordBatch; 2],
-    ) {
+    fn apply(&mut self, plan: &BatchPlan, progress: &[PartitionProgress]) {
         let mut tpl = TopicPartitionList::new();
         for pp in progress {
             if let Some(st) = self.parts.get_mut(&pp.partition) {
@@ -635,34 +613,22 @@ impl Engine {
             tracing::debug!(error = %e, "kafka offset commit (lag tooling only) failed");
         }
         let m = &self.io.metrics;
-        self.summary.trades += plan
-            .contributions
-            .iter()
-            .filter(|(k, _)| k.grain == GRAIN_MARKET)
-            .map(|(_, a)| a.trades)
-            .sum::<u64>();
+        self.summary.trades += plan.trades;
         self.summary.corrected += plan.corrected;
         m.late
             .with_label_values(&["corrected"])
             .inc_by(plan.corrected);
-        for (table, b) in self.tables.iter().zip(batches) {
-            m.rows_written
-                .with_label_values(&[&table.name])
-                .inc_by(b.num_rows() as u64);
-            self.summary.rows_written += b.num_rows() as u64;
-        }
-        for (k, a) in &plan.contributions {
-            let g = if k.grain == GRAIN_MARKET {
-                "market"
-            } else {
-                "asset"
-            };
-            let kind = if a.late > 0 {
-                "correction"
-            } else {
-                "provisional"
-            };
-            m.windows_emitted.with_label_values(&[g, kind]).inc();
+        for (table, b) in self.views.tables().iter().zip(&plan.batches) {
+            let rows = b.num_rows() as u64;
+            m.rows_written.with_label_values(&[&table.name]).inc_by(rows);
+            self.summary.rows_written += rows;
+            let corrections = b
+                .column_by_name("revision")
+                .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
+                .map_or(0, |r| r.values().iter().filter(|v| **v > 0).count() as u64);
+            let emitted = |kind: &str| m.windows_emitted.with_label_values(&[&table.name, kind]);
+            emitted("correction").inc_by(corrections);
+            emitted("provisional").inc_by(rows - corrections);
         }
     }
 
@@ -702,17 +668,23 @@ impl Engine {
         &mut self,
         rt: &Handle,
         raw: &RawBatch,
-        late: &[(usize, i64)],
+        late: &[&(usize, i64, Vec<usize>)],
     ) -> anyhow::Result<()> {
         if late.is_empty() {
             return Ok(());
         }
         let topic = &self.args.topic;
-        let allowed = self.policy.allowed_ms;
-        let sends = late.iter().map(|&(i, w)| {
+        let allowed = self.args.allowed_lateness.as_millis();
+        let tables = self.views.tables();
+        let sends = late.iter().map(|&&(i, w, ref refused)| {
             let origin = format!("{topic}/{}/{}", raw.partitions[i], raw.offsets[i]);
+            let names: Vec<&str> = refused
+                .iter()
+                .filter_map(|v| tables.get(*v).map(|t| t.name.as_str()))
+                .collect();
             let detail = format!(
-                "window closed beyond allowed lateness ({allowed} ms) of partition watermark {w}"
+                "window closed beyond allowed lateness ({allowed} ms) of partition watermark {w} in: {}",
+                names.join(", ")
             );
             let late = &self.io.late;
             async move {
@@ -739,21 +711,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Finds the trades behind the contribution rows MySQL refuses (probing each table), with the
-    /// MySQL error as their reason.
-    #[allow(clippy::too_many_arguments)]
+    /// Finds the trades behind the contribution rows MySQL refuses (probing each view's table),
+    /// with the MySQL error as their reason.
     fn find_bad_trades(
         &mut self,
         rt: &Handle,
         shutdown: &watch::Receiver<bool>,
         decoded: &Decoded,
         excluded: &HashSet<usize>,
-        batches: &[arrow_array::RecordBatch; 2],
+        batches: &[arrow_array::RecordBatch],
         error: &SinkError,
     ) -> anyhow::Result<Vec<(usize, Reject)>> {
         tracing::warn!(error = %error, "MySQL refused values of this batch; isolating the rows");
-        let mut keys: Vec<(usize, Vec<String>, i64, Reject)> = Vec::new();
-        for (t, (table, batch)) in self.tables.iter().zip(batches).enumerate() {
+        let mut out: Vec<(usize, Reject)> = Vec::new();
+        let mut seen: HashSet<usize> = HashSet::new();
+        for (v, (table, batch)) in self.views.tables().iter().zip(batches).enumerate() {
             let sink = &self.io.sink;
             let Some(bad) = retry(rt, shutdown, &self.io, "probe rows", || {
                 sink.find_bad_rows(table, batch)
@@ -762,35 +734,17 @@ impl Engine {
                 return Ok(Vec::new());
             };
             for b in bad {
-                let key = crate::rows::row_key(batch, t == 0, b.row);
                 let reason = Reject::new(
                     tradewind_model::RejectKind::Storage,
                     format!("MySQL error {} on `{}`: {}", b.code, table.name, b.message),
                 );
-                tracing::warn!(table = %table.name, key = ?key.0, window_start = key.1, code = b.code, message = %b.message, "row refused by MySQL; its trades go to the dead-letter topic");
-                keys.push((t, key.0, key.1, reason));
-            }
-        }
-        let cols = crate::decode::TradeColumns::of(&decoded.batch);
-        let mut out = Vec::new();
-        for row in 0..decoded.batch.num_rows() {
-            let i = decoded.source[row] as usize;
-            if excluded.contains(&i) {
-                continue;
-            }
-            let start = window::window_start(cols.ts[row], self.policy.size_ms);
-            let hit = keys.iter().find(|(t, k, ws, _)| {
-                *ws == start
-                    && if *t == 0 {
-                        k[0] == cols.exchange.value(row)
-                            && k[1] == cols.base.value(row)
-                            && k[2] == cols.quote.value(row)
-                    } else {
-                        k[0] == cols.base.value(row)
+                let trades = self.views.trades_of_row(v, batch, b.row, decoded, excluded);
+                tracing::warn!(table = %table.name, row = b.row, trades = trades.len(), code = b.code, message = %b.message, "row refused by MySQL; its trades go to the dead-letter topic");
+                for i in trades {
+                    if seen.insert(i) {
+                        out.push((i, reason.clone()));
                     }
-            });
-            if let Some((_, _, _, reason)) = hit {
-                out.push((i, reason.clone()));
+                }
             }
         }
         Ok(out)
@@ -802,25 +756,18 @@ impl Engine {
         rt: &Handle,
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let plan = Plan {
-            contributions: Contributions::default(),
-            clocks: HashMap::new(),
-            too_late: Vec::new(),
-            corrected: 0,
+        let plan = BatchPlan {
+            batches: self.views.empty_batches(),
+            ..BatchPlan::default()
         };
         let progress = self.progress(&plan, &BTreeSet::new(), Some(PartitionStatus::Drained));
         if progress.is_empty() {
             return Ok(());
         }
-        let batches = crate::rows::contribution_batches(
-            &plan.contributions,
-            &self.tables,
-            self.policy.size_ms,
-            now_ms(),
-            &self.names,
-        )?;
-        if let Committed::Done = self.commit(rt, shutdown, &progress, &batches, Instant::now())? {
-            self.apply(&plan, &progress, &batches);
+        if let Committed::Done =
+            self.commit(rt, shutdown, &progress, &plan.batches, Instant::now())?
+        {
+            self.apply(&plan, &progress);
         }
         Ok(())
     }
@@ -831,11 +778,11 @@ impl Engine {
         rt: &Handle,
         shutdown: &watch::Receiver<bool>,
         progress: &[PartitionProgress],
-        batches: &[arrow_array::RecordBatch; 2],
+        batches: &[arrow_array::RecordBatch],
         polled_at: Instant,
     ) -> anyhow::Result<Committed> {
         let merges: Vec<(&MergeTable, &arrow_array::RecordBatch)> =
-            self.tables.iter().zip(batches.iter()).collect();
+            self.views.tables().iter().zip(batches.iter()).collect();
         let c = Commit {
             group: &self.args.group,
             topic: &self.args.topic,

@@ -1,4 +1,4 @@
-//! Property-based fuzzing of the engine's input path (decode + validate + window fold): whatever the
+//! Property-based fuzzing of the engine's input path (decode + validate + the views' aggregation): whatever the
 //! bytes, nothing panics, and every record is either windowed or dead-lettered with a reason — the
 //! same verdict the model's validator gives the ingestor. Bounded: `PROPTEST_CASES` (default 4,096
 //! per property) keeps it to seconds in CI; raise it for a longer campaign.
@@ -6,9 +6,13 @@
 use proptest::prelude::*;
 use tradewind_engine::decode::{BatchDecoder, TradeColumns};
 use tradewind_engine::raw::RawBatch;
-use tradewind_engine::window::{
-    fold, Contributions, Interner, PartitionClock, WindowPolicy, GRAIN_MARKET,
-};
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use tradewind_engine::views::{Lateness, Origins, Views};
+use tradewind_engine::window::PartitionClock;
 use tradewind_model::{validate, Validator, MAX_AMOUNT, MAX_ID_CHARS, MIN_TIMESTAMP_MS};
 
 const NOW: i64 = 1_700_000_100_000;
@@ -109,32 +113,51 @@ fn check(records: &[Vec<u8>], threads: usize) {
         }
         assert!(cols.ts[row] >= MIN_TIMESTAMP_MS && cols.ts[row] <= NOW + 60_000);
     }
-    // Every valid row is windowed (or too late), and the fold never panics.
-    let mut out = Contributions::default();
-    let mut clock = PartitionClock::default();
-    let o = fold(
-        &d.batch,
-        0..d.batch.num_rows(),
-        0,
-        |r| r as i64,
-        WindowPolicy {
-            size_ms: 60_000,
+    // Every valid row is windowed (or too late) by the built-in views, and nothing panics.
+    let partitions = vec![0; records.len()];
+    let offsets: Vec<i64> = (0..records.len() as i64).collect();
+    let origins = Origins {
+        source: &d.source,
+        partitions: &partitions,
+        offsets: &offsets,
+    };
+    let clock = |_| Some(PartitionClock::default());
+    let plan = match views().plan(&d, &origins, clock, &HashSet::new(), NOW) {
+        Ok(p) => p,
+        Err(e) => panic!("views failed on valid trades: {e}"),
+    };
+    let refused_by_market = plan.too_late.iter().filter(|(_, _, v)| v.contains(&0)).count();
+    let market = &plan.batches[0];
+    let windowed: i64 = market
+        .column_by_name("trades")
+        .map_or(0, |c| c.as_primitive::<Int64Type>().values().iter().sum());
+    assert_eq!(windowed as usize + refused_by_market, d.batch.num_rows());
+    for name in ["volume", "notional_usd", "vwap_usd"] {
+        let Some(c) = market.column_by_name(name) else {
+            panic!("market_1m has no {name}")
+        };
+        let c = c.as_primitive::<Float64Type>();
+        assert!(c.iter().flatten().all(f64::is_finite), "{name} not finite");
+    }
+}
+
+/// The built-in views, planned once for every case.
+fn views() -> &'static Views {
+    static VIEWS: OnceLock<Views> = OnceLock::new();
+    VIEWS.get_or_init(|| {
+        let pipeline = match tradewind_pipeline::Pipeline::builtin() {
+            Ok(p) => p,
+            Err(e) => panic!("built-in pipeline: {e}"),
+        };
+        let lateness = Lateness {
             out_of_orderness_ms: 5_000,
             allowed_ms: 600_000,
-        },
-        &mut clock,
-        &mut Interner::default(),
-        &mut out,
-    );
-    let windowed: u64 = out
-        .iter()
-        .filter(|(k, _)| k.grain == GRAIN_MARKET)
-        .map(|(_, a)| a.trades)
-        .sum();
-    assert_eq!(windowed as usize + o.too_late.len(), d.batch.num_rows());
-    for a in out.values() {
-        assert!(a.volume.is_finite() && a.notional_usd.is_finite() && a.vwap_usd().is_finite());
-    }
+        };
+        match Views::new(&pipeline, lateness) {
+            Ok(v) => v,
+            Err(e) => panic!("planning views: {e}"),
+        }
+    })
 }
 
 proptest! {

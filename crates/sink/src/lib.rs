@@ -25,7 +25,7 @@ use mysql_async::{IsolationLevel, OptsBuilder, Pool, Row, Transaction, TxOpts};
 
 pub use error::SinkError;
 pub use merge::{Merge, MergeTable, Trend};
-pub use migrate::{ensure_readonly_user, run, MigrateConfig, Secret, MIGRATIONS};
+pub use migrate::{ensure_readonly_user, run, MigrateConfig, Secret, TableDdl, MIGRATIONS};
 
 /// Default cap on rows per multi-row statement (larger statements stop paying off and hold locks longer).
 pub const DEFAULT_MAX_ROWS_PER_STATEMENT: usize = 5_000;

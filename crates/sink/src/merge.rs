@@ -24,11 +24,13 @@ pub enum Merge {
     Keep,
     /// The incoming value replaces the stored one (e.g. `window_end`, `updated_at`).
     Replace,
-    /// Stored + incoming (counts, sums).
+    /// Stored + incoming (counts, sums that are never NULL).
     Add,
-    /// `GREATEST(stored, incoming)`.
+    /// Stored + incoming where NULL means "no rows": NULL + x = x (SQL `sum` over nothing is NULL).
+    Sum,
+    /// `GREATEST(stored, incoming)`, ignoring a NULL side.
     Max,
-    /// `LEAST(stored, incoming)`.
+    /// `LEAST(stored, incoming)`, ignoring a NULL side.
     Min,
     /// The value of the row whose ordering column (named) is smallest: the incoming value wins when
     /// its ordering value is smaller than the stored one.
@@ -94,16 +96,18 @@ impl MergeTable {
                 Merge::Key | Merge::Keep => continue,
                 Merge::FirstBy(by) => {
                     let b = quoted(by);
-                    (0, format!("IF(VALUES({b}) < {b}, {v}, {c})"))
+                    (0, format!("IF(VALUES({b}) < {b} OR {b} IS NULL, {v}, {c})"))
                 }
                 Merge::LastBy(by) => {
                     let b = quoted(by);
-                    (0, format!("IF(VALUES({b}) > {b}, {v}, {c})"))
+                    (0, format!("IF(VALUES({b}) > {b} OR {b} IS NULL, {v}, {c})"))
                 }
                 Merge::Replace => (1, v),
                 Merge::Add => (1, format!("{c} + {v}")),
-                Merge::Max => (1, format!("GREATEST({c}, {v})")),
-                Merge::Min => (1, format!("LEAST({c}, {v})")),
+                Merge::Sum => (1, format!("COALESCE({c} + {v}, {c}, {v})")),
+                // MySQL's GREATEST/LEAST are NULL when either side is.
+                Merge::Max => (1, format!("COALESCE(GREATEST({c}, {v}), {c}, {v})")),
+                Merge::Min => (1, format!("COALESCE(LEAST({c}, {v}), {c}, {v})")),
                 Merge::Derived(sql) => (2, sql.clone()),
             };
             phases[phase].push(format!("{c} = {expr}"));
@@ -148,8 +152,8 @@ mod tests {
         };
         assert_eq!(
             t.upsert_suffix().unwrap(),
-            " ON DUPLICATE KEY UPDATE `open` = IF(VALUES(`open_key`) < `open_key`, VALUES(`open`), `open`), \
-             `n` = `n` + VALUES(`n`), `open_key` = LEAST(`open_key`, VALUES(`open_key`)), \
+            " ON DUPLICATE KEY UPDATE `open` = IF(VALUES(`open_key`) < `open_key` OR `open_key` IS NULL, VALUES(`open`), `open`), \
+             `n` = `n` + VALUES(`n`), `open_key` = COALESCE(LEAST(`open_key`, VALUES(`open_key`)), `open_key`, VALUES(`open_key`)), \
              `s` = `s` + VALUES(`s`), `avg` = `s` / `n`"
         );
     }

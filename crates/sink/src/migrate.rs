@@ -120,6 +120,47 @@ async fn apply(conn: &mut Conn) -> Result<(), SinkError> {
     Ok(())
 }
 
+impl MySqlSink {
+    /// Creates a pipeline view's table (`create`: `CREATE TABLE IF NOT EXISTS ...`) and adds the
+    /// columns of `columns` (name, definition) it lacks: a view that gained a column is upgraded in
+    /// place. Existing columns are left as they are.
+    pub async fn ensure_table(&self, ddl: &TableDdl) -> Result<(), SinkError> {
+        let (table, create, columns) = (ddl.name.as_str(), ddl.create.as_str(), &ddl.columns);
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(SinkError::mysql("connecting for migrate"))?;
+        conn.query_drop(create)
+            .await
+            .map_err(SinkError::mysql(format!("creating table `{table}`")))?;
+        let existing: Vec<String> = conn
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                (table,),
+            )
+            .await
+            .map_err(SinkError::mysql(format!("reading the columns of `{table}`")))?;
+        for (name, definition) in columns {
+            if existing.iter().any(|e| e.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            let mut sql = String::from("ALTER TABLE ");
+            write_ident(table, &mut sql);
+            sql.push_str(" ADD COLUMN ");
+            write_ident(name, &mut sql);
+            sql.push(' ');
+            sql.push_str(definition);
+            conn.query_drop(&sql)
+                .await
+                .map_err(SinkError::mysql(format!("adding column `{name}` to `{table}`")))?;
+            tracing::info!(table, column = %name, "added column to view table");
+        }
+        Ok(())
+    }
+}
+
 /// A password that never shows in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -160,6 +201,20 @@ pub struct MigrateConfig {
     pub readonly_password: Option<Secret>,
     /// Host part of the read-only account (`%` is any host).
     pub readonly_host: String,
+    /// Tables defined outside the embedded migrations (the SQL pipeline's views), created or
+    /// upgraded after them.
+    pub tables: Vec<TableDdl>,
+}
+
+/// A table whose DDL is generated (a pipeline view's): created if missing, missing columns added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDdl {
+    /// Table name.
+    pub name: String,
+    /// `CREATE TABLE IF NOT EXISTS ...`.
+    pub create: String,
+    /// Every column: (name, definition), e.g. `("n", "BIGINT NOT NULL DEFAULT 0")`.
+    pub columns: Vec<(String, String)>,
 }
 
 impl MigrateConfig {
@@ -281,6 +336,11 @@ pub async fn run(
     let password = args.readonly_password()?;
     let sink = MySqlSink::connect(&args.mysql_url).await?;
     let mut result = sink.migrate().await.map_err(anyhow::Error::from);
+    for t in &args.tables {
+        if result.is_ok() {
+            result = sink.ensure_table(t).await.map_err(anyhow::Error::from);
+        }
+    }
     if let (Ok(()), Some(user), Some(pw)) = (&result, &args.readonly_user, &password) {
         result = ensure_readonly_user(sink.pool(), user, &args.readonly_host, pw)
             .await

@@ -1,0 +1,382 @@
+//! Execution: a view's state aggregation as DataFusion's hash aggregation operator
+//! (`AggregateExec`, planned once per view) over each micro-batch, and the contribution batch the
+//! sink merges.
+
+use std::sync::{Arc, Mutex};
+
+use arrow_array::builder::{BooleanBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, TimestampMillisecondArray,
+};
+use arrow_schema::{DataType, SchemaRef, SortOptions};
+use datafusion_common::{DFSchema, Result as DfResult};
+use datafusion_execution::TaskContext;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::{AggregateUDF, Expr};
+use datafusion_physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
+use datafusion_physical_expr::expressions::col;
+use datafusion_physical_expr::{create_physical_expr, PhysicalExpr, PhysicalSortExpr};
+use datafusion_physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
+use datafusion_physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
+use datafusion_physical_plan::ExecutionPlan;
+use futures::TryStreamExt;
+use parking_lot::RwLock;
+
+use crate::compile::{StateAgg, StateKind, View};
+use crate::{PipelineError, LATE_COLUMN, ORD_COLUMN, UTC, WINDOW_COLUMN};
+
+/// One micro-batch as every view reads it: the valid trades ([`crate::trades_schema`]) and each
+/// trade's ordering key.
+#[derive(Debug, Clone)]
+pub struct ViewInput {
+    /// The trades, in [`crate::trades_schema`].
+    pub trades: RecordBatch,
+    /// `DECIMAL(38,0)` ordering key per trade ([`crate::ORD_COLUMN`]).
+    pub ord: ArrayRef,
+}
+
+/// The batch slot the planned `AggregateExec` reads from: set before each execution.
+#[derive(Debug, Default)]
+struct Slot {
+    shared: Arc<Mutex<Option<RecordBatch>>>,
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("micro-batch")
+    }
+}
+
+impl LazyBatchGenerator for Slot {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn generate_next_batch(&mut self) -> DfResult<Option<RecordBatch>> {
+        Ok(self.shared.lock().ok().and_then(|mut s| s.take()))
+    }
+
+    fn reset_state(&self) -> Arc<RwLock<dyn LazyBatchGenerator>> {
+        Arc::new(RwLock::new(Slot {
+            shared: self.shared.clone(),
+        }))
+    }
+}
+
+/// A view, planned: run [`ViewExec::contribute`] once per micro-batch.
+#[derive(Debug)]
+pub struct ViewExec {
+    view: View,
+    schema: SchemaRef,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    plan: Arc<dyn ExecutionPlan>,
+    slot: Arc<Mutex<Option<RecordBatch>>>,
+    /// Held for a whole execution: one micro-batch in the slot at a time.
+    running: Mutex<()>,
+    task: Arc<TaskContext>,
+}
+
+fn udaf(kind: StateKind) -> Arc<AggregateUDF> {
+    use datafusion_functions_aggregate as f;
+    match kind {
+        StateKind::Count | StateKind::Late => f::count::count_udaf(),
+        StateKind::Sum | StateKind::SumOrZero => f::sum::sum_udaf(),
+        StateKind::Min | StateKind::FirstKey => f::min_max::min_udaf(),
+        StateKind::Max | StateKind::LastKey => f::min_max::max_udaf(),
+        StateKind::First => f::first_last::first_value_udaf(),
+        StateKind::Last => f::first_last::last_value_udaf(),
+    }
+}
+
+struct Planner {
+    schema: SchemaRef,
+    df_schema: DFSchema,
+    props: ExecutionProps,
+}
+
+impl Planner {
+    fn physical(&self, e: &Expr) -> DfResult<Arc<dyn PhysicalExpr>> {
+        create_physical_expr(
+            e,
+            &self.df_schema,
+            &self.props,
+            &PhysicalPlanningContext::default(),
+        )
+    }
+
+    /// The aggregate and its filter for one state.
+    fn aggregate(
+        &self,
+        s: &StateAgg,
+    ) -> DfResult<(Arc<AggregateFunctionExpr>, Option<Arc<dyn PhysicalExpr>>)> {
+        let ord = col(ORD_COLUMN, &self.schema)?;
+        let arg = match (&s.arg, s.kind) {
+            (Some(a), _) => self.physical(a)?,
+            (None, _) => ord.clone(),
+        };
+        let mut b = AggregateExprBuilder::new(udaf(s.kind), vec![arg])
+            .schema(self.schema.clone())
+            .alias(s.column.clone());
+        if matches!(s.kind, StateKind::First | StateKind::Last) {
+            b = b.order_by(vec![PhysicalSortExpr::new(ord, SortOptions::default())]);
+        }
+        let filter = match (&s.filter, s.kind) {
+            (_, StateKind::Late) => Some(col(LATE_COLUMN, &self.schema)?),
+            (Some(f), _) => Some(self.physical(f)?),
+            (None, _) => None,
+        };
+        Ok((Arc::new(b.build()?), filter))
+    }
+}
+
+impl ViewExec {
+    /// Plans `view`'s state aggregation once.
+    pub fn new(view: View) -> Result<ViewExec, PipelineError> {
+        let schema = crate::input_schema();
+        let planner = Planner {
+            schema: schema.clone(),
+            df_schema: DFSchema::try_from_qualified_schema("trades", &schema)?,
+            props: ExecutionProps::new(),
+        };
+        let filter = view
+            .filter
+            .as_ref()
+            .map(|f| planner.physical(f))
+            .transpose()?;
+        let mut groups = Vec::new();
+        for (name, trade_col) in &view.keys {
+            groups.push((col(trade_col, &schema)?, name.clone()));
+        }
+        groups.push((col(WINDOW_COLUMN, &schema)?, "window_start".to_string()));
+        let mut aggs = Vec::new();
+        let mut filters = Vec::new();
+        for s in &view.states {
+            let (a, f) = planner.aggregate(s)?;
+            aggs.push(a);
+            filters.push(f);
+        }
+        let slot = Arc::new(Mutex::new(None));
+        let source: Arc<RwLock<dyn LazyBatchGenerator>> = Arc::new(RwLock::new(Slot {
+            shared: slot.clone(),
+        }));
+        let input = Arc::new(LazyMemoryExec::try_new(schema.clone(), vec![source])?);
+        let plan = Arc::new(AggregateExec::try_new(
+            AggregateMode::Single,
+            PhysicalGroupBy::new_single(groups),
+            aggs,
+            filters,
+            input,
+            schema.clone(),
+        )?);
+        let task = Arc::new(TaskContext::default().with_session_config(
+            datafusion_execution::config::SessionConfig::new().with_batch_size(1 << 20),
+        ));
+        Ok(ViewExec {
+            view,
+            schema,
+            filter,
+            plan,
+            slot,
+            running: Mutex::new(()),
+            task,
+        })
+    }
+
+    /// The view.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The contribution of the trades `keep` selects (too-late and refused trades are not kept;
+    /// `late` marks corrections) to the view's windows: one row per (keys, window), in key order,
+    /// with the columns of [`View::merge_table`].
+    pub fn contribute(
+        &self,
+        input: &ViewInput,
+        keep: &BooleanArray,
+        late: &BooleanArray,
+        now_ms: i64,
+    ) -> Result<RecordBatch, PipelineError> {
+        let batch = self.input_batch(input, keep, late)?;
+        let states = if batch.num_rows() == 0 {
+            RecordBatch::new_empty(self.plan.schema())
+        } else {
+            self.aggregate(batch)?
+        };
+        let out = self.contribution(&states, now_ms)?;
+        sort_by_key(&out, self.view.keys.len() + 1)
+    }
+
+    /// The view's input rows: trades plus hidden columns, filtered by `keep` and the row filter.
+    fn input_batch(
+        &self,
+        input: &ViewInput,
+        keep: &BooleanArray,
+        late: &BooleanArray,
+    ) -> Result<RecordBatch, PipelineError> {
+        let n = input.trades.num_rows();
+        let ts = input
+            .trades
+            .column(7)
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| arrow_schema::ArrowError::SchemaError("ts is not a timestamp".into()))?;
+        let size = self.view.window_ms;
+        let window: TimestampMillisecondArray = ts
+            .unary::<_, TimestampMillisecondType>(|t| t - t.rem_euclid(size))
+            .with_timezone(UTC);
+        let mut columns: Vec<ArrayRef> = input.trades.columns().to_vec();
+        columns.push(input.ord.clone());
+        columns.push(Arc::new(late.clone()));
+        columns.push(Arc::new(window));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let mut mask = keep.clone();
+        if let Some(f) = &self.filter {
+            let v = f.evaluate(&batch)?.into_array(n)?;
+            let v = v.as_boolean_opt().ok_or_else(|| {
+                arrow_schema::ArrowError::SchemaError("the row filter is not boolean".into())
+            })?;
+            mask = arrow_arith::boolean::and(&mask, v)?;
+        }
+        if mask.true_count() == n {
+            return Ok(batch);
+        }
+        Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
+    }
+
+    /// Runs the planned aggregation over `batch`.
+    fn aggregate(&self, batch: RecordBatch) -> Result<RecordBatch, PipelineError> {
+        let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(mut s) = self.slot.lock() {
+            *s = Some(batch);
+        }
+        let stream = self.plan.execute(0, self.task.clone())?;
+        let batches: Vec<RecordBatch> = futures::executor::block_on(stream.try_collect())?;
+        Ok(arrow_select::concat::concat_batches(
+            &self.plan.schema(),
+            &batches,
+        )?)
+    }
+
+    /// Assembles the contribution batch from the aggregated states.
+    fn contribution(&self, states: &RecordBatch, now_ms: i64) -> Result<RecordBatch, PipelineError> {
+        let v = &self.view;
+        let rows = states.num_rows();
+        let nkeys = v.keys.len();
+        let mut names: Vec<String> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (i, (name, _)) in v.keys.iter().enumerate() {
+            names.push(name.clone());
+            columns.push(states.column(i).clone());
+        }
+        let start = states.column(nkeys).clone();
+        let end: TimestampMillisecondArray = start
+            .as_primitive::<TimestampMillisecondType>()
+            .unary::<_, TimestampMillisecondType>(|t| t.saturating_add(v.window_ms))
+            .with_timezone(UTC);
+        names.extend(["window_start".to_string(), "window_end".to_string()]);
+        columns.extend([start, Arc::new(end) as ArrayRef]);
+        let mut revision: Option<ArrayRef> = None;
+        for (i, s) in v.states.iter().enumerate() {
+            let a = states.column(nkeys + 1 + i).clone();
+            if s.kind == StateKind::Late {
+                revision = Some(a);
+                continue;
+            }
+            let a = if s.kind == StateKind::SumOrZero {
+                zero_nulls(&a)?
+            } else {
+                a
+            };
+            names.push(s.column.clone());
+            columns.push(a);
+        }
+        let value_of = |column: &str, row: usize| -> Option<f64> {
+            let i = names.iter().position(|n| n == column)?;
+            number(&columns[i], row)
+        };
+        let mut derived = Vec::new();
+        for (name, e) in v.derived() {
+            let values: Float64Array = (0..rows)
+                .map(|r| e.eval(&|c| value_of(c, r)))
+                .collect();
+            derived.push((name.to_string(), Arc::new(values) as ArrayRef));
+        }
+        for (n, a) in derived {
+            names.push(n);
+            columns.push(a);
+        }
+        if let Some(t) = &v.trend {
+            let mut trend = StringBuilder::new();
+            let mut stale = BooleanBuilder::new();
+            for _ in 0..rows {
+                trend.append_null();
+                stale.append_value(false);
+            }
+            names.extend([t.column.clone(), t.stale.clone()]);
+            columns.extend([
+                Arc::new(trend.finish()) as ArrayRef,
+                Arc::new(stale.finish()) as ArrayRef,
+            ]);
+        }
+        names.push("is_final".into());
+        columns.push(Arc::new(BooleanArray::from(vec![false; rows])));
+        names.push(crate::compile::REVISION.into());
+        columns.push(revision.unwrap_or_else(|| Arc::new(arrow_array::Int64Array::from(vec![0; rows]))));
+        names.push("updated_at".into());
+        columns.push(Arc::new(
+            TimestampMillisecondArray::from(vec![now_ms; rows]).with_timezone(UTC),
+        ));
+        Ok(RecordBatch::try_from_iter(names.into_iter().zip(columns))?)
+    }
+}
+
+/// A numeric state's value at `row` as a double (`None` for NULL or a non-number).
+fn number(a: &ArrayRef, row: usize) -> Option<f64> {
+    if a.is_null(row) {
+        return None;
+    }
+    match a.data_type() {
+        DataType::Float64 => Some(a.as_primitive::<Float64Type>().value(row)),
+        DataType::Int64 => Some(a.as_primitive::<Int64Type>().value(row) as f64),
+        _ => None,
+    }
+}
+
+/// NULL -> 0 for `coalesce(sum(x), 0)` states.
+fn zero_nulls(a: &ArrayRef) -> Result<ArrayRef, PipelineError> {
+    Ok(match a.data_type() {
+        DataType::Float64 => Arc::new(
+            a.as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| Some(v.unwrap_or(0.0)))
+                .collect::<Float64Array>(),
+        ),
+        DataType::Int64 => Arc::new(
+            a.as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| Some(v.unwrap_or(0)))
+                .collect::<arrow_array::Int64Array>(),
+        ),
+        _ => a.clone(),
+    })
+}
+
+/// Rows sorted by the first `n` columns (keys, window start): concurrent replicas then lock rows in
+/// the same order.
+fn sort_by_key(batch: &RecordBatch, n: usize) -> Result<RecordBatch, PipelineError> {
+    if batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let sort: Vec<arrow_ord::sort::SortColumn> = batch.columns()[..n]
+        .iter()
+        .map(|c| arrow_ord::sort::SortColumn {
+            values: c.clone(),
+            options: None,
+        })
+        .collect();
+    let idx = arrow_ord::sort::lexsort_to_indices(&sort, None)?;
+    Ok(arrow_select::take::take_record_batch(batch, &idx)?)
+}
