@@ -75,6 +75,19 @@ pub async fn run_engine(
     if args.migrate {
         sink.migrate().await.context("applying the MySQL schema")?;
     }
+    let retention = crate::retention::spawn(
+        &sink,
+        vec![
+            ("market_1m".into(), 60_000),
+            ("asset_1m".into(), 60_000),
+            ("asset_1h".into(), 3_600_000),
+            ("asset_1d".into(), 86_400_000),
+        ],
+        &args.retention,
+        args.allowed_lateness,
+        registry,
+        shutdown.clone(),
+    )?;
     if args.create_topics {
         // The engine's two output topics; the trades topic belongs to the ingestor or the platform.
         tradewind_kafka::ensure_topics(
@@ -124,6 +137,9 @@ pub async fn run_engine(
     .await
     .context("engine thread panicked")?;
     watchdog.abort();
+    if let Some(task) = &retention {
+        task.abort();
+    }
     if let Err(e) = producer.flush(flush_timeout) {
         tracing::warn!(error = %e, "dead-letter producer did not flush in time");
     }
