@@ -17,7 +17,7 @@ With --live (what CI runs), on the local MariaDB (root@127.0.0.1, no password):
   * migrates a scratch database with the real binary, `tradewind migrate --readonly-user ...
     --readonly-password-file ...`, and checks the password never appears in its output;
   * compares the parsed view columns with information_schema;
-  * inserts a few minutes of rows, then translates each worksheet (shelves, column instances and their
+  * inserts a few minutes, hours and days of rows (asset_1m, asset_1h, asset_1d), then translates each worksheet (shelves, column instances and their
     aggregations, calculated fields, parameters, categorical, context and top-N filters, sorts) into SQL
     and runs it AS THE READ-ONLY USER: it must succeed, return rows, keep to the time window and top N,
     and give the same answer whatever the session time zone; the user must not read the tables.

@@ -1,12 +1,13 @@
 //! Retention: deleting old final window rows in small batches, so the window tables stop growing.
 
 use mysql_async::prelude::Queryable;
+use mysql_async::{IsolationLevel, TxOpts};
 
 use crate::{encode, MySqlSink, SinkError};
 
 impl MySqlSink {
     /// Deletes at most `batch_rows` FINAL rows of `table` whose window starts before `cutoff_ms`
-    /// (epoch ms, UTC), oldest first, in one autocommit statement:
+    /// (epoch ms, UTC), oldest first, in one short `READ COMMITTED` transaction:
     /// `DELETE FROM t WHERE is_final = 1 AND window_start < cutoff ORDER BY window_start LIMIT n`.
     /// Provisional rows (`is_final = 0`) are never deleted. Returns the rows deleted: fewer than
     /// `batch_rows` means no such row was left when the statement ran. Small batches hold few row
@@ -28,16 +29,22 @@ impl MySqlSink {
         encode::write_datetime_ms(cutoff_ms, &mut sql)?;
         sql.push_str(" ORDER BY window_start LIMIT ");
         sql.push_str(&batch_rows.max(1).to_string());
-        let mut conn = self
+        // READ COMMITTED: the statement locks the rows it deletes and no gaps, so the engine's
+        // commits (which finalize and merge newer rows) never wait on it for a range.
+        let mut opts = TxOpts::default();
+        opts.with_isolation_level(IsolationLevel::ReadCommitted);
+        let mut tx = self
             .pool
-            .get_conn()
+            .start_transaction(opts)
             .await
-            .map_err(SinkError::mysql(format!("connecting to purge `{table}`")))?;
-        conn.query_drop(sql)
+            .map_err(SinkError::mysql(format!("starting to purge `{table}`")))?;
+        tx.query_drop(sql).await.map_err(SinkError::mysql(format!(
+            "purging old final rows of `{table}`"
+        )))?;
+        let deleted = tx.affected_rows();
+        tx.commit()
             .await
-            .map_err(SinkError::mysql(format!(
-                "purging old final rows of `{table}`"
-            )))?;
-        Ok(conn.affected_rows())
+            .map_err(SinkError::mysql(format!("committing a purge of `{table}`")))?;
+        Ok(deleted)
     }
 }
