@@ -73,7 +73,7 @@ pub fn parse_rules(s: &str) -> Result<Vec<RetentionRule>, String> {
         if rules.iter().any(|r| r.window == rule.window) {
             return Err(format!(
                 "retention: two rules for the window size {}",
-                humantime::format_duration(rule.window)
+                show(rule.window)
             ));
         }
         rules.push(rule);
@@ -96,7 +96,7 @@ pub fn plan(
         if rules[..i].iter().any(|r| r.window == rule.window) {
             bail!(
                 "--retention: two rules for the window size {}",
-                humantime::format_duration(rule.window)
+                show(rule.window)
             );
         }
         let window_ms = duration_ms(rule.window);
@@ -106,7 +106,7 @@ pub fn plan(
             .filter(|(_, w)| *w == window_ms)
             .map(|(t, _)| t)
             .collect();
-        let shown = humantime::format_duration(rule.window);
+        let shown = show(rule.window);
         if matching.is_empty() {
             let sizes: BTreeMap<i64, Vec<&str>> =
                 tables.iter().fold(BTreeMap::new(), |mut m, (t, w)| {
@@ -117,7 +117,7 @@ pub fn plan(
                 .iter()
                 .map(|(w, ts)| {
                     let size = Duration::from_millis(u64::try_from(*w).unwrap_or(0));
-                    format!("{} ({})", humantime::format_duration(size), ts.join(", "))
+                    format!("{} ({})", show(size), ts.join(", "))
                 })
                 .collect();
             bail!(
@@ -129,8 +129,8 @@ pub fn plan(
             bail!(
                 "--retention: {shown}={} keeps rows no longer than the window plus the allowed \
                  lateness ({}): a late trade could re-create a deleted row",
-                humantime::format_duration(rule.max_age),
-                humantime::format_duration(allowed_lateness)
+                show(rule.max_age),
+                show(allowed_lateness)
             );
         }
         out.extend(matching.into_iter().map(|t| (t.clone(), age_ms)));
@@ -186,7 +186,8 @@ pub async fn run_retention(
     mut shutdown: watch::Receiver<bool>,
 ) {
     for (table, age_ms) in &targets {
-        tracing::info!(table, max_age = %humantime::format_duration(Duration::from_millis(u64::try_from(*age_ms).unwrap_or(0))), "retention: final rows older than this are deleted");
+        let age = show(Duration::from_millis(u64::try_from(*age_ms).unwrap_or(0)));
+        tracing::info!(table, max_age = %age, "retention: final rows older than this are deleted");
     }
     loop {
         for (table, age_ms) in &targets {
@@ -250,6 +251,19 @@ async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// A duration as rules are written: `30d`, `1h`, `1m` when whole, humantime's form otherwise.
+fn show(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 && secs > 0 {
+        for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+            if secs % n == 0 {
+                return format!("{}{unit}", secs / n);
+            }
+        }
+    }
+    humantime::format_duration(d).to_string()
+}
+
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -305,6 +319,10 @@ mod tests {
             }])
         );
         assert_eq!(parse_rules(""), Ok(vec![]));
+        // Messages and logs show durations as rules are written.
+        assert_eq!(show(400 * DAY), "400d");
+        assert_eq!(show(90 * MIN), "90m");
+        assert_eq!(show(Duration::from_millis(1500)), "1s 500ms");
     }
 
     #[test]
