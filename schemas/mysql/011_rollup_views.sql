@@ -168,8 +168,10 @@ SELECT
           AND MIN(r.close_key) = MAX(m.close_key)
           AND MIN(r.first_trade_at) <=> MIN(m.first_trade_at)
           AND MIN(r.last_trade_at) <=> MAX(m.last_trade_at)
-          AND ABS(MIN(r.volume) - SUM(m.volume)) <= 1e-9 * ABS(SUM(m.volume))
-          AND ABS(MIN(r.notional_usd) - SUM(m.notional_usd)) <= 1e-9 * ABS(SUM(m.notional_usd))
+          AND (MIN(r.volume) <=> SUM(m.volume)
+               OR ABS(MIN(r.volume) - SUM(m.volume)) <= 1e-9 * ABS(SUM(m.volume)))
+          AND (MIN(r.notional_usd) <=> SUM(m.notional_usd)
+               OR ABS(MIN(r.notional_usd) - SUM(m.notional_usd)) <= 1e-9 * ABS(SUM(m.notional_usd)))
          THEN 1 ELSE 0 END AS consistent
 FROM asset_1h r
 LEFT JOIN asset_1m m
@@ -199,8 +201,10 @@ SELECT
           AND MIN(r.close_key) = MAX(m.close_key)
           AND MIN(r.first_trade_at) <=> MIN(m.first_trade_at)
           AND MIN(r.last_trade_at) <=> MAX(m.last_trade_at)
-          AND ABS(MIN(r.volume) - SUM(m.volume)) <= 1e-9 * ABS(SUM(m.volume))
-          AND ABS(MIN(r.notional_usd) - SUM(m.notional_usd)) <= 1e-9 * ABS(SUM(m.notional_usd))
+          AND (MIN(r.volume) <=> SUM(m.volume)
+               OR ABS(MIN(r.volume) - SUM(m.volume)) <= 1e-9 * ABS(SUM(m.volume)))
+          AND (MIN(r.notional_usd) <=> SUM(m.notional_usd)
+               OR ABS(MIN(r.notional_usd) - SUM(m.notional_usd)) <= 1e-9 * ABS(SUM(m.notional_usd)))
          THEN 1 ELSE 0 END AS consistent
 FROM asset_1d r
 LEFT JOIN asset_1m m
