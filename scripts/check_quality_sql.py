@@ -3,9 +3,11 @@
 
 Creates a scratch database, applies the schema with `tradewind migrate`, seeds market_1m and asset_1m with
 rows over the last 10 minutes (final, provisional and corrected ones; every other NOT NULL column filled by
-type, so a schema change does not break the seeding), expands Grafana's macros for a 1-hour range, and
-fails if a query errors, returns no row, or (time series) has no `time` column first. The expected values
-of the seeded data are checked too. Uses the `mysql` client (root@127.0.0.1:3306, no password).
+type, so a schema change does not break the seeding), and asset_1h / asset_1d with the rollups of those
+minutes computed here (one asset_1h row with a wrong high, which the rollup checks must flag), expands
+Grafana's macros for a 1-hour range, and fails if a query errors, returns no row, or (time series) has no
+`time` column first. The expected values of the seeded data are checked too. Uses the `mysql` client
+(root@127.0.0.1:3306, no password).
 
   python3 scripts/check_quality_sql.py --binary target/release/tradewind
 """
@@ -65,13 +67,14 @@ def seed(db):
     _, cols = mysql(
         "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA "
         f"FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{db}' "
-        "AND TABLE_NAME IN ('market_1m', 'asset_1m') ORDER BY ORDINAL_POSITION")
+        "AND TABLE_NAME IN ('market_1m', 'asset_1m', 'asset_1h', 'asset_1d') ORDER BY ORDINAL_POSITION")
     required = {}
     for table, col, dtype, nullable, default, extra in cols:
         if nullable == "NO" and default in ("NULL", "") and "GENERATED" not in extra.upper():
             required.setdefault(table, {})[col] = filler(dtype)
     expected = {"rows": 0, "provisional": 0, "corrected": 0, "folded": 0}
     stmts = []
+    minutes = []  # asset_1m rows as dicts of Python values, for the rollups
     for i in range(10):  # minutes NOW-10m .. NOW-1m
         start = NOW - (10 - i) * 60
         final = i < 9  # the last minute is still forming
@@ -90,16 +93,56 @@ def seed(db):
             expected["corrected"] += 1 if revision else 0
             expected["folded"] += revision
         for base, trades in (("bitcoin", 20), ("ethereum", 10)):
-            values = dict(required.get("asset_1m", {}))
-            values.update({
-                "base": f"'{base}'", "window_start": f"FROM_UNIXTIME({start})",
-                "window_end": f"FROM_UNIXTIME({start + 60})", "trades": str(trades),
-                "is_final": "1" if final else "0", "revision": "0",
-                "updated_at": f"FROM_UNIXTIME({start + 65})",
-            })
-            stmts.append(f"INSERT INTO asset_1m ({', '.join(values)}) VALUES ({', '.join(values.values())});")
+            row = {"base": base, "start": start, "trades": trades, "buys": trades // 4 + i % 3, "sells": trades - trades // 4 - i % 3,
+                   "volume": trades * 0.25 + i * 0.1, "notional_usd": trades * 2500.5 + i, "high_usd": 100.0 + (i * 7) % 5,
+                   "low_usd": 90.0 - (i * 3) % 4, "open_key": (start * 1000) * 10**19 + 2 * i,
+                   "close_key": (start * 1000 + 59_000) * 10**19 + 2 * i + 1, "first_ms": start * 1000 + 10 * i,
+                   "last_ms": start * 1000 + 59_000 - i, "final": final}
+            minutes.append(row)
+            stmts.append(insert_asset("asset_1m", required, row, start + 60, 1 if final else 0))
+    # One old minute (2 days ago): the rollup windows of the range all start after the oldest minute,
+    # so v_quality_rollups compares them (it skips windows retention may have trimmed).
+    old = dict(minutes[0], start=NOW - 2 * 86400, trades=1, buys=1, sells=0, final=True)
+    stmts.append(insert_asset("asset_1m", required, old, old["start"] + 60, 1))
+    expected["rollups_bad"] = seed_rollups(stmts, required, minutes)
     mysql("\n".join(stmts), db)
     return expected
+
+
+def insert_asset(table, required, row, end, final):
+    """INSERT of one asset_1m / asset_1h / asset_1d row from `row` (Python values)."""
+    values = dict(required.get(table, {}))
+    values.update({
+        "base": f"'{row['base']}'", "window_start": f"FROM_UNIXTIME({row['start']})",
+        "window_end": f"FROM_UNIXTIME({end})", "trades": str(row["trades"]), "buys": str(row["buys"]),
+        "sells": str(row["sells"]), "volume": repr(row["volume"]), "notional_usd": repr(row["notional_usd"]),
+        "high_usd": repr(row["high_usd"]), "low_usd": repr(row["low_usd"]), "open_key": str(row["open_key"]),
+        "close_key": str(row["close_key"]), "first_trade_at": f"FROM_UNIXTIME({row['first_ms'] / 1000:.3f})",
+        "last_trade_at": f"FROM_UNIXTIME({row['last_ms'] / 1000:.3f})", "is_final": str(final), "revision": "0",
+        "updated_at": f"FROM_UNIXTIME({row['start'] + 65})",
+    })
+    return f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(values.values())});"
+
+
+def seed_rollups(stmts, required, minutes):
+    """Appends asset_1h and asset_1d rows, the rollups of `minutes` computed here, with the first hour's
+    high off by one; returns how many rollup rows must be flagged (1)."""
+    for table, size in (("asset_1h", 3600), ("asset_1d", 86400)):
+        groups = {}
+        for m in minutes:
+            groups.setdefault((m["base"], m["start"] // size * size), []).append(m)
+        for n, ((base, start), ms) in enumerate(sorted(groups.items())):
+            row = {"base": base, "start": start, "trades": sum(m["trades"] for m in ms),
+                   "buys": sum(m["buys"] for m in ms), "sells": sum(m["sells"] for m in ms),
+                   "volume": sum(m["volume"] for m in ms), "notional_usd": sum(m["notional_usd"] for m in ms),
+                   "high_usd": max(m["high_usd"] for m in ms), "low_usd": min(m["low_usd"] for m in ms),
+                   "open_key": min(m["open_key"] for m in ms), "close_key": max(m["close_key"] for m in ms),
+                   "first_ms": min(m["first_ms"] for m in ms), "last_ms": max(m["last_ms"] for m in ms)}
+            if table == "asset_1h" and n == 0:
+                row["high_usd"] += 1
+            final = 1 if all(m["final"] for m in ms) else 0
+            stmts.append(insert_asset(table, required, row, start + size, final))
+    return 1
 
 
 def main():
@@ -158,6 +201,18 @@ def main():
         got = results.get("Trades per minute: asset_1m against market_1m")
         if got and any(r[1] != r[2] for r in got[1]):
             print(f"FAIL asset/market trades differ on consistent data: {got[1]}")
+            failures += 1
+        got = results.get("Rollup rows that disagree with asset_1m")
+        if got and int(got[1][0][0]) != expected["rollups_bad"]:
+            print(f"FAIL rollup rows disagreeing: {got[1][0][0]}, expected {expected['rollups_bad']}")
+            failures += 1
+        got = results.get("Rollup rows that disagree: details")
+        if got and [r[:2] for r in got[1]] != [["asset_1h", "bitcoin"]]:
+            print(f"FAIL rollup details: {got[1]}, expected the first bitcoin hour only")
+            failures += 1
+        got = results.get("Trades per hour: asset_1h against asset_1m")
+        if got and any(r[1] != r[2] for r in got[1]):
+            print(f"FAIL asset_1h/asset_1m trades differ on consistent data: {got[1]}")
             failures += 1
     finally:
         mysql(f"DROP DATABASE IF EXISTS `{db}`")

@@ -17,7 +17,7 @@ With --live (what CI runs), on the local MariaDB (root@127.0.0.1, no password):
   * migrates a scratch database with the real binary, `tradewind migrate --readonly-user ...
     --readonly-password-file ...`, and checks the password never appears in its output;
   * compares the parsed view columns with information_schema;
-  * inserts a few minutes of rows, then translates each worksheet (shelves, column instances and their
+  * inserts a few minutes, hours and days of rows (asset_1m, asset_1h, asset_1d), then translates each worksheet (shelves, column instances and their
     aggregations, calculated fields, parameters, categorical, context and top-N filters, sorts) into SQL
     and runs it AS THE READ-ONLY USER: it must succeed, return rows, keep to the time window and top N,
     and give the same answer whatever the session time zone; the user must not read the tables.
@@ -101,6 +101,12 @@ def parse_ddl(schema_dir):
     for path in sorted(glob.glob(os.path.join(schema_dir, "*.sql"))):
         sql = strip_sql_comments(open(path, encoding="utf-8").read())
         for stmt in split_top_level(sql, ";"):
+            m = re.match(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(\w+)`?\s+LIKE\s+`?(\w+)`?$", stmt, re.I)
+            if m:
+                if m.group(2) not in tables:
+                    raise SystemExit(f"{path}: {m.group(1)} is LIKE {m.group(2)}, which is not defined before it")
+                tables[m.group(1)] = list(tables[m.group(2)])
+                continue
             m = re.match(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?`?(\w+)`?\s*\((.*)\)[^)]*$", stmt, re.S | re.I)
             if m:
                 cols = []
@@ -435,7 +441,7 @@ def compile_sheet(ws, models, path, problems):
         sql += " ORDER BY " + ", ".join(order_by)
     info = {"columns": shown, "top": [n for (_e, _b, _d, n) in tops],
             "time_cols": [f for f in shown if instances[(dsn, f)].derivation.endswith("-Trunc")],
-            "windowed": "minutes_ago" in sql, "minutes": model.params}
+            "windowed": [a for a in WINDOW_CUTOFFS if f"`{a}`" in sql], "minutes": model.params}
     return sql + " LIMIT 5000", info
 
 
@@ -545,6 +551,10 @@ def find_binary(arg):
     sys.exit("no tradewind binary: build it (cargo build --release) or pass --tradewind PATH")
 
 
+# Time-window columns of the views, with the age (in the DDL's units) beyond which no windowed sheet may
+# show a row: the seeded rows are recent, plus one bitcoin row older than this in each view.
+WINDOW_CUTOFFS = {"minutes_ago": "1 DAY", "hours_ago": "45 DAY", "days_ago": "45 DAY"}
+
 SEED_ROWS = """
 INSERT INTO asset_1m (base, window_start, window_end, trades, buys, sells, volume, buy_volume, sell_volume,
                       notional_usd, vwap_usd, close_usd, price_change_pct, price_trend, is_final, revision)
@@ -563,6 +573,41 @@ INSERT INTO asset_1m (base, window_start, window_end, trades, volume, buy_volume
 VALUES ('bitcoin', DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 3 DAY, '%Y-%m-%d %H:%i:00'),
         DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 3 DAY - INTERVAL 1 MINUTE, '%Y-%m-%d %H:%i:00'),
         1, 1, 1, 0, 1e12, 1e12, 99, 'up', 1);
+INSERT INTO asset_1h (base, window_start, window_end, trades, buys, sells, volume, buy_volume, sell_volume,
+                      notional_usd, vwap_usd, high_usd, low_usd, close_usd, price_change_pct, price_trend,
+                      is_final, revision)
+WITH RECURSIVE h(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM h WHERE k < 47),
+a(base, price, n) AS (SELECT 'bitcoin', 97000, 1 UNION ALL SELECT 'ethereum', 3300, 2 UNION ALL SELECT 'solana', 190, 3
+                      UNION ALL SELECT 'xrp', 2.3, 4)
+SELECT a.base,
+       DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL h.k HOUR, '%Y-%m-%d %H:00:00'),
+       DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL h.k - 1 HOUR, '%Y-%m-%d %H:00:00'),
+       6000 * a.n, 3600 * a.n, 2400 * a.n, 600 * a.n, 360 * a.n, 240 * a.n,
+       600 * a.n * a.price * (1 + h.k / 1000), a.price * (1 + h.k / 1000), a.price * (1 + h.k / 900),
+       a.price * (1 + h.k / 1100), a.price * (1 + h.k / 1000), (h.k - 3) * a.n / 10,
+       IF(h.k > 3, 'up', IF(h.k < 3, 'down', 'flat')), IF(h.k > 0, 1, 0), 0
+FROM h CROSS JOIN a;
+INSERT INTO asset_1d (base, window_start, window_end, trades, buys, sells, volume, buy_volume, sell_volume,
+                      notional_usd, vwap_usd, high_usd, low_usd, close_usd, price_change_pct, price_trend,
+                      is_final, revision)
+WITH RECURSIVE d(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM d WHERE k < 13),
+a(base, price, n) AS (SELECT 'bitcoin', 97000, 1 UNION ALL SELECT 'ethereum', 3300, 2 UNION ALL SELECT 'solana', 190, 3
+                      UNION ALL SELECT 'xrp', 2.3, 4)
+SELECT a.base, DATE(UTC_TIMESTAMP() - INTERVAL d.k DAY), DATE(UTC_TIMESTAMP() - INTERVAL d.k - 1 DAY),
+       144000 * a.n, 86400 * a.n, 57600 * a.n, 14400 * a.n, 8640 * a.n, 5760 * a.n,
+       14400 * a.n * a.price * (1 + d.k / 100), a.price * (1 + d.k / 100), a.price * (1 + d.k / 90),
+       a.price * (1 + d.k / 110), a.price * (1 + d.k / 100), (d.k - 3) * a.n / 10,
+       IF(d.k > 3, 'up', IF(d.k < 3, 'down', 'flat')), IF(d.k > 0, 1, 0), 0
+FROM d CROSS JOIN a;
+INSERT INTO asset_1h (base, window_start, window_end, trades, volume, notional_usd, vwap_usd, high_usd, low_usd,
+                      is_final)
+VALUES ('bitcoin', DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 60 DAY, '%Y-%m-%d %H:00:00'),
+        DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 60 DAY + INTERVAL 1 HOUR, '%Y-%m-%d %H:00:00'), 1, 1, 1e12, 1e12,
+        1e12, 1e12, 1);
+INSERT INTO asset_1d (base, window_start, window_end, trades, volume, notional_usd, vwap_usd, high_usd, low_usd,
+                      is_final)
+VALUES ('bitcoin', DATE(UTC_TIMESTAMP() - INTERVAL 500 DAY), DATE(UTC_TIMESTAMP() - INTERVAL 499 DAY), 1, 1, 1e12,
+        1e12, 1e12, 1e12, 1);
 """
 
 
@@ -601,9 +646,10 @@ def live_check(args, files_models, views, problems):
             problems.append("live: the read-only user can read table asset_1m")
         except RuntimeError:
             pass
-        # The seeded rows span the last 5 minutes, plus one bitcoin minute 3 days ago that every
-        # time-windowed sheet must leave out.
-        cutoff = sql_root(db, "SELECT DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL 1 DAY, '%Y-%m-%d %H:%i:00')").strip()
+        # The seeded rows span the last 5 minutes, 48 hours and 14 days, plus one bitcoin minute 3 days
+        # ago, hour 60 days ago and day 500 days ago that every time-windowed sheet must leave out.
+        cutoffs = {a: sql_root(db, f"SELECT DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL {age}, '%Y-%m-%d %H:%i:00')").strip()
+                   for a, age in WINDOW_CUTOFFS.items()}
         for path, root, models in files_models:
             for ws in root.iter("worksheet"):
                 wname = ws.get("name")
@@ -631,8 +677,10 @@ def live_check(args, files_models, views, problems):
                     for tcol in info["time_cols"]:
                         i = header.index(tcol)
                         for row in rows:
-                            if info["windowed"] and row[i] < cutoff:
-                                problems.append(f"live: worksheet {wname!r}: minute {row[i]} is outside the time window")
+                            for age in info["windowed"]:
+                                if row[i] < cutoffs[age]:
+                                    problems.append(f"live: worksheet {wname!r}: {tcol} {row[i]} is outside the "
+                                                    f"time window ({age})")
                     for row in rows:
                         for h, v in zip(header, row):
                             if v.lower() in ("nan", "inf", "-inf"):

@@ -5,7 +5,8 @@ tradewind-quality), from this file. Stdlib only; the JSON is committed.
 Its SQL panels use Grafana's MySQL datasource (variable DS_MYSQL; provisioned as uid tradewind-mysql by
 grafana/provisioning/datasources) over the tables and views of schemas/mysql: rows written per minute,
 provisional against final rows, corrections (`revision`: late trades folded into a row after its window
-closed), rows still provisional long after their minute, and asset/market consistency. Late and
+closed), rows still provisional long after their minute, asset/market consistency, and the hourly and
+daily rollups (asset_1h, asset_1d) against asset_1m (view v_quality_rollups, 011_rollup_views.sql). Late and
 dead-lettered trades are not stored in MySQL (they go to the trades.late and trades.dlq topics), so those
 two panels read the engine's and ingest's counters from Prometheus (DS_PROMETHEUS).
 scripts/check_quality_sql.py runs every SQL query of the dashboard against MariaDB in CI.
@@ -122,6 +123,31 @@ SELECT $__timeGroupAlias(a.window_start, '1m'), SUM(a.trades) AS "asset_1m trade
 FROM asset_1m a WHERE $__timeFilter(a.window_start) GROUP BY a.window_start ORDER BY 1""",
        "The per-asset rollup must count the same trades as the per-market rows of the same minute: two "
        "lines that do not coincide mean the two tables disagree.")
+# Rollups: windows overlapping the range (a day row starts up to a day before it), whole hours for totals.
+ROLLUP_RANGE = "window_start > $__timeFrom() - INTERVAL 1 DAY AND window_start <= $__timeTo()"
+HOUR_FLOOR = "window_start >= $__timeFrom() - INTERVAL UNIX_TIMESTAMP($__timeFrom()) MOD 3600 SECOND"
+sql_stat("Rollup rows that disagree with asset_1m", f"""
+SELECT COUNT(*) - COALESCE(SUM(consistent), 0) AS "disagreeing" FROM v_quality_rollups WHERE {ROLLUP_RANGE}""",
+         "asset_1h and asset_1d rows whose trades, buys, sells, high, low, open/close order keys, first/last "
+         "trade times, volume or notional differ from the asset_1m rows of their hour or day (each commit "
+         "writes all three in one transaction, so they always agree). Should be 0.", thresholds=red_above(1))
+sql_ts("Trades per hour: asset_1h against asset_1m", f"""
+SELECT m.t AS "time", m.trades AS "asset_1m trades", COALESCE(h.trades, 0) AS "asset_1h trades"
+FROM (SELECT UNIX_TIMESTAMP(window_start) DIV 3600 * 3600 AS t, SUM(trades) AS trades FROM asset_1m
+      WHERE {HOUR_FLOOR} AND window_start <= $__timeTo() GROUP BY 1) m
+LEFT JOIN (SELECT UNIX_TIMESTAMP(window_start) AS t, SUM(trades) AS trades FROM asset_1h
+      WHERE {HOUR_FLOOR} AND window_start <= $__timeTo() GROUP BY 1) h ON h.t = m.t
+ORDER BY 1""",
+       "Trades counted by the minutes and by the hourly rollup, per hour: two lines that do not coincide "
+       "mean the rollup misses rows or counts differently.", w=12)
+sql_table("Rollup rows that disagree: details", f"""
+SELECT rollup, base, window_start, is_final, minute_rows, rollup_trades, minute_trades, rollup_volume,
+       minute_volume, rollup_notional_usd, minute_notional_usd
+FROM v_quality_rollups WHERE consistent = 0 AND {ROLLUP_RANGE}
+ORDER BY window_start DESC, rollup, base LIMIT 20""",
+          "The rollup rows counted above, with the rollup's and the minutes' figures side by side "
+          "(minute_rows = 0: a rollup row with no minutes). Windows older than the oldest asset_1m row are "
+          "not compared (retention keeps minutes for less time than rollups).", w=12)
 prom_ts("Late trades (engine)", [
     ('sum by (outcome) (increase(tradewind_engine_late_records_total[$__rate_interval]))', "{{outcome}}")],
     "Trades behind the watermark: `folded` into a closed row (within allowed lateness; a correction), "

@@ -8,11 +8,15 @@ DDL, every worksheet's query runs on MariaDB as the read-only user, the dashboar
     python3 scripts/gen_tableau.py            # rewrite tableau/tradewind.tds and tableau/tradewind.twb
     python3 scripts/gen_tableau.py --check    # exit 1 if the committed files differ from the output
 
-Time zones: the data source reads v_tableau_asset_minute (schemas/mysql/010_tableau_views.sql), whose
-`minutes_ago` is computed by the database from UTC_TIMESTAMP(). The "time window" filter compares that
-integer with a parameter, so it selects the same minutes whatever the client's time zone; no sheet uses
-Tableau's NOW() or a relative-date filter on the UTC DATETIME columns (those use the client's clock and
-zone). Times on axes are labelled UTC.
+Three data sources, one per grain: v_tableau_asset_minute (schemas/mysql/010_tableau_views.sql) for the
+last minutes and hours, and v_tableau_asset_hour / v_tableau_asset_day (011_rollup_views.sql, over the
+asset_1h and asset_1d rollups) for the long-range sheets, so a month of history reads hundreds of rows
+per asset, not tens of thousands. Each also has its own stand-alone .tds.
+
+Time zones: each view computes the age of its rows in the database from UTC_TIMESTAMP() (`minutes_ago`,
+`hours_ago`, `days_ago`). The "time window" filters compare that integer with a parameter, so they select
+the same windows whatever the client's time zone; no sheet uses Tableau's NOW() or a relative-date filter
+on the UTC DATETIME columns (those use the client's clock and zone). Times on axes are labelled UTC.
 """
 import argparse
 import os
@@ -20,12 +24,10 @@ import sys
 from xml.sax.saxutils import quoteattr
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-DS = "federated.tradewind"
-VIEW = "v_tableau_asset_minute"
 READONLY_USER = "tableau"
 
-# View columns: (name, caption, datatype, role, type, remote-type, default aggregation).
-COLUMNS = [
+# View columns of the minute view: (name, caption, datatype, role, type, remote-type, default aggregation).
+MINUTE_COLUMNS = [
     ("base", "Asset", "string", "dimension", "nominal", 129, "Count"),
     ("window_start", "Minute (UTC)", "datetime", "dimension", "ordinal", 135, "Year"),
     ("window_end", "Minute end (UTC)", "datetime", "dimension", "ordinal", 135, "Year"),
@@ -57,10 +59,11 @@ PARAMETERS = [
      "list", ['"bitcoin"', '"ethereum"', '"solana"', '"xrp"', '"binance-coin"', '"dogecoin"', '"cardano"',
               '"tron"', '"avalanche"', '"chainlink"']),
     ("[Parameter_minutes]", "Minutes shown", "integer", "60", "range", (5, 1440, 5)),
+    ("[Parameter_days]", "Days shown (hourly and daily sheets)", "integer", "30", "range", (1, 400, 1)),
 ]
 
-# Calculated fields: (name, caption, datatype, role, type, formula, default format).
-CALCS = [
+# Calculated fields of the minute data source: (name, caption, datatype, role, type, formula, format).
+MINUTE_CALCS = [
     ("[Calculation_vwap]", "VWAP (USD)", "real", "measure", "quantitative",
      "SUM([notional_usd]) / SUM([volume])", "c\"$\"#,##0.00"),
     ("[Calculation_notional_m]", "Notional ($M)", "real", "measure", "quantitative",
@@ -76,6 +79,51 @@ CALCS = [
     ("[Calculation_in_window]", "In the time window", "boolean", "dimension", "nominal",
      "[minutes_ago] < [Parameters].[Parameter_minutes]", None),
 ]
+
+
+def grain_columns(unit):
+    """The hour or day view's columns: the minute view's, captioned per `unit`, with its own ages."""
+    cols = []
+    for name, caption, *rest in MINUTE_COLUMNS:
+        if name.startswith("minutes_") or name == "is_last_closed":
+            continue
+        cols.append((name, caption.replace("Minute", unit.capitalize()).replace("minute", unit), *rest))
+    return cols + [
+        (f"{unit}s_ago", f"{unit.capitalize()}s ago (computed in the database, UTC)", "integer", "dimension",
+         "ordinal", 20, "Sum"),
+        (f"{unit}s_before_latest", f"{unit.capitalize()}s before the newest {unit}", "integer", "dimension",
+         "ordinal", 20, "Sum"),
+        ("is_last_closed", f"Is the last closed {unit}", "integer", "dimension", "ordinal", 16, "Count"),
+    ]
+
+
+def grain_calcs(in_window):
+    """The minute data source's calculations, with the time-window filter `in_window`."""
+    return [c if c[0] != "[Calculation_in_window]" else c[:5] + (in_window, None) for c in MINUTE_CALCS]
+
+
+# Data sources, one per grain: name, caption, view, columns, calculations, .tds file, description.
+DATASOURCES = {
+    "minute": {
+        "name": "federated.tradewind", "caption": "tradewind", "view": "v_tableau_asset_minute",
+        "sql": "010_tableau_views.sql", "columns": MINUTE_COLUMNS, "calcs": MINUTE_CALCS,
+        "tds": "tradewind.tds", "rows": "one row per asset and UTC minute", "age": "minutes_ago"},
+    "hour": {
+        "name": "federated.tradewind_hour", "caption": "tradewind (hourly)", "view": "v_tableau_asset_hour",
+        "sql": "011_rollup_views.sql", "columns": grain_columns("hour"),
+        "calcs": grain_calcs("[hours_ago] < [Parameters].[Parameter_days] * 24"),
+        "tds": "tradewind_hour.tds", "rows": "one row per asset and UTC hour, from the asset_1h rollup",
+        "age": "hours_ago"},
+    "day": {
+        "name": "federated.tradewind_day", "caption": "tradewind (daily)", "view": "v_tableau_asset_day",
+        "sql": "011_rollup_views.sql", "columns": grain_columns("day"),
+        "calcs": grain_calcs("[days_ago] < [Parameters].[Parameter_days]"),
+        "tds": "tradewind_day.tds", "rows": "one row per asset and UTC day, from the asset_1d rollup",
+        "age": "days_ago"},
+}
+DS = DATASOURCES["minute"]["name"]
+HOUR_DS = DATASOURCES["hour"]["name"]
+DAY_DS = DATASOURCES["day"]["name"]
 
 
 def e(s):
@@ -94,16 +142,17 @@ def calc_xml(c, indent):
             f"{indent}</column>")
 
 
-def connection_xml(indent):
+def connection_xml(src, indent):
     i = indent
+    view = src["view"]
     recs = []
-    for n, (name, _cap, datatype, _role, _typ, remote, agg) in enumerate(COLUMNS, 1):
+    for n, (name, _cap, datatype, _role, _typ, remote, agg) in enumerate(src["columns"], 1):
         recs.append(
             f"{i}    <metadata-record class='column'>\n"
             f"{i}      <remote-name>{name}</remote-name>\n"
             f"{i}      <remote-type>{remote}</remote-type>\n"
             f"{i}      <local-name>[{name}]</local-name>\n"
-            f"{i}      <parent-name>[{VIEW}]</parent-name>\n"
+            f"{i}      <parent-name>[{view}]</parent-name>\n"
             f"{i}      <remote-alias>{name}</remote-alias>\n"
             f"{i}      <ordinal>{n}</ordinal>\n"
             f"{i}      <local-type>{datatype}</local-type>\n"
@@ -121,8 +170,8 @@ def connection_xml(indent):
         f"server='127.0.0.1' source-charset='' sslmode='' username='{READONLY_USER}' />",
         f"{i}    </named-connection>",
         f"{i}  </named-connections>",
-        f"{i}  <!-- A view, not a table: the tables can evolve behind it (schemas/mysql/010_tableau_views.sql). -->",
-        f"{i}  <relation connection='mysql.tradewind' name='{VIEW}' table='[{VIEW}]' type='table' />",
+        f"{i}  <!-- A view, not a table: the tables can evolve behind it (schemas/mysql/{src['sql']}). -->",
+        f"{i}  <relation connection='mysql.tradewind' name='{view}' table='[{view}]' type='table' />",
         f"{i}  <metadata-records>",
         *recs,
         f"{i}  </metadata-records>",
@@ -130,11 +179,11 @@ def connection_xml(indent):
     ])
 
 
-def datasource_body(indent, with_parameters=True):
-    cols = [column_xml(n, cap, dt, role, typ, indent) for (n, cap, dt, role, typ, _r, _a) in COLUMNS]
+def datasource_body(src, indent, with_parameters=True):
+    cols = [column_xml(n, cap, dt, role, typ, indent) for (n, cap, dt, role, typ, _r, _a) in src["columns"]]
     # A stand-alone data source cannot hold parameters: calculations on them live in the workbook only.
-    calcs = [calc_xml(c, indent) for c in CALCS if with_parameters or "[Parameters]." not in c[5]]
-    return "\n".join([connection_xml(indent), *cols, *calcs])
+    calcs = [calc_xml(c, indent) for c in src["calcs"] if with_parameters or "[Parameters]." not in c[5]]
+    return "\n".join([connection_xml(src, indent), *cols, *calcs])
 
 
 def parameters_xml(indent):
@@ -157,17 +206,18 @@ def parameters_xml(indent):
     return "\n".join(out)
 
 
-def col_by_name(name):
-    for c in COLUMNS:
+def col_by_name(src, name):
+    for c in src["columns"]:
         if c[0] == name:
             return column_xml(c[0], c[1], c[2], c[3], c[4], "")
-    for c in CALCS:
+    for c in src["calcs"]:
         if c[0] == "[" + name + "]":
             return calc_xml(c, "")
     raise KeyError(name)
 
 
-DERIV = {"none": "None", "sum": "Sum", "avg": "Avg", "ctd": "CountD", "usr": "User", "tmn": "Minute-Trunc"}
+DERIV = {"none": "None", "sum": "Sum", "avg": "Avg", "max": "Max", "min": "Min", "ctd": "CountD", "usr": "User",
+         "tmn": "Minute-Trunc", "thr": "Hour-Trunc", "tdy": "Day-Trunc"}
 
 
 def instance(ref):
@@ -178,14 +228,14 @@ def instance(ref):
             f"pivot='key' type={e(typ)} />")
 
 
-def f(ref):
-    return f"[{DS}].[{ref}]"
+def f(ref, ds=DS):
+    return f"[{ds}].[{ref}]"
 
 
-def member_filter(ref, member, context=False):
+def member_filter(ref, member, context=False, ds=DS):
     """A filter keeping one member; a context filter applies before top-N filters (Tableau's order)."""
     ctx = " context='true'" if context else ""
-    return (f"<filter class='categorical'{ctx} column={e(f(ref))}>\n"
+    return (f"<filter class='categorical'{ctx} column={e(f(ref, ds))}>\n"
             f"  <groupfilter function='member' level={e('[' + ref + ']')} member={e(member)} "
             f"user:ui-domain='database' user:ui-enumeration='inclusive' user:ui-marker='enumerate' />\n"
             f"</filter>")
@@ -255,31 +305,66 @@ SHEETS = [
                     member_filter("none:is_final:ok", "1")],
         "sorts": [],
     },
+    # Long ranges read the rollups: a month is 720 hourly rows per asset instead of 43,200 minutes.
+    {
+        "name": "VWAP and volume by hour",
+        "ds": "hour",
+        "title": "<[Parameters].[Parameter_asset]>, last <[Parameters].[Parameter_days]> days: hourly VWAP (line) "
+                 "and notional traded per hour ($M, bars)",
+        "rows": f"({f('usr:Calculation_vwap:qk', HOUR_DS)} + {f('sum:Calculation_notional_m:qk', HOUR_DS)})",
+        "cols": f("thr:window_start:qk", HOUR_DS),
+        "mark": "Line",
+        "encodings": [("tooltip", "sum:trades:qk")],
+        "filters": [member_filter("none:Calculation_selected:nk", "true", ds=HOUR_DS),
+                    member_filter("none:Calculation_in_window:nk", "true", ds=HOUR_DS)],
+        "sorts": [],
+    },
+    {
+        "name": "Daily VWAP, high and low",
+        "ds": "day",
+        "title": "<[Parameters].[Parameter_asset]>, last <[Parameters].[Parameter_days]> days: daily VWAP, high "
+                 "and low (USD)",
+        "rows": f"({f('usr:Calculation_vwap:qk', DAY_DS)} + {f('max:high_usd:qk', DAY_DS)} + "
+                f"{f('min:low_usd:qk', DAY_DS)})",
+        "cols": f("tdy:window_start:qk", DAY_DS),
+        "mark": "Line",
+        "encodings": [("tooltip", "sum:Calculation_notional_m:qk"), ("tooltip", "sum:trades:qk")],
+        "filters": [member_filter("none:Calculation_selected:nk", "true", ds=DAY_DS),
+                    member_filter("none:Calculation_in_window:nk", "true", ds=DAY_DS)],
+        "sorts": [],
+    },
 ]
+
+
+def source_of(sheet):
+    return DATASOURCES[sheet.get("ds", "minute")]
 
 
 def refs_of(sheet):
     import re
     text = " ".join([sheet["rows"], sheet["cols"]] + [x for x in sheet["filters"]] + sheet["sorts"])
-    refs = set(re.findall(r"\[" + re.escape(DS) + r"\]\.\[([^\]]+)\]", text))
+    refs = set(re.findall(r"\[" + re.escape(source_of(sheet)["name"]) + r"\]\.\[([^\]]+)\]", text))
     refs |= {r for _k, r in sheet["encodings"]}
     return sorted(refs)
 
 
 def worksheet_xml(sheet):
+    src = source_of(sheet)
+    ds = src["name"]
+    calcs = src["calcs"]
     refs = refs_of(sheet)
     cols = sorted({r.split(":")[1] for r in refs})
     # Calculations that other calculations use need their column declared too.
     deps = set(cols)
-    for c in CALCS:
+    for c in calcs:
         if c[0].strip("[]") in deps:
-            for other in CALCS:
+            for other in calcs:
                 if other[0] in c[5]:
                     deps.add(other[0].strip("[]"))
-            for col in COLUMNS:
+            for col in src["columns"]:
                 if f"[{col[0]}]" in c[5]:
                     deps.add(col[0])
-    params = sorted({p[0] for p in PARAMETERS for c in CALCS if c[0].strip("[]") in deps and p[0] in c[5]})
+    params = sorted({p[0] for p in PARAMETERS for c in calcs if c[0].strip("[]") in deps and p[0] in c[5]})
     ind = "          "
     lines = [f"    <worksheet name={e(sheet['name'])}>",
              "      <layout-options>",
@@ -293,7 +378,7 @@ def worksheet_xml(sheet):
              "        <view>",
              "          <datasources>",
              "            <datasource name='Parameters' />" if params else None,
-             f"            <datasource caption='tradewind' name='{DS}' />",
+             f"            <datasource caption={e(src['caption'])} name='{ds}' />",
              "          </datasources>"]
     if params:
         lines.append("          <datasource-dependencies datasource='Parameters'>")
@@ -304,9 +389,9 @@ def worksheet_xml(sheet):
                 lines.append(f"              <calculation class='tableau' formula={e(p[3])} />")
                 lines.append("            </column>")
         lines.append("          </datasource-dependencies>")
-    lines.append(f"          <datasource-dependencies datasource='{DS}'>")
+    lines.append(f"          <datasource-dependencies datasource='{ds}'>")
     for c in sorted(deps):
-        lines += ["            " + x for x in col_by_name(c).splitlines()]
+        lines += ["            " + x for x in col_by_name(src, c).splitlines()]
     for r in refs:
         lines.append("            " + instance(r))
     lines.append("          </datasource-dependencies>")
@@ -326,7 +411,7 @@ def worksheet_xml(sheet):
     if sheet["encodings"]:
         lines.append("            <encodings>")
         for kind, r in sheet["encodings"]:
-            lines.append(f"              <{kind} column={e(f(r))} />")
+            lines.append(f"              <{kind} column={e(f(r, ds))} />")
         lines.append("            </encodings>")
     lines += ["          </pane>",
               "        </panes>",
@@ -337,18 +422,22 @@ def worksheet_xml(sheet):
     return "\n".join(x for x in lines if x is not None)
 
 
-# Dashboard layout in Tableau's 0..100000 zone coordinates: title and controls on top, 2 x 2 sheets.
+# Dashboard layout in Tableau's 0..100000 zone coordinates: title and controls on top, 3 rows of 2 sheets
+# (the last minutes, then the long range from the hourly and daily rollups).
 DASH = "Market overview"
-DASH_W, DASH_H = 1400, 900
+DASH_W, DASH_H = 1400, 1250
 ZONES = [
     # (id, kind, name-or-param, x, y, w, h)
-    (3, "text", None, 0, 0, 60000, 6000),
-    (4, "paramctrl", "[Parameters].[Parameter_asset]", 60000, 0, 20000, 6000),
-    (5, "paramctrl", "[Parameters].[Parameter_minutes]", 80000, 0, 20000, 6000),
-    (6, "sheet", "VWAP and volume", 0, 6000, 60000, 47000),
-    (7, "sheet", "Top movers (last closed minute)", 60000, 6000, 40000, 47000),
-    (8, "sheet", "Buy/sell pressure", 0, 53000, 50000, 47000),
-    (9, "sheet", "Market trend", 50000, 53000, 50000, 47000),
+    (3, "text", None, 0, 0, 52000, 5000),
+    (4, "paramctrl", "[Parameters].[Parameter_asset]", 52000, 0, 16000, 5000),
+    (5, "paramctrl", "[Parameters].[Parameter_minutes]", 68000, 0, 16000, 5000),
+    (10, "paramctrl", "[Parameters].[Parameter_days]", 84000, 0, 16000, 5000),
+    (6, "sheet", "VWAP and volume", 0, 5000, 60000, 32000),
+    (7, "sheet", "Top movers (last closed minute)", 60000, 5000, 40000, 32000),
+    (8, "sheet", "Buy/sell pressure", 0, 37000, 50000, 31500),
+    (9, "sheet", "Market trend", 50000, 37000, 50000, 31500),
+    (11, "sheet", "VWAP and volume by hour", 0, 68500, 50000, 31500),
+    (12, "sheet", "Daily VWAP, high and low", 50000, 68500, 50000, 31500),
 ]
 
 
@@ -367,7 +456,8 @@ def dashboard_xml():
         else:
             out.append(f"          <zone {geo} type='text'>")
             out.append("            <formatted-text>")
-            out.append("              <run fontsize='16'>tradewind: crypto market by the minute (times in UTC)</run>")
+            out.append("              <run fontsize='16'>tradewind: crypto market by the minute, hour and day "
+                       "(times in UTC)</run>")
             out.append("            </formatted-text>")
             out.append("          </zone>")
     out += ["        </zone>", "      </zones>", "    </dashboard>"]
@@ -380,11 +470,14 @@ def workbook():
         "<!-- tradewind: Tableau workbook, generated by scripts/gen_tableau.py (edit that, not this file).",
         "     Dashboard 'Market overview': VWAP and notional per minute for a chosen asset (parameter 'Asset'),",
         "     the top movers of the last closed minute, buy/sell pressure per asset, and the market trend",
-        "     (assets up/down/flat per minute). Live connection to view v_tableau_asset_minute as the read-only",
-        "     user; no password is stored.",
-        "     Time zones: the time window filters on minutes_ago, which MariaDB computes from UTC_TIMESTAMP(),",
-        "     so it selects the same minutes in every client time zone (Tableau's NOW() and relative-date",
-        "     filters would use the client's zone against UTC DATETIMEs). Checked by scripts/check_tableau.py. -->",
+        "     (assets up/down/flat per minute); over the last days (parameter 'Days shown'), the chosen asset's",
+        "     hourly VWAP and notional and its daily VWAP, high and low. Live connections to the views",
+        "     v_tableau_asset_minute, v_tableau_asset_hour and v_tableau_asset_day (the asset_1h and asset_1d",
+        "     rollups) as the read-only user; no password is stored.",
+        "     Time zones: the time windows filter on minutes_ago, hours_ago and days_ago, which MariaDB computes",
+        "     from UTC_TIMESTAMP(), so they select the same windows in every client time zone (Tableau's NOW() and",
+        "     relative-date filters would use the client's zone against UTC DATETIMEs). Checked by",
+        "     scripts/check_tableau.py. -->",
         "<workbook original-version='18.1' source-build='2024.1.0 (20241.24.0312.0830)' source-platform='linux' "
         "version='18.1' xmlns:user='http://www.tableausoftware.com/xml/user'>",
         "  <preferences>",
@@ -392,9 +485,10 @@ def workbook():
         "  </preferences>",
         "  <datasources>",
         parameters_xml("    "),
-        f"    <datasource caption='tradewind' inline='true' name='{DS}' version='18.1'>",
-        datasource_body("      "),
-        "    </datasource>",
+        *[x for src in DATASOURCES.values() for x in (
+            f"    <datasource caption={e(src['caption'])} inline='true' name='{src['name']}' version='18.1'>",
+            datasource_body(src, "      "),
+            "    </datasource>")],
         "  </datasources>",
         "  <worksheets>",
         *[worksheet_xml(s) for s in SHEETS],
@@ -411,17 +505,18 @@ def workbook():
     return "\n".join(header) + "\n"
 
 
-def datasource():
+def datasource(src):
+    age = next(c[1] for c in src["columns"] if c[0] == src["age"]).split(" (")[0]
     return "\n".join([
         "<?xml version='1.0' encoding='utf-8' ?>",
         "<!-- tradewind: Tableau data source, generated by scripts/gen_tableau.py. Live connection to the `tradewind`",
-        "     database, view v_tableau_asset_minute (one row per asset and UTC minute, final and provisional), as the",
+        f"     database, view {src['view']} ({src['rows']}, final and provisional), as the",
         "     read-only user; the password is never stored. Calculated fields: VWAP (USD), Notional ($M), Buy share,",
-        "     Net buy pressure, Size of move %. Filter time with 'Minutes ago' (computed by the database, right in",
+        f"     Net buy pressure, Size of move %. Filter time with '{age}' (computed by the database, right in",
         "     every client time zone), not with NOW() against the UTC DATETIMEs. -->",
-        "<datasource formatted-name='tradewind' inline='true' source-platform='linux' version='18.1' "
+        f"<datasource formatted-name={e(src['caption'])} inline='true' source-platform='linux' version='18.1' "
         "xmlns:user='http://www.tableausoftware.com/xml/user'>",
-        datasource_body("  ", with_parameters=False),
+        datasource_body(src, "  ", with_parameters=False),
         "  <layout dim-ordering='alphabetic' measure-ordering='alphabetic' show-structure='true' />",
         "</datasource>",
     ]) + "\n"
@@ -431,8 +526,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="fail if the committed files are not up to date")
     args = ap.parse_args()
-    outputs = {os.path.join(ROOT, "tableau", "tradewind.twb"): workbook(),
-               os.path.join(ROOT, "tableau", "tradewind.tds"): datasource()}
+    outputs = {os.path.join(ROOT, "tableau", "tradewind.twb"): workbook()}
+    for src in DATASOURCES.values():
+        outputs[os.path.join(ROOT, "tableau", src["tds"])] = datasource(src)
     stale = []
     for path, text in outputs.items():
         old = open(path, encoding="utf-8").read() if os.path.exists(path) else None

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tradewind_engine::retention::RetentionRule;
 use tradewind_engine::EngineConfig;
 
 use super::parse_duration;
@@ -90,6 +91,12 @@ pub struct RunArgs {
     /// /healthz fails when the engine loop has not moved for this long (a stuck process).
     #[arg(long, env = "TRADEWIND_LIVENESS_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub liveness_timeout: Duration,
+    /// Retention, `<window size>=<max age>` (repeatable; env: comma-separated), e.g. `1m=30d,1h=400d`:
+    /// every window table with that window size deletes its final rows whose window started more than
+    /// the age ago, in batches of 5,000, at start-up and every 5 minutes. Provisional rows are never
+    /// deleted. Without it rows are kept forever.
+    #[arg(long, env = "TRADEWIND_RETENTION", value_delimiter = ',')]
+    pub retention: Vec<RetentionRule>,
     /// Testing only: abort the process right after the N-th MySQL commit, before the Kafka offset
     /// commit (proves a crash between the two loses and duplicates nothing).
     #[arg(long, env = "TRADEWIND_FAULT_ABORT_AFTER_COMMITS")]
@@ -123,6 +130,7 @@ impl RunArgs {
             create_topics: self.create_topics,
             flush_timeout: self.flush_timeout,
             liveness_timeout: self.liveness_timeout,
+            retention: self.retention,
             fault_abort_after_commits: self.fault_abort_after_commits,
             fault_stall_after_commits: self.fault_stall_after_commits,
         }

@@ -8,7 +8,8 @@
 //! Arrow builders) → [`views`] (per-partition, per-view lateness, then each view's aggregation:
 //! contribution batches for the sink; [`window`] holds the ordering key and partition clocks) →
 //! [`runner`] (the loop: commit, fencing, data-error isolation, retry, liveness, drain). [`metrics`]
-//! holds the Prometheus metrics.
+//! holds the Prometheus metrics, and [`retention`] deletes old final rows in a task of its own
+//! (`--retention`).
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod decode;
 pub mod metrics;
 pub mod partition;
 pub mod raw;
+pub mod retention;
 pub mod runner;
 pub mod views;
 pub mod window;
@@ -77,6 +79,9 @@ pub struct EngineConfig {
     pub flush_timeout: Duration,
     /// /healthz fails when the engine loop has not moved for this long (a stuck process).
     pub liveness_timeout: Duration,
+    /// Retention rules (`1m=30d`): the final rows of every window table with that window size are
+    /// deleted once their window starts more than the age ago. Empty: rows are kept forever.
+    pub retention: Vec<retention::RetentionRule>,
     /// Testing only: abort the process right after the N-th MySQL commit, before the Kafka offset
     /// commit (proves a crash between the two loses and duplicates nothing).
     pub fault_abort_after_commits: Option<u64>,
@@ -108,6 +113,7 @@ impl EngineConfig {
             create_topics: true,
             flush_timeout: Duration::from_secs(30),
             liveness_timeout: Duration::from_secs(120),
+            retention: Vec::new(),
             fault_abort_after_commits: None,
             fault_stall_after_commits: None,
         }

@@ -85,6 +85,18 @@ pub async fn run_engine(
         sink.migrate().await.context("applying the MySQL schema")?;
         migrate_views(&sink, &pipeline).await?;
     }
+    let retention = crate::retention::spawn(
+        &sink,
+        pipeline
+            .views
+            .iter()
+            .map(|v| (v.name.clone(), v.window_ms))
+            .collect(),
+        &args.retention,
+        args.allowed_lateness,
+        registry,
+        shutdown.clone(),
+    )?;
     if args.create_topics {
         // The engine's two output topics; the trades topic belongs to the ingestor or the platform.
         tradewind_kafka::ensure_topics(
@@ -134,6 +146,9 @@ pub async fn run_engine(
     .await
     .context("engine thread panicked")?;
     watchdog.abort();
+    if let Some(task) = &retention {
+        task.abort();
+    }
     if let Err(e) = producer.flush(flush_timeout) {
         tracing::warn!(error = %e, "dead-letter producer did not flush in time");
     }

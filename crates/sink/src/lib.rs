@@ -7,6 +7,7 @@
 //!   in ONE transaction, fenced on the offsets the caller expects (a zombie or a replica that lost a
 //!   partition writes nothing); [`MySqlSink::load_partition`] reads them back on start or assignment.
 //! * Schema: [`MySqlSink::migrate`] applies `schemas/mysql/*.sql` in order and records each version.
+//! * Retention: [`MySqlSink::purge_final`] deletes old final window rows in small batches.
 //!
 //! Errors are [`SinkError`]; [`SinkError::is_transient`] says whether a retry with backoff can help.
 
@@ -17,6 +18,7 @@ mod encode;
 mod error;
 mod merge;
 mod migrate;
+mod retention;
 pub mod tls;
 
 use arrow_array::RecordBatch;

@@ -24,8 +24,16 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../schemas/mysql/003_merge_on_write.sql"),
     ),
     (
+        "004_rollups",
+        include_str!("../../../schemas/mysql/004_rollups.sql"),
+    ),
+    (
         "010_tableau_views",
         include_str!("../../../schemas/mysql/010_tableau_views.sql"),
+    ),
+    (
+        "011_rollup_views",
+        include_str!("../../../schemas/mysql/011_rollup_views.sql"),
     ),
 ];
 

@@ -260,13 +260,20 @@ async fn connect_creates_database_and_migrate_is_idempotent() {
         .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
         .collect();
     let expect = [
+        ("asset_1d", "BASE TABLE"),
+        ("asset_1h", "BASE TABLE"),
         ("asset_1m", "BASE TABLE"),
         ("coincap_analysis", "VIEW"),
         ("market_1m", "BASE TABLE"),
         ("tw_offsets", "BASE TABLE"),
         ("tw_schema_migrations", "BASE TABLE"),
+        ("v_asset_day", "VIEW"),
+        ("v_asset_hour", "VIEW"),
         ("v_asset_minute", "VIEW"),
         ("v_market_minute", "VIEW"),
+        ("v_quality_rollups", "VIEW"),
+        ("v_tableau_asset_day", "VIEW"),
+        ("v_tableau_asset_hour", "VIEW"),
         ("v_tableau_asset_minute", "VIEW"),
     ];
     assert_eq!(
@@ -280,7 +287,7 @@ async fn connect_creates_database_and_migrate_is_idempotent() {
         count(&sink, "SELECT COUNT(*) FROM tw_schema_migrations").await,
         tradewind_sink::MIGRATIONS.len() as i64
     );
-    // Secondary index on window_start for both window tables.
+    // Secondary index on window_start for every window table.
     assert_eq!(
         count(
             &sink,
@@ -289,8 +296,34 @@ async fn connect_creates_database_and_migrate_is_idempotent() {
              AND SEQ_IN_INDEX = 1 AND INDEX_NAME <> 'PRIMARY'"
         )
         .await,
-        2
+        4
     );
+    // The rollups have exactly asset_1m's columns (names, order, types, nullability, defaults) and
+    // indexes (primary key, window_start, (is_final, window_start), trend_stale).
+    let shape = |table: &str| {
+        let columns = format!(
+            "SELECT GROUP_CONCAT(CONCAT_WS(' ', COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, \
+             COALESCE(COLUMN_DEFAULT, '-'), COLLATION_NAME) ORDER BY ORDINAL_POSITION SEPARATOR ', ') \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
+        );
+        let indexes = format!(
+            "SELECT GROUP_CONCAT(CONCAT_WS(' ', INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE) \
+             ORDER BY INDEX_NAME, SEQ_IN_INDEX SEPARATOR ', ') \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
+        );
+        (columns, indexes)
+    };
+    let (m_cols, m_idx) = shape("asset_1m");
+    let m_cols: String = rows(&sink, &m_cols).await[0].get(0).unwrap();
+    let m_idx: String = rows(&sink, &m_idx).await[0].get(0).unwrap();
+    assert!(m_idx.contains("trend_stale") && m_idx.contains("idx_asset_1m_open 2 window_start"));
+    for rollup in ["asset_1h", "asset_1d"] {
+        let (c, i) = shape(rollup);
+        let c: String = rows(&sink, &c).await[0].get(0).unwrap();
+        let i: String = rows(&sink, &i).await[0].get(0).unwrap();
+        assert_eq!(c, m_cols, "{rollup} columns");
+        assert_eq!(i, m_idx, "{rollup} indexes");
+    }
     // Session time zone is UTC on pooled connections.
     let tz = rows(&sink, "SELECT @@session.time_zone").await;
     assert_eq!(tz[0].get::<String, _>(0).unwrap(), "+00:00");
