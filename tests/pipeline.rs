@@ -170,11 +170,12 @@ async fn read_view(
         let ws: i64 = r.take(1).expect("window");
         let is_final: i64 = r.take(2).expect("is_final");
         assert_eq!(is_final, 1, "{table} {k} {ws}: every window is final after a drain");
-        let exact = (0..exact.len())
+        let n = exact.len();
+        let exact: Vec<i64> = (0..n)
             .map(|i| r.take::<i64, _>(3 + i).expect("exact"))
             .collect();
-        let doubles = (0..doubles.len())
-            .map(|i| r.take::<Option<f64>, _>(3 + exact.len() + i).expect("double"))
+        let doubles: Vec<Option<f64>> = (0..doubles.len())
+            .map(|i| r.take::<Option<f64>, _>(3 + n + i).expect("double"))
             .collect();
         out.insert((k, ws), ViewRow { exact, doubles });
     }

@@ -18,7 +18,7 @@ pub struct EngineMetrics {
     pub rejected: IntCounterVec,
     /// Late trades by outcome: `corrected` (within allowed lateness) or `routed` (to the late topic).
     pub late: IntCounterVec,
-    /// Window rows emitted, by grain and kind.
+    /// Window rows emitted, by grain (view) and kind.
     pub windows_emitted: IntCounterVec,
     /// Rows written to MySQL, by table.
     pub rows_written: IntCounterVec,
@@ -72,8 +72,8 @@ impl EngineMetrics {
             )?,
             windows_emitted: r.counters(
                 "windows_emitted_total",
-                "Window rows written, by grain and kind: provisional and correction merges, and \
-                 rows made final (grain any).",
+                "Window rows written, by grain (the view's table) and kind: provisional and \
+                 correction merges, and rows made final (grain any).",
                 &["grain", "kind"],
             )?,
             rows_written: r.counters(

@@ -639,7 +639,7 @@ impl Engine {
             self.summary.rows_written += rows;
             let corrections = b
                 .column_by_name("revision")
-                .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
+                .and_then(|c| arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(c.as_ref()))
                 .map_or(0, |r| r.values().iter().filter(|v| **v > 0).count() as u64);
             let emitted = |kind: &str| m.windows_emitted.with_label_values(&[&table.name, kind]);
             emitted("correction").inc_by(corrections);
