@@ -17,15 +17,15 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use std::collections::HashSet;
 use tradewind_engine::decode::BatchDecoder;
 use tradewind_engine::raw::RawBatch;
-use std::collections::HashSet;
 
 use tradewind_engine::decode::Decoded;
 use tradewind_engine::views::{Lateness, Origins, Views};
 use tradewind_engine::window::PartitionClock;
-use tradewind_pipeline::Pipeline;
 use tradewind_model::{write_json, Validator};
+use tradewind_pipeline::Pipeline;
 use tradewind_sim::{generate, MarketConfig};
 
 /// Fixed event-time start (2024-01-01T00:00:00Z) so payloads are identical across runs.

@@ -98,7 +98,9 @@ fn oracle_pair_5m(log: &[Logged]) -> BTreeMap<Key, ViewRow> {
             let row = ViewRow {
                 exact: vec![
                     g.len() as i64,
-                    g.iter().filter(|l| l.t.direction == Direction::Sell).count() as i64,
+                    g.iter()
+                        .filter(|l| l.t.direction == Direction::Sell)
+                        .count() as i64,
                 ],
                 doubles: vec![
                     Some(volume),
@@ -169,7 +171,10 @@ async fn read_view(
         let k: String = r.take(0).expect("key");
         let ws: i64 = r.take(1).expect("window");
         let is_final: i64 = r.take(2).expect("is_final");
-        assert_eq!(is_final, 1, "{table} {k} {ws}: every window is final after a drain");
+        assert_eq!(
+            is_final, 1,
+            "{table} {k} {ws}: every window is final after a drain"
+        );
         let n = exact.len();
         let exact: Vec<i64> = (0..n)
             .map(|i| r.take::<i64, _>(3 + i).expect("exact"))
@@ -195,7 +200,10 @@ fn assert_view(actual: &BTreeMap<Key, ViewRow>, expected: &BTreeMap<Key, ViewRow
             Some(a)
                 if a.exact != e.exact
                     || a.doubles.len() != e.doubles.len()
-                    || a.doubles.iter().zip(&e.doubles).any(|(x, y)| !close(*x, *y)) =>
+                    || a.doubles
+                        .iter()
+                        .zip(&e.doubles)
+                        .any(|(x, y)| !close(*x, *y)) =>
             {
                 problems.push(format!("differs {k:?}\n  got  {a:?}\n  want {e:?}"))
             }
@@ -328,12 +336,19 @@ fn user_views_equal_the_oracle_under_disorder_kills_and_two_replicas() {
         .filter_map(|(p, o, payload)| {
             tradewind_model::validate(&payload, tradewind_model::now_ms(), &Default::default())
                 .ok()
-                .map(|t| Logged { p, o, t: t.to_owned_trade() })
+                .map(|t| Logged {
+                    p,
+                    o,
+                    t: t.to_owned_trade(),
+                })
         })
         .collect();
     assert_eq!(log.len(), trades.len());
     let expected = [oracle_pair_5m(&log), oracle_big_1h(&log)];
-    assert!(expected[0].len() > 300 && expected[1].len() > 20, "too few windows");
+    assert!(
+        expected[0].len() > 300 && expected[1].len() > 20,
+        "too few windows"
+    );
 
     let dir = std::env::temp_dir().join(format!("tw-views-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -369,7 +384,10 @@ fn user_views_equal_the_oracle_under_disorder_kills_and_two_replicas() {
     assert!(st.success(), "migrate --pipeline failed");
     let r1 = spawn_replica(&brokers, &many, &file_s, None);
     let r2 = spawn_replica(&brokers, &many, &file_s, Some(3));
-    assert!(!wait(r2, Duration::from_secs(120)).success(), "the fault aborts");
+    assert!(
+        !wait(r2, Duration::from_secs(120)).success(),
+        "the fault aborts"
+    );
     let r2b = spawn_replica(&brokers, &many, &file_s, None);
     for r in [r1, r2b] {
         assert!(wait(r, Duration::from_secs(180)).success());
@@ -396,7 +414,10 @@ fn user_views_equal_the_oracle_under_disorder_kills_and_two_replicas() {
             .expect("revisions")
             .unwrap_or(0)
     });
-    assert!(revisions > 0, "late trades corrected closed five-minute windows");
+    assert!(
+        revisions > 0,
+        "late trades corrected closed five-minute windows"
+    );
     rt.block_on(p1.disconnect()).ok();
     rt.block_on(pn.disconnect()).ok();
     let _ = std::fs::remove_dir_all(&dir);
@@ -417,7 +438,13 @@ fn unsupported_views_stop_start_up_with_the_line_and_the_construct() {
     let f = file.display().to_string();
     for sub in ["run", "migrate"] {
         let out = tradewind()
-            .args([sub, "--pipeline", &f, "--mysql-url", "mysql://root@127.0.0.1:1/none"])
+            .args([
+                sub,
+                "--pipeline",
+                &f,
+                "--mysql-url",
+                "mysql://root@127.0.0.1:1/none",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
@@ -425,7 +452,9 @@ fn unsupported_views_stop_start_up_with_the_line_and_the_construct() {
         assert!(!out.status.success(), "{sub} accepted a median");
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(
-            text.contains("bad.sql:4") && text.contains("median") && text.contains("cannot be merged"),
+            text.contains("bad.sql:4")
+                && text.contains("median")
+                && text.contains("cannot be merged"),
             "{sub}: {text}"
         );
     }

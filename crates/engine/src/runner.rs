@@ -160,7 +160,9 @@ pub async fn run_engine(
 }
 
 /// The built-in pipeline plus the views of `file`, if given.
-pub fn load_pipeline(file: Option<&std::path::Path>) -> anyhow::Result<tradewind_pipeline::Pipeline> {
+pub fn load_pipeline(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<tradewind_pipeline::Pipeline> {
     let user = match file {
         Some(path) => Some((
             std::fs::read_to_string(path)
@@ -169,8 +171,9 @@ pub fn load_pipeline(file: Option<&std::path::Path>) -> anyhow::Result<tradewind
         )),
         None => None,
     };
-    let pipeline =
-        tradewind_pipeline::Pipeline::with_user(user.as_ref().map(|(s, n)| (s.as_str(), n.as_str())))?;
+    let pipeline = tradewind_pipeline::Pipeline::with_user(
+        user.as_ref().map(|(s, n)| (s.as_str(), n.as_str())),
+    )?;
     Ok(pipeline)
 }
 
@@ -635,11 +638,17 @@ impl Engine {
             .inc_by(plan.corrected);
         for (table, b) in self.views.tables().iter().zip(&plan.batches) {
             let rows = b.num_rows() as u64;
-            m.rows_written.with_label_values(&[&table.name]).inc_by(rows);
+            m.rows_written
+                .with_label_values(&[&table.name])
+                .inc_by(rows);
             self.summary.rows_written += rows;
             let corrections = b
                 .column_by_name("revision")
-                .and_then(|c| arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(c.as_ref()))
+                .and_then(|c| {
+                    arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(
+                        c.as_ref(),
+                    )
+                })
                 .map_or(0, |r| r.values().iter().filter(|v| **v > 0).count() as u64);
             let emitted = |kind: &str| m.windows_emitted.with_label_values(&[&table.name, kind]);
             emitted("correction").inc_by(corrections);

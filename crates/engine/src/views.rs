@@ -106,9 +106,12 @@ impl Views {
             .ok_or_else(|| arrow_schema::ArrowError::SchemaError("timestamp column".into()))?;
         let mut plan = BatchPlan::default();
         let nv = self.execs.len();
-        let mut keep: Vec<BooleanBuilder> = (0..nv).map(|_| BooleanBuilder::with_capacity(n)).collect();
-        let mut late: Vec<BooleanBuilder> = (0..nv).map(|_| BooleanBuilder::with_capacity(n)).collect();
-        let mut ord = Decimal128Builder::with_capacity(n).with_data_type(arrow_schema::DataType::Decimal128(38, 0));
+        let mut keep: Vec<BooleanBuilder> =
+            (0..nv).map(|_| BooleanBuilder::with_capacity(n)).collect();
+        let mut late: Vec<BooleanBuilder> =
+            (0..nv).map(|_| BooleanBuilder::with_capacity(n)).collect();
+        let mut ord = Decimal128Builder::with_capacity(n)
+            .with_data_type(arrow_schema::DataType::Decimal128(38, 0));
         let sizes: Vec<i64> = self.execs.iter().map(|e| e.view().window_ms).collect();
         let (ooo, allowed) = (self.lateness.out_of_orderness_ms, self.lateness.allowed_ms);
         for row in 0..n {
@@ -185,7 +188,11 @@ impl Views {
             .keys
             .iter()
             .filter_map(|(name, trade_col)| {
-                let value = contribution.column_by_name(name)?.as_string_opt::<i32>()?.value(row).to_string();
+                let value = contribution
+                    .column_by_name(name)?
+                    .as_string_opt::<i32>()?
+                    .value(row)
+                    .to_string();
                 let idx = decoded.batch.schema().index_of(trade_col).ok()?;
                 Some((idx, value))
             })
@@ -194,13 +201,20 @@ impl Views {
             .column_by_name("window_start")
             .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
             .map(|a| a.value(row));
-        let ts = decoded.batch.column(6).as_primitive::<TimestampMillisecondType>();
+        let ts = decoded
+            .batch
+            .column(6)
+            .as_primitive::<TimestampMillisecondType>();
         (0..decoded.batch.num_rows())
             .filter(|&r| !excluded.contains(&(decoded.source[r] as usize)))
             .filter(|&r| Some(window_start(ts.value(r), v.window_ms)) == start)
             .filter(|&r| {
                 keys.iter().all(|(c, value)| {
-                    decoded.batch.column(*c).as_string_opt::<i32>().is_some_and(|a| a.value(r) == value)
+                    decoded
+                        .batch
+                        .column(*c)
+                        .as_string_opt::<i32>()
+                        .is_some_and(|a| a.value(r) == value)
                 })
             })
             .map(|r| decoded.source[r] as usize)

@@ -4,10 +4,10 @@
 //! per property) keeps it to seconds in CI; raise it for a longer campaign.
 
 use proptest::prelude::*;
-use tradewind_engine::decode::{BatchDecoder, TradeColumns};
-use tradewind_engine::raw::RawBatch;
 use std::collections::HashSet;
 use std::sync::OnceLock;
+use tradewind_engine::decode::{BatchDecoder, TradeColumns};
+use tradewind_engine::raw::RawBatch;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
@@ -126,7 +126,11 @@ fn check(records: &[Vec<u8>], threads: usize) {
         Ok(p) => p,
         Err(e) => panic!("views failed on valid trades: {e}"),
     };
-    let refused_by_market = plan.too_late.iter().filter(|(_, _, v)| v.contains(&0)).count();
+    let refused_by_market = plan
+        .too_late
+        .iter()
+        .filter(|(_, _, v)| v.contains(&0))
+        .count();
     let market = &plan.batches[0];
     let windowed: i64 = market
         .column_by_name("trades")

@@ -167,8 +167,14 @@ pub(crate) fn compile(plan: &LogicalPlan, origin: &Origin<'_>) -> Result<View, P
     };
     let LogicalPlan::Aggregate(agg) = projection.input.as_ref() else {
         return Err(match projection.input.as_ref() {
-            LogicalPlan::Window(_) => origin.unsupported("over", "window functions (OVER): views are tumbling windows, use date_bin in GROUP BY"),
-            LogicalPlan::Filter(_) | LogicalPlan::TableScan(_) => origin.unsupported("select", "a view must aggregate: GROUP BY its keys and date_bin(INTERVAL '<n> <unit>', ts)"),
+            LogicalPlan::Window(_) => origin.unsupported(
+                "over",
+                "window functions (OVER): views are tumbling windows, use date_bin in GROUP BY",
+            ),
+            LogicalPlan::Filter(_) | LogicalPlan::TableScan(_) => origin.unsupported(
+                "select",
+                "a view must aggregate: GROUP BY its keys and date_bin(INTERVAL '<n> <unit>', ts)",
+            ),
             other => unsupported_node(other, origin),
         });
     };
@@ -188,17 +194,31 @@ pub(crate) fn compile(plan: &LogicalPlan, origin: &Origin<'_>) -> Result<View, P
         c.group(g)?;
     }
     let Some(window_ms) = c.window_ms else {
-        return Err(origin.unsupported("group by", "GROUP BY needs date_bin(INTERVAL '<n> <unit>', ts): views are tumbling windows"));
+        return Err(origin.unsupported(
+            "group by",
+            "GROUP BY needs date_bin(INTERVAL '<n> <unit>', ts): views are tumbling windows",
+        ));
     };
     let outputs = c.outputs(&projection.expr)?;
     c.check_unique(&outputs)?;
     for (key, _) in &c.keys {
-        if !outputs.iter().any(|(_, k)| matches!(k, OutputKind::Key(t) if t == key)) {
-            return Err(origin.unsupported(key, format!("group key `{key}` must be selected: it is part of the table's primary key")));
+        if !outputs
+            .iter()
+            .any(|(_, k)| matches!(k, OutputKind::Key(t) if t == key))
+        {
+            return Err(origin.unsupported(
+                key,
+                format!(
+                    "group key `{key}` must be selected: it is part of the table's primary key"
+                ),
+            ));
         }
     }
     if !outputs.iter().any(|(_, k)| matches!(k, OutputKind::Window)) {
-        return Err(origin.unsupported("date_bin", "select the window as date_bin(...) AS window_start"));
+        return Err(origin.unsupported(
+            "date_bin",
+            "select the window as date_bin(...) AS window_start",
+        ));
     }
     let late = StateAgg {
         column: REVISION.into(),
@@ -338,7 +358,10 @@ impl Compiler<'_, '_> {
     fn stride(&self, f: &ScalarFunction) -> Result<i64, PipelineError> {
         let o = self.origin;
         if f.args.len() != 2 {
-            return Err(o.unsupported("date_bin", "date_bin with an origin argument: windows are aligned to the epoch (UTC)"));
+            return Err(o.unsupported(
+                "date_bin",
+                "date_bin with an origin argument: windows are aligned to the epoch (UTC)",
+            ));
         }
         if !matches!(strip_cast(&f.args[1]), Expr::Column(c) if c.name == "ts") {
             return Err(o.unsupported("date_bin", "date_bin must bin `ts`, the event time"));
@@ -352,13 +375,19 @@ impl Compiler<'_, '_> {
                 Some(i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds))
             }
             Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(_)), _) => {
-                return Err(o.unsupported("interval", "month and year windows are not fixed-length: use days"))
+                return Err(o.unsupported(
+                    "interval",
+                    "month and year windows are not fixed-length: use days",
+                ))
             }
             _ => None,
         };
         match ms {
             Some(ms) if ms > 0 => Ok(ms),
-            _ => Err(o.unsupported("interval", "the date_bin stride must be a positive INTERVAL literal of whole milliseconds")),
+            _ => Err(o.unsupported(
+                "interval",
+                "the date_bin stride must be a positive INTERVAL literal of whole milliseconds",
+            )),
         }
     }
 
@@ -381,7 +410,14 @@ impl Compiler<'_, '_> {
             out[i] = Some((name, OutputKind::Derived(d)));
         }
         let out: Vec<(String, OutputKind)> = out.into_iter().flatten().collect();
-        let reserved = ["window_end", "is_final", REVISION, "updated_at", "price_trend", "trend_stale"];
+        let reserved = [
+            "window_end",
+            "is_final",
+            REVISION,
+            "updated_at",
+            "price_trend",
+            "trend_stale",
+        ];
         for (n, _) in &out {
             if reserved.contains(&n.as_str()) || n.starts_with('_') {
                 return Err(self.origin.unsupported(n, format!("`{n}` is a column tradewind maintains (or a hidden state's name): choose another alias")));
@@ -393,7 +429,11 @@ impl Compiler<'_, '_> {
     /// Every column of the table once: outputs, then hidden states.
     fn check_unique(&self, outputs: &[(String, OutputKind)]) -> Result<(), PipelineError> {
         let mut seen: Vec<String> = Vec::new();
-        let hidden = self.states.iter().filter(|s| !outputs.iter().any(|(n, _)| *n == s.column)).map(|s| &s.column);
+        let hidden = self
+            .states
+            .iter()
+            .filter(|s| !outputs.iter().any(|(n, _)| *n == s.column))
+            .map(|s| &s.column);
         for n in outputs.iter().map(|(n, _)| n).chain(hidden) {
             let lower = n.to_ascii_lowercase();
             if seen.contains(&lower) {
@@ -411,11 +451,18 @@ impl Compiler<'_, '_> {
                 Some(i) if i < self.group_count => {
                     if Some(i) == self.window_alias {
                         if name != "window_start" {
-                            return Err(self.origin.unsupported("date_bin", "name the window `date_bin(...) AS window_start`"));
+                            return Err(self.origin.unsupported(
+                                "date_bin",
+                                "name the window `date_bin(...) AS window_start`",
+                            ));
                         }
                         return Ok(Some(OutputKind::Window));
                     }
-                    let key = self.keys.iter().find(|(_, gi)| *gi == i).map(|(k, _)| k.clone());
+                    let key = self
+                        .keys
+                        .iter()
+                        .find(|(_, gi)| *gi == i)
+                        .map(|(k, _)| k.clone());
                     return Ok(key.map(OutputKind::Key));
                 }
                 Some(i) => {
@@ -439,21 +486,29 @@ impl Compiler<'_, '_> {
         if column == name {
             return OutputKind::State(column);
         }
-        let integer = self.states.iter().any(|s| s.column == column && s.data_type.is_integer());
+        let integer = self
+            .states
+            .iter()
+            .any(|s| s.column == column && s.data_type.is_integer());
         OutputKind::Derived(DExpr::State { column, integer })
     }
 
     /// `coalesce(sum(x) [FILTER ...], 0)`: a sum that is 0 over no rows, still additive.
     fn coalesce_sum_zero(&self, e: &Expr) -> Option<Expr> {
-        let Expr::ScalarFunction(f) = e else { return None };
+        let Expr::ScalarFunction(f) = e else {
+            return None;
+        };
         if f.func.name() != "coalesce" || f.args.len() != 2 {
             return None;
         }
         let zero = matches!(strip_cast(&f.args[1]), Expr::Literal(v, _) if v.is_null() || matches!(v.clone().cast_to(&DataType::Float64), Ok(ScalarValue::Float64(Some(z))) if z == 0.0));
-        let Expr::Column(c) = strip_cast(&f.args[0]) else { return None };
+        let Expr::Column(c) = strip_cast(&f.args[0]) else {
+            return None;
+        };
         let i = self.agg_index(c)?.checked_sub(self.group_count)?;
         let agg = self.aggr.get(i)?;
-        let is_sum = matches!(strip_alias(agg), Expr::AggregateFunction(a) if a.func.name() == "sum");
+        let is_sum =
+            matches!(strip_alias(agg), Expr::AggregateFunction(a) if a.func.name() == "sum");
         (zero && is_sum).then(|| agg.clone())
     }
 
@@ -464,9 +519,16 @@ impl Compiler<'_, '_> {
     /// Registers the state(s) of aggregate `e`. With `visible` (a select alias), a single-state
     /// aggregate is stored under that name and `Some(column)` returned; `None` when the aggregate
     /// needs several states (avg): the caller then derives it.
-    fn aggregate(&mut self, e: &Expr, visible: Option<&str>, or_zero: bool) -> Result<Option<String>, PipelineError> {
+    fn aggregate(
+        &mut self,
+        e: &Expr,
+        visible: Option<&str>,
+        or_zero: bool,
+    ) -> Result<Option<String>, PipelineError> {
         let Expr::AggregateFunction(a) = strip_alias(e) else {
-            return Err(self.origin.unsupported("", format!("`{e}` is not an aggregate")));
+            return Err(self
+                .origin
+                .unsupported("", format!("`{e}` is not an aggregate")));
         };
         let (kind, arg, filter) = self.classify(a)?;
         let kind = if or_zero { StateKind::SumOrZero } else { kind };
@@ -477,12 +539,18 @@ impl Compiler<'_, '_> {
     }
 
     /// The state kind, argument and filter of a supported aggregate (avg reports `Sum`).
-    fn classify(&self, a: &AggregateFunction) -> Result<(StateKind, Option<Expr>, Option<Expr>), PipelineError> {
+    fn classify(
+        &self,
+        a: &AggregateFunction,
+    ) -> Result<(StateKind, Option<Expr>, Option<Expr>), PipelineError> {
         let name = a.func.name().to_ascii_lowercase();
         let p = &a.params;
         let o = self.origin;
         if p.distinct {
-            return Err(o.unsupported("distinct", format!("{name}(DISTINCT ...) cannot be merged across micro-batches")));
+            return Err(o.unsupported(
+                "distinct",
+                format!("{name}(DISTINCT ...) cannot be merged across micro-batches"),
+            ));
         }
         if p.null_treatment.is_some() {
             return Err(o.unsupported(&name, "IGNORE/RESPECT NULLS"));
@@ -513,7 +581,10 @@ impl Compiler<'_, '_> {
             && p.order_by[0].asc
             && matches!(strip_cast(&p.order_by[0].expr), Expr::Column(c) if c.name == "ts");
         if ordered && !by_ts {
-            return Err(o.unsupported(&name, format!("{name} needs ORDER BY ts (ascending): ties go by arrival order")));
+            return Err(o.unsupported(
+                &name,
+                format!("{name} needs ORDER BY ts (ascending): ties go by arrival order"),
+            ));
         }
         if !ordered && !p.order_by.is_empty() {
             return Err(o.unsupported("order by", format!("ORDER BY inside {name}")));
@@ -526,7 +597,13 @@ impl Compiler<'_, '_> {
     }
 
     /// Finds or adds a state; returns its column.
-    fn state(&mut self, kind: StateKind, arg: Option<Expr>, filter: Option<Expr>, visible: Option<&str>) -> Result<String, PipelineError> {
+    fn state(
+        &mut self,
+        kind: StateKind,
+        arg: Option<Expr>,
+        filter: Option<Expr>,
+        visible: Option<&str>,
+    ) -> Result<String, PipelineError> {
         let same = |s: &StateAgg| s.kind == kind && s.arg == arg && s.filter == filter;
         if let Some(s) = self.states.iter().find(|s| same(s)) {
             return Ok(s.column.clone());
@@ -537,11 +614,19 @@ impl Compiler<'_, '_> {
             (_, None) => DataType::Int64,
         };
         let data_type = match kind {
-            StateKind::Sum | StateKind::SumOrZero if data_type.is_floating() || data_type.is_integer() => {
-                if data_type.is_integer() { DataType::Int64 } else { DataType::Float64 }
+            StateKind::Sum | StateKind::SumOrZero
+                if data_type.is_floating() || data_type.is_integer() =>
+            {
+                if data_type.is_integer() {
+                    DataType::Int64
+                } else {
+                    DataType::Float64
+                }
             }
             StateKind::Sum | StateKind::SumOrZero => {
-                return Err(self.origin.unsupported("sum", format!("sum over {data_type}")))
+                return Err(self
+                    .origin
+                    .unsupported("sum", format!("sum over {data_type}")))
             }
             _ => data_type,
         };
@@ -553,21 +638,48 @@ impl Compiler<'_, '_> {
             Some(n) => n.to_string(),
             None => format!("_{}_{}", kind_name(kind), self.states.len()),
         };
-        self.states.push(StateAgg { column: column.clone(), kind, arg, filter, data_type, order_key });
+        self.states.push(StateAgg {
+            column: column.clone(),
+            kind,
+            arg,
+            filter,
+            data_type,
+            order_key,
+        });
         Ok(column)
     }
 
     /// The ordering-key state of first (or last) values under `filter`: `open_key` / `close_key`
     /// (numbered when several filters need their own).
     fn order_key(&mut self, kind: StateKind, filter: &Option<Expr>) -> String {
-        let key_kind = if kind == StateKind::First { StateKind::FirstKey } else { StateKind::LastKey };
+        let key_kind = if kind == StateKind::First {
+            StateKind::FirstKey
+        } else {
+            StateKind::LastKey
+        };
         let f = filter.as_ref().map(|f| f.to_string()).unwrap_or_default();
-        if let Some((_, _, c)) = self.first_keys.iter().find(|(k, ff, _)| *k == key_kind && *ff == f) {
+        if let Some((_, _, c)) = self
+            .first_keys
+            .iter()
+            .find(|(k, ff, _)| *k == key_kind && *ff == f)
+        {
             return c.clone();
         }
-        let base = if kind == StateKind::First { "open_key" } else { "close_key" };
-        let n = self.first_keys.iter().filter(|(k, _, _)| *k == key_kind).count();
-        let column = if n == 0 { base.to_string() } else { format!("{base}_{}", n + 1) };
+        let base = if kind == StateKind::First {
+            "open_key"
+        } else {
+            "close_key"
+        };
+        let n = self
+            .first_keys
+            .iter()
+            .filter(|(k, _, _)| *k == key_kind)
+            .count();
+        let column = if n == 0 {
+            base.to_string()
+        } else {
+            format!("{base}_{}", n + 1)
+        };
         self.first_keys.push((key_kind, f, column.clone()));
         self.states.push(StateAgg {
             column: column.clone(),
@@ -581,12 +693,25 @@ impl Compiler<'_, '_> {
     }
 
     fn arg_type(&self, x: &Expr) -> Result<DataType, PipelineError> {
-        let schema = datafusion_common::DFSchema::try_from_qualified_schema("trades", &crate::trades_schema())?;
-        let t = x.get_type(&schema).map_err(|e| self.origin.unsupported("", format!("`{x}`: {e}")))?;
+        let schema = datafusion_common::DFSchema::try_from_qualified_schema(
+            "trades",
+            &crate::trades_schema(),
+        )?;
+        let t = x
+            .get_type(&schema)
+            .map_err(|e| self.origin.unsupported("", format!("`{x}`: {e}")))?;
         match &t {
-            DataType::Float64 | DataType::Int64 | DataType::Utf8 | DataType::Timestamp(_, _) => Ok(t),
-            t if t.is_floating() || t.is_integer() => Ok(if t.is_integer() { DataType::Int64 } else { DataType::Float64 }),
-            other => Err(self.origin.unsupported("", format!("aggregating `{x}` of type {other}"))),
+            DataType::Float64 | DataType::Int64 | DataType::Utf8 | DataType::Timestamp(_, _) => {
+                Ok(t)
+            }
+            t if t.is_floating() || t.is_integer() => Ok(if t.is_integer() {
+                DataType::Int64
+            } else {
+                DataType::Float64
+            }),
+            other => Err(self
+                .origin
+                .unsupported("", format!("aggregating `{x}` of type {other}"))),
         }
     }
 
@@ -622,7 +747,10 @@ impl Compiler<'_, '_> {
 
     fn derived_column(&mut self, c: &Column, name: &str) -> Result<DExpr, PipelineError> {
         let o = self.origin;
-        let Some(i) = self.agg_index(c).and_then(|i| i.checked_sub(self.group_count)) else {
+        let Some(i) = self
+            .agg_index(c)
+            .and_then(|i| i.checked_sub(self.group_count))
+        else {
             return Err(o.unsupported(name, format!("`{name}` uses a group key or the window in arithmetic: only aggregates can be combined")));
         };
         let agg = self.aggr[i].clone();
@@ -630,12 +758,27 @@ impl Compiler<'_, '_> {
             return Err(o.unsupported(name, format!("`{agg}` is not an aggregate")));
         };
         let (kind, arg, filter) = self.classify(a)?;
-        let state = |s: &mut Self, kind, arg: Option<Expr>, filter: Option<Expr>| -> Result<DExpr, PipelineError> {
+        let state = |s: &mut Self,
+                     kind,
+                     arg: Option<Expr>,
+                     filter: Option<Expr>|
+         -> Result<DExpr, PipelineError> {
             let column = s.state(kind, arg, filter, None)?;
-            let integer = s.states.iter().find(|x| x.column == column).is_some_and(|x| x.data_type.is_integer());
-            let is_time = s.states.iter().find(|x| x.column == column).is_some_and(|x| !x.data_type.is_numeric());
+            let integer = s
+                .states
+                .iter()
+                .find(|x| x.column == column)
+                .is_some_and(|x| x.data_type.is_integer());
+            let is_time = s
+                .states
+                .iter()
+                .find(|x| x.column == column)
+                .is_some_and(|x| !x.data_type.is_numeric());
             if is_time {
-                return Err(s.origin.unsupported(name, format!("arithmetic over a non-numeric aggregate in `{name}`")));
+                return Err(s.origin.unsupported(
+                    name,
+                    format!("arithmetic over a non-numeric aggregate in `{name}`"),
+                ));
             }
             Ok(DExpr::State { column, integer })
         };

@@ -136,7 +136,10 @@ mod tests {
         assert!(sql.contains("`n` BIGINT NOT NULL DEFAULT 0"), "{sql}");
         assert!(sql.contains("`mean` DOUBLE NULL"), "{sql}");
         assert!(sql.contains("`_sum_1` DOUBLE NULL"), "{sql}");
-        assert!(sql.contains("PRIMARY KEY (`base`, `window_start`)"), "{sql}");
+        assert!(
+            sql.contains("PRIMARY KEY (`base`, `window_start`)"),
+            "{sql}"
+        );
         assert_eq!(p.views[0].window_ms, 300_000);
     }
 }

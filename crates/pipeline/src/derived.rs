@@ -112,7 +112,11 @@ mod tests {
             _ => None,
         };
         assert_eq!(e.eval(&v), None, "x / 0 is NULL");
-        let e = DExpr::Bin(Op::Mul, Box::new(DExpr::Neg(st("s"))), Box::new(DExpr::Lit(100.0)));
+        let e = DExpr::Bin(
+            Op::Mul,
+            Box::new(DExpr::Neg(st("s"))),
+            Box::new(DExpr::Lit(100.0)),
+        );
         assert_eq!(e.eval(&v), Some(-300.0));
         assert_eq!(e.to_sql(), "((-`s`) * 1e2)");
         let e = DExpr::Coalesce(vec![*st("x"), DExpr::Lit(0.5)]);

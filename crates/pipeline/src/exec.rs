@@ -261,7 +261,11 @@ impl ViewExec {
     }
 
     /// Assembles the contribution batch from the aggregated states.
-    fn contribution(&self, states: &RecordBatch, now_ms: i64) -> Result<RecordBatch, PipelineError> {
+    fn contribution(
+        &self,
+        states: &RecordBatch,
+        now_ms: i64,
+    ) -> Result<RecordBatch, PipelineError> {
         let v = &self.view;
         let rows = states.num_rows();
         let nkeys = v.keys.len();
@@ -299,9 +303,7 @@ impl ViewExec {
         };
         let mut derived = Vec::new();
         for (name, e) in v.derived() {
-            let values: Float64Array = (0..rows)
-                .map(|r| e.eval(&|c| value_of(c, r)))
-                .collect();
+            let values: Float64Array = (0..rows).map(|r| e.eval(&|c| value_of(c, r))).collect();
             derived.push((name.to_string(), Arc::new(values) as ArrayRef));
         }
         for (n, a) in derived {
@@ -324,7 +326,9 @@ impl ViewExec {
         names.push("is_final".into());
         columns.push(Arc::new(BooleanArray::from(vec![false; rows])));
         names.push(crate::compile::REVISION.into());
-        columns.push(revision.unwrap_or_else(|| Arc::new(arrow_array::Int64Array::from(vec![0; rows]))));
+        columns.push(
+            revision.unwrap_or_else(|| Arc::new(arrow_array::Int64Array::from(vec![0; rows]))),
+        );
         names.push("updated_at".into());
         columns.push(Arc::new(
             TimestampMillisecondArray::from(vec![now_ms; rows]).with_timezone(UTC),

@@ -145,8 +145,9 @@ impl Pipeline {
                         source_name: name.to_string(),
                         line: v.line,
                         view: v.name.clone(),
-                        construct: "a view of this name already exists (built-in or earlier in the file)"
-                            .into(),
+                        construct:
+                            "a view of this name already exists (built-in or earlier in the file)"
+                                .into(),
                     });
                 }
                 p.views.push(v);

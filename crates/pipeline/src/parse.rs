@@ -9,7 +9,9 @@ use datafusion_common::config::ConfigOptions;
 use datafusion_common::{plan_err, Result as DfResult, TableReference};
 use datafusion_expr::logical_plan::builder::LogicalTableSource;
 use datafusion_expr::planner::ContextProvider;
-use datafusion_expr::{AggregateUDF, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF};
+use datafusion_expr::{
+    AggregateUDF, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF,
+};
 use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_sql::planner::SqlToRel;
 use datafusion_sql::sqlparser::ast::{Spanned, Statement};
@@ -160,14 +162,25 @@ pub(crate) fn parse_views(sql: &str, source_name: &str) -> Result<Vec<View>, Pip
                 "only CREATE MATERIALIZED VIEW <name> AS SELECT ... statements are allowed",
             ));
         };
-        origin.view = cv.name.to_string().trim_matches('`').trim_matches('"').to_string();
+        origin.view = cv
+            .name
+            .to_string()
+            .trim_matches('`')
+            .trim_matches('"')
+            .to_string();
         if !cv.materialized {
             return Err(origin.unsupported("view", "the view must be MATERIALIZED"));
         }
         if !cv.columns.is_empty() {
-            return Err(origin.unsupported("(", "a column list after the view name: name the columns with AS aliases"));
+            return Err(origin.unsupported(
+                "(",
+                "a column list after the view name: name the columns with AS aliases",
+            ));
         }
-        if views.iter().any(|v| v.name.eq_ignore_ascii_case(&origin.view)) {
+        if views
+            .iter()
+            .any(|v| v.name.eq_ignore_ascii_case(&origin.view))
+        {
             return Err(origin.unsupported("", "a view of this name is defined twice"));
         }
         let plan = plan_query(&catalog, Statement::Query(cv.query), &origin)?;
@@ -201,9 +214,9 @@ fn plan_query(
     origin: &Origin<'_>,
 ) -> Result<LogicalPlan, PipelineError> {
     let planner = SqlToRel::new(catalog);
-    let plan = planner
-        .sql_statement_to_plan(query)
-        .map_err(|e| origin.unsupported("", format!("cannot plan the query: {}", first_line(&e))))?;
+    let plan = planner.sql_statement_to_plan(query).map_err(|e| {
+        origin.unsupported("", format!("cannot plan the query: {}", first_line(&e)))
+    })?;
     Analyzer::new()
         .execute_and_check(plan, &catalog.options, |_, _| {})
         .map_err(|e| origin.unsupported("", format!("cannot plan the query: {}", first_line(&e))))

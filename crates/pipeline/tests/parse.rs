@@ -64,11 +64,38 @@ fn the_builtin_pipeline_keeps_the_tables_columns_and_merge_rules() {
     let mut cols: Vec<&str> = market.columns.iter().map(|(n, _)| n.as_str()).collect();
     cols.sort_unstable();
     let mut expected = vec![
-        "exchange", "base", "quote", "window_start", "window_end", "trades", "buys", "sells",
-        "volume", "buy_volume", "sell_volume", "notional_usd", "sum_price_usd", "open_usd",
-        "high_usd", "low_usd", "close_usd", "first_trade_at", "last_trade_at", "open_price",
-        "high_price", "low_price", "close_price", "open_key", "close_key", "vwap_usd",
-        "avg_price_usd", "price_change_pct", "price_trend", "trend_stale", "is_final", "revision",
+        "exchange",
+        "base",
+        "quote",
+        "window_start",
+        "window_end",
+        "trades",
+        "buys",
+        "sells",
+        "volume",
+        "buy_volume",
+        "sell_volume",
+        "notional_usd",
+        "sum_price_usd",
+        "open_usd",
+        "high_usd",
+        "low_usd",
+        "close_usd",
+        "first_trade_at",
+        "last_trade_at",
+        "open_price",
+        "high_price",
+        "low_price",
+        "close_price",
+        "open_key",
+        "close_key",
+        "vwap_usd",
+        "avg_price_usd",
+        "price_change_pct",
+        "price_trend",
+        "trend_stale",
+        "is_final",
+        "revision",
         "updated_at",
     ];
     expected.sort_unstable();
@@ -102,7 +129,10 @@ fn unsupported_sql_names_the_line_and_the_construct() {
 
     let (line, what) = refused(&format!("\n\n{}", view("median(price) AS m")));
     assert_eq!(line, 3);
-    assert!(what.contains("median") && what.contains("cannot be merged"), "{what}");
+    assert!(
+        what.contains("median") && what.contains("cannot be merged"),
+        "{what}"
+    );
 
     let (_, what) = refused(&view("count(DISTINCT exchange) AS n"));
     assert!(what.contains("DISTINCT"), "{what}");

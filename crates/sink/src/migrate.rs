@@ -149,7 +149,9 @@ impl MySqlSink {
                 (table,),
             )
             .await
-            .map_err(SinkError::mysql(format!("reading the columns of `{table}`")))?;
+            .map_err(SinkError::mysql(format!(
+                "reading the columns of `{table}`"
+            )))?;
         for (name, definition) in columns {
             if existing.iter().any(|e| e.eq_ignore_ascii_case(name)) {
                 continue;
@@ -162,7 +164,9 @@ impl MySqlSink {
             sql.push_str(definition);
             conn.query_drop(&sql)
                 .await
-                .map_err(SinkError::mysql(format!("adding column `{name}` to `{table}`")))?;
+                .map_err(SinkError::mysql(format!(
+                    "adding column `{name}` to `{table}`"
+                )))?;
             tracing::info!(table, column = %name, "added column to view table");
         }
         Ok(())
