@@ -10,15 +10,21 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Decimal128Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{BooleanArray, Decimal128Array};
+use arrow_buffer::BooleanBuffer;
 use tradewind_pipeline::{Pipeline, PipelineError, View, ViewExec, ViewInput};
 use tradewind_sink::MergeTable;
 
 use crate::decode::Decoded;
 use crate::window::{order_key, window_start, PartitionClock};
+
+/// Pass-1 mark of a row that is not ours (partition not assigned) or set aside (refused by MySQL).
+const NO_ROW: i64 = i64::MIN;
+/// Pass-1 mark of a row whose partition has no watermark yet (nothing is late).
+const NO_WATERMARK: i64 = i64::MIN + 1;
 
 /// Lateness settings shared by every view.
 #[derive(Debug, Clone, Copy)]
@@ -65,12 +71,29 @@ pub struct Origins<'a> {
 impl Views {
     /// Plans every view of `pipeline` once.
     pub fn new(pipeline: &Pipeline, lateness: Lateness) -> Result<Views, PipelineError> {
-        let execs = pipeline
+        let mut execs = pipeline
             .views
             .iter()
             .cloned()
             .map(ViewExec::new)
             .collect::<Result<Vec<_>, _>>()?;
+        // A view that can be re-aggregated from an earlier view's rows is (the coarsest such view:
+        // asset_1d from asset_1h, not from the minutes).
+        for v in 1..execs.len() {
+            let mut sources: Vec<usize> = (0..v)
+                .filter(|&u| {
+                    tradewind_pipeline::rollup_of(&pipeline.views[v], &pipeline.views[u]).is_some()
+                })
+                .collect();
+            sources.sort_by_key(|&u| {
+                let s = &pipeline.views[u];
+                (std::cmp::Reverse(s.window_ms), s.keys.len())
+            });
+            if let Some(&u) = sources.first() {
+                let rolled = execs[v].roll_up_from(u, &pipeline.views[u]);
+                tracing::info!(view = %pipeline.views[v].name, from = %pipeline.views[u].name, rolled, "view rolls up from another view's rows");
+            }
+        }
         Ok(Views {
             tables: pipeline.merge_tables(),
             execs,
@@ -105,59 +128,96 @@ impl Views {
             .as_primitive_opt::<TimestampMillisecondType>()
             .ok_or_else(|| arrow_schema::ArrowError::SchemaError("timestamp column".into()))?;
         let mut plan = BatchPlan::default();
-        let nv = self.execs.len();
-        let mut keep: Vec<BooleanBuilder> =
-            (0..nv).map(|_| BooleanBuilder::with_capacity(n)).collect();
-        let mut late: Vec<BooleanBuilder> =
-            (0..nv).map(|_| BooleanBuilder::with_capacity(n)).collect();
-        let mut ord = Decimal128Builder::with_capacity(n)
-            .with_data_type(arrow_schema::DataType::Decimal128(38, 0));
-        let sizes: Vec<i64> = self.execs.iter().map(|e| e.view().window_ms).collect();
-        let (ooo, allowed) = (self.lateness.out_of_orderness_ms, self.lateness.allowed_ms);
+        // Pass 1, record by record in offset order: each trade's ordering key and the watermark of
+        // its partition before it (NO_ROW: not ours or set aside; NO_WATERMARK: none yet).
+        let mut marks: Vec<i64> = Vec::with_capacity(n);
+        let mut ord: Vec<i128> = Vec::with_capacity(n);
+        let ooo = self.lateness.out_of_orderness_ms;
+        let mut current: Option<(i32, PartitionClock)> = None;
         for row in 0..n {
             let i = origins.source[row] as usize;
             let (p, t) = (origins.partitions[i], ts.value(row));
-            let st = match plan.clocks.get_mut(&p) {
-                Some(c) => Some(c),
-                None => clock(p).map(|c| plan.clocks.entry(p).or_insert(c)),
-            };
-            let Some(st) = st.filter(|_| !excluded.contains(&i)) else {
-                ord.append_value(0);
-                for v in 0..nv {
-                    keep[v].append_value(false);
-                    late[v].append_value(false);
+            if current.is_none_or(|(cp, _)| cp != p) {
+                if let Some((cp, c)) = current.take() {
+                    plan.clocks.insert(cp, c);
                 }
-                continue;
+                current = plan
+                    .clocks
+                    .get(&p)
+                    .copied()
+                    .or_else(|| clock(p))
+                    .map(|c| (p, c));
+            }
+            let st = match &mut current {
+                Some((_, st)) if excluded.is_empty() || !excluded.contains(&i) => st,
+                _ => {
+                    marks.push(NO_ROW);
+                    ord.push(0);
+                    continue;
+                }
             };
-            ord.append_value(order_key(t, p, origins.offsets[i]));
-            let w = st.watermark(ooo);
+            ord.push(order_key(t, p, origins.offsets[i]));
+            marks.push(st.watermark(ooo).unwrap_or(NO_WATERMARK));
             st.max_event_ms = Some(st.max_event_ms.map_or(t, |m| m.max(t)));
-            let (mut refused, mut any_kept, mut any_late) = (Vec::new(), false, false);
-            for (v, size) in sizes.iter().enumerate() {
-                let end = window_start(t, *size).saturating_add(*size);
-                let too_late = w.is_some_and(|w| end.saturating_add(allowed) <= w);
-                let is_late = !too_late && w.is_some_and(|w| end <= w);
-                keep[v].append_value(!too_late);
-                late[v].append_value(is_late);
-                if too_late {
-                    refused.push(v);
-                }
-                any_kept |= !too_late;
-                any_late |= is_late;
-            }
-            if let (false, Some(w)) = (refused.is_empty(), w) {
-                plan.too_late.push((i, w, refused));
-            }
-            plan.trades += u64::from(any_kept);
-            plan.corrected += u64::from(any_late);
         }
+        if let Some((cp, c)) = current {
+            plan.clocks.insert(cp, c);
+        }
+        // Pass 2, per view: kept (not too late) and late (a correction), vectorised.
+        let allowed = self.lateness.allowed_ms;
+        let ts = ts.values();
+        let mut keep: Vec<BooleanArray> = Vec::with_capacity(self.execs.len());
+        let mut late: Vec<BooleanArray> = Vec::with_capacity(self.execs.len());
+        for exec in &self.execs {
+            let size = exec.view().window_ms;
+            let end = |r: usize| window_start(ts[r], size).saturating_add(size);
+            let judged = |r: usize| marks[r] > NO_WATERMARK;
+            keep.push(BooleanArray::new(
+                BooleanBuffer::collect_bool(n, |r| {
+                    marks[r] != NO_ROW && !(judged(r) && end(r).saturating_add(allowed) <= marks[r])
+                }),
+                None,
+            ));
+            late.push(BooleanArray::new(
+                BooleanBuffer::collect_bool(n, |r| {
+                    judged(r) && end(r) <= marks[r] && end(r).saturating_add(allowed) > marks[r]
+                }),
+                None,
+            ));
+        }
+        // Pass 3: counts, and the trades some view refused.
+        let ours = marks.iter().filter(|m| **m != NO_ROW).count();
+        let kept_by_all = keep.iter().all(|k| k.true_count() == ours);
+        for (r, &m) in marks.iter().enumerate() {
+            if m == NO_ROW {
+                continue;
+            }
+            let any_late = late.iter().any(|l| l.value(r));
+            plan.corrected += u64::from(any_late);
+            if kept_by_all {
+                plan.trades += 1;
+                continue;
+            }
+            let refused: Vec<usize> = (0..keep.len()).filter(|&v| !keep[v].value(r)).collect();
+            plan.trades += u64::from(refused.len() < keep.len());
+            if !refused.is_empty() {
+                plan.too_late.push((origins.source[r] as usize, m, refused));
+            }
+        }
+        let ord = Decimal128Array::from(ord).with_precision_and_scale(38, 0)?;
         let input = ViewInput {
             trades: trades_batch(batch)?,
-            ord: Arc::new(ord.finish()) as ArrayRef,
+            ord: Arc::new(ord) as ArrayRef,
         };
         for (v, exec) in self.execs.iter().enumerate() {
-            let (k, l) = (keep[v].finish(), late[v].finish());
-            plan.batches.push(exec.contribute(&input, &k, &l, now_ms)?);
+            // Rolled up from its source's rows when both judged every trade alike (always, unless
+            // a trade was late for one window size and not the other).
+            let same = |u: usize| keep[u] == keep[v] && late[u] == late[v];
+            let batch = match exec.rollup_source() {
+                Some(u) if u < v && same(u) => exec.contribute_from(&plan.batches[u], now_ms)?,
+                _ => exec.contribute(&input, &keep[v], &late[v], now_ms)?,
+            };
+            plan.batches.push(batch);
         }
         Ok(plan)
     }

@@ -66,17 +66,89 @@ impl LazyBatchGenerator for Slot {
     }
 }
 
-/// A view, planned: run [`ViewExec::contribute`] once per micro-batch.
+/// One planned `AggregateExec` over a slot that holds the batch of the current execution.
+#[derive(Debug)]
+struct Planned {
+    plan: Arc<dyn ExecutionPlan>,
+    slot: Arc<Mutex<Option<RecordBatch>>>,
+    /// Held for a whole execution: one batch in the slot at a time.
+    running: Mutex<()>,
+    task: Arc<TaskContext>,
+}
+
+impl Planned {
+    /// Plans `GROUP BY groups` with `aggs` (and their filters) over batches of `schema`.
+    fn new(
+        schema: SchemaRef,
+        groups: Vec<(Arc<dyn PhysicalExpr>, String)>,
+        aggs: Vec<Arc<AggregateFunctionExpr>>,
+        filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    ) -> DfResult<Planned> {
+        let slot = Arc::new(Mutex::new(None));
+        let source: Arc<RwLock<dyn LazyBatchGenerator>> = Arc::new(RwLock::new(Slot {
+            shared: slot.clone(),
+        }));
+        let input = Arc::new(LazyMemoryExec::try_new(schema.clone(), vec![source])?);
+        let plan = Arc::new(AggregateExec::try_new(
+            AggregateMode::Single,
+            PhysicalGroupBy::new_single(groups),
+            aggs,
+            filters,
+            input,
+            schema,
+        )?);
+        let task = Arc::new(TaskContext::default().with_session_config(
+            datafusion_execution::config::SessionConfig::new().with_batch_size(1 << 20),
+        ));
+        Ok(Planned {
+            plan,
+            slot,
+            running: Mutex::new(()),
+            task,
+        })
+    }
+
+    /// Runs the aggregation over `batch`: one output batch (groups, then aggregates).
+    fn run(&self, batch: RecordBatch) -> Result<RecordBatch, PipelineError> {
+        if batch.num_rows() == 0 {
+            return Ok(RecordBatch::new_empty(self.plan.schema()));
+        }
+        let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(mut s) = self.slot.lock() {
+            *s = Some(batch);
+        }
+        let stream = self.plan.execute(0, self.task.clone())?;
+        let batches: Vec<RecordBatch> = futures::executor::block_on(stream.try_collect())?;
+        Ok(arrow_select::concat::concat_batches(
+            &self.plan.schema(),
+            &batches,
+        )?)
+    }
+}
+
+/// A view computed from another view's contribution rows (see [`crate::compile::rollup_of`]):
+/// re-aggregating a few window rows instead of every trade.
+#[derive(Debug)]
+struct Rollup {
+    /// Index of the source view in the pipeline.
+    source: usize,
+    /// The source view.
+    from: View,
+    /// For each of this view's states, the source state it re-aggregates.
+    states: Vec<usize>,
+    /// Planned on first use, over the source's contribution schema.
+    planned: std::sync::OnceLock<Planned>,
+}
+
+/// A view, planned: run [`ViewExec::contribute`] (or [`ViewExec::contribute_from`]) once per
+/// micro-batch.
 #[derive(Debug)]
 pub struct ViewExec {
     view: View,
     schema: SchemaRef,
     filter: Option<Arc<dyn PhysicalExpr>>,
-    plan: Arc<dyn ExecutionPlan>,
-    slot: Arc<Mutex<Option<RecordBatch>>>,
-    /// Held for a whole execution: one micro-batch in the slot at a time.
-    running: Mutex<()>,
-    task: Arc<TaskContext>,
+    planned: Planned,
+    rollup: Option<Rollup>,
 }
 
 fn udaf(kind: StateKind) -> Arc<AggregateUDF> {
@@ -158,31 +230,35 @@ impl ViewExec {
             aggs.push(a);
             filters.push(f);
         }
-        let slot = Arc::new(Mutex::new(None));
-        let source: Arc<RwLock<dyn LazyBatchGenerator>> = Arc::new(RwLock::new(Slot {
-            shared: slot.clone(),
-        }));
-        let input = Arc::new(LazyMemoryExec::try_new(schema.clone(), vec![source])?);
-        let plan = Arc::new(AggregateExec::try_new(
-            AggregateMode::Single,
-            PhysicalGroupBy::new_single(groups),
-            aggs,
-            filters,
-            input,
-            schema.clone(),
-        )?);
-        let task = Arc::new(TaskContext::default().with_session_config(
-            datafusion_execution::config::SessionConfig::new().with_batch_size(1 << 20),
-        ));
+        let planned = Planned::new(schema.clone(), groups, aggs, filters)?;
         Ok(ViewExec {
             view,
             schema,
             filter,
-            plan,
-            slot,
-            running: Mutex::new(()),
-            task,
+            planned,
+            rollup: None,
         })
+    }
+
+    /// Lets the view be computed from the contribution rows of view `from` (pipeline index
+    /// `source`) when the two judged every trade alike; `false` (and nothing changes) when `from`
+    /// cannot serve (see [`crate::compile::rollup_of`]).
+    pub fn roll_up_from(&mut self, source: usize, from: &View) -> bool {
+        let Some(states) = crate::compile::rollup_of(&self.view, from) else {
+            return false;
+        };
+        self.rollup = Some(Rollup {
+            source,
+            from: from.clone(),
+            states,
+            planned: std::sync::OnceLock::new(),
+        });
+        true
+    }
+
+    /// The pipeline index of the view this one can be rolled up from.
+    pub fn rollup_source(&self) -> Option<usize> {
+        self.rollup.as_ref().map(|r| r.source)
     }
 
     /// The view.
@@ -201,11 +277,7 @@ impl ViewExec {
         now_ms: i64,
     ) -> Result<RecordBatch, PipelineError> {
         let batch = self.input_batch(input, keep, late)?;
-        let states = if batch.num_rows() == 0 {
-            RecordBatch::new_empty(self.plan.schema())
-        } else {
-            self.aggregate(batch)?
-        };
+        let states = self.planned.run(batch)?;
         let out = self.contribution(&states, now_ms)?;
         sort_by_key(&out, self.view.keys.len() + 1)
     }
@@ -246,18 +318,91 @@ impl ViewExec {
         Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
     }
 
-    /// Runs the planned aggregation over `batch`.
-    fn aggregate(&self, batch: RecordBatch) -> Result<RecordBatch, PipelineError> {
-        let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(mut s) = self.slot.lock() {
-            *s = Some(batch);
-        }
-        let stream = self.plan.execute(0, self.task.clone())?;
-        let batches: Vec<RecordBatch> = futures::executor::block_on(stream.try_collect())?;
-        Ok(arrow_select::concat::concat_batches(
-            &self.plan.schema(),
-            &batches,
+    /// This view's contribution from the source view's contribution `source` (same trades, same
+    /// verdicts): its rows re-aggregated to this view's keys and window.
+    pub fn contribute_from(
+        &self,
+        source: &RecordBatch,
+        now_ms: i64,
+    ) -> Result<RecordBatch, PipelineError> {
+        let Some(r) = &self.rollup else {
+            return Err(PipelineError::DataFusion(
+                datafusion_common::DataFusionError::Internal("view has no rollup source".into()),
+            ));
+        };
+        let input = self.rollup_input(source)?;
+        let planned = match r.planned.get() {
+            Some(p) => p,
+            None => {
+                let p = self.plan_rollup(r, input.schema())?;
+                r.planned.get_or_init(|| p)
+            }
+        };
+        let states = planned.run(input)?;
+        let out = self.contribution(&states, now_ms)?;
+        sort_by_key(&out, self.view.keys.len() + 1)
+    }
+
+    /// The source's contribution plus this view's window start.
+    fn rollup_input(&self, source: &RecordBatch) -> Result<RecordBatch, PipelineError> {
+        let start = source
+            .column_by_name("window_start")
+            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+            .ok_or_else(|| arrow_schema::ArrowError::SchemaError("window_start".into()))?;
+        let size = self.view.window_ms;
+        let window: TimestampMillisecondArray = start
+            .unary::<_, TimestampMillisecondType>(|t| t - t.rem_euclid(size))
+            .with_timezone(UTC);
+        let mut fields: Vec<arrow_schema::FieldRef> =
+            source.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(arrow_schema::Field::new(
+            WINDOW_COLUMN,
+            window.data_type().clone(),
+            false,
+        )));
+        let mut columns = source.columns().to_vec();
+        columns.push(Arc::new(window));
+        Ok(RecordBatch::try_new(
+            Arc::new(arrow_schema::Schema::new(fields)),
+            columns,
         )?)
+    }
+
+    /// Plans the re-aggregation of the source's states.
+    fn plan_rollup(&self, r: &Rollup, schema: SchemaRef) -> Result<Planned, PipelineError> {
+        let mut groups = Vec::new();
+        for (name, trade_col) in &self.view.keys {
+            let Some((source_name, _)) = r.from.keys.iter().find(|(_, t)| t == trade_col) else {
+                return Err(
+                    arrow_schema::ArrowError::SchemaError(format!("key {trade_col}")).into(),
+                );
+            };
+            groups.push((col(source_name, &schema)?, name.clone()));
+        }
+        groups.push((col(WINDOW_COLUMN, &schema)?, "window_start".to_string()));
+        let mut aggs = Vec::new();
+        for (s, &j) in self.view.states.iter().zip(&r.states) {
+            let from = &r.from.states[j];
+            let kind = match s.kind {
+                StateKind::Count | StateKind::Late | StateKind::SumOrZero => StateKind::Sum,
+                other => other,
+            };
+            let mut b = AggregateExprBuilder::new(udaf(kind), vec![col(&from.column, &schema)?])
+                .schema(schema.clone())
+                .alias(s.column.clone());
+            if let Some(key) = &from.order_key {
+                // A source row without a first/last (its FILTER matched nothing) has a NULL key:
+                // it must lose, so NULLs sort last for first values and first for last values.
+                let options = SortOptions {
+                    descending: false,
+                    nulls_first: s.kind == StateKind::Last,
+                };
+                b = b.order_by(vec![PhysicalSortExpr::new(col(key, &schema)?, options)]);
+            }
+            aggs.push(Arc::new(b.build()?));
+        }
+        let filters = vec![None; aggs.len()];
+        Ok(Planned::new(schema, groups, aggs, filters)?)
     }
 
     /// Assembles the contribution batch from the aggregated states.

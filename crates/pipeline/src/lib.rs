@@ -25,7 +25,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tradewind_sink::MergeTable;
 
-pub use compile::{OutputKind, StateAgg, StateKind, View};
+pub use compile::{rollup_of, OutputKind, StateAgg, StateKind, View};
 pub use exec::{ViewExec, ViewInput};
 
 /// The shipped pipeline: `market_1m`, `asset_1m`, and the `asset_1h` / `asset_1d` rollups.
