@@ -118,7 +118,10 @@ impl Planned {
             *s = Some(batch);
         }
         let stream = self.plan.execute(0, self.task.clone())?;
-        let batches: Vec<RecordBatch> = futures::executor::block_on(stream.try_collect())?;
+        let mut batches: Vec<RecordBatch> = futures::executor::block_on(stream.try_collect())?;
+        if batches.len() == 1 {
+            return Ok(batches.remove(0));
+        }
         Ok(arrow_select::concat::concat_batches(
             &self.plan.schema(),
             &batches,

@@ -671,6 +671,17 @@ async fn refresh_trend(
         )
     };
     let column = merge::quoted(&trend.column);
+    // Most commits flag nothing (no row became final, no final row changed): one indexed probe.
+    let flagged: Option<i64> = tx
+        .query_first(format!("SELECT 1 FROM {t} WHERE {flag} = 1 LIMIT 1"))
+        .await
+        .map_err(SinkError::mysql(format!(
+            "probing stale trends of `{}`",
+            table.name
+        )))?;
+    if flagged.is_none() {
+        return Ok(());
+    }
     let statements = [
         // Lock the flagged rows, their previous and their next windows.
         format!("SELECT 1 FROM {t} c LEFT JOIN {t} p ON {} WHERE c.{flag} = 1 FOR UPDATE", join("p", "c")),
