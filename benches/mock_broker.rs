@@ -22,11 +22,15 @@ fn main() -> anyhow::Result<()> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--brokers" => {
-                let v = args.next().ok_or_else(|| anyhow::anyhow!("--brokers needs N"))?;
+                let v = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--brokers needs N"))?;
                 brokers = v.parse()?;
             }
             "--topic" => {
-                let v = args.next().ok_or_else(|| anyhow::anyhow!("--topic needs NAME:N"))?;
+                let v = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--topic needs NAME:N"))?;
                 let (name, parts) = v
                     .rsplit_once(':')
                     .ok_or_else(|| anyhow::anyhow!("--topic {v}: expected NAME:PARTITIONS"))?;
@@ -38,7 +42,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if topics.is_empty() {
-        eprintln!("mock_broker: pass --topic NAME:PARTITIONS (see benches/mock_broker.rs); skipping");
+        eprintln!(
+            "mock_broker: pass --topic NAME:PARTITIONS (see benches/mock_broker.rs); skipping"
+        );
         return Ok(());
     }
     let refs: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
