@@ -114,6 +114,7 @@ free_port() {
 
 # Runs `tradewind run --drain` on TOPIC into a fresh database under GNU time, scraping /metrics every
 # 0.5 s (the last scrape is kept), and prints one JSON result line. Extra args go to `tradewind run`.
+# TW_RUN_BIN=PATH runs another build of tradewind for this step (before/after comparisons).
 tw_run_drain() { # LABEL TOPIC OUTDIR [extra run args...]
     local label="$1" topic="$2" out="$3"
     shift 3
@@ -127,7 +128,7 @@ tw_run_drain() { # LABEL TOPIC OUTDIR [extra run args...]
     m0="$(cpu_ticks "$MARIADB_PID")"
     log "tradewind run --drain on $topic ($label)"
     /usr/bin/time -f '%e %U %S %M' -o "$out/$tag.time" \
-        env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$TW_BIN" run --drain --brokers "$TRADEWIND_BROKERS" \
+        env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "${TW_RUN_BIN:-$TW_BIN}" run --drain --brokers "$TRADEWIND_BROKERS" \
         --topic "$topic" --group "g_$tag" --mysql-url "$TW_MYSQL_BASE/$db" \
         --metrics-addr "127.0.0.1:$port" --migrate --dlq-topic "$topic.dlq" --late-topic "$topic.late" "$@" \
         >"$out/$tag.log" 2>&1 &
