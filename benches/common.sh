@@ -16,17 +16,52 @@ die() {
     exit 1
 }
 
-# Builds the binary and the two bench executables; sets TW_BIN, TW_KERNELS_BIN, TW_CONSUME_BIN.
+# Builds the binary and the bench executables; sets TW_BIN, TW_KERNELS_BIN, TW_CONSUME_BIN, TW_MOCK_BIN.
 tw_build() {
-    log "building tradewind (release) and bench executables (kernels, consume)"
+    log "building tradewind (release) and bench executables (kernels, consume, mock_broker)"
     (cd "$TW_ROOT" && cargo build --release -q -p tradewind --bin tradewind) || die "cargo build failed"
     TW_BIN="$CARGO_TARGET_DIR/release/tradewind"
     local json
-    json="$(cd "$TW_ROOT" && cargo bench -q --no-run --bench kernels --bench consume --message-format=json 2>/dev/null)" ||
-        die "cargo bench --no-run failed"
+    json="$(cd "$TW_ROOT" && cargo bench -q --no-run --bench kernels --bench consume --bench mock_broker \
+        --message-format=json 2>/dev/null)" || die "cargo bench --no-run failed"
     TW_KERNELS_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="kernels") | .executable // empty' <<<"$json" | tail -1)"
     TW_CONSUME_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="consume") | .executable // empty' <<<"$json" | tail -1)"
-    [ -x "$TW_KERNELS_BIN" ] && [ -x "$TW_CONSUME_BIN" ] || die "bench executables not found"
+    TW_MOCK_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="mock_broker") | .executable // empty' <<<"$json" | tail -1)"
+    [ -x "$TW_KERNELS_BIN" ] && [ -x "$TW_CONSUME_BIN" ] && [ -x "$TW_MOCK_BIN" ] || die "bench executables not found"
+}
+
+# Starts the bench-only mock broker (benches/mock_broker.rs) with TOPIC (PARTITIONS) and its .dlq and
+# .late companions; sets MOCK_PID and MOCK_BROKERS. Stop it with tw_mock_stop.
+tw_mock_start() { # TOPIC PARTITIONS OUTDIR
+    local i
+    "$TW_MOCK_BIN" --topic "$1:$2" --topic "$1.dlq:1" --topic "$1.late:1" >"$3/mock_broker.out" 2>&1 &
+    MOCK_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        MOCK_BROKERS="$(sed -n 's/^bootstrap=//p' "$3/mock_broker.out" 2>/dev/null || true)"
+        [ -n "$MOCK_BROKERS" ] && break
+        sleep 0.1
+    done
+    [ -n "$MOCK_BROKERS" ] || die "mock broker did not start ($3/mock_broker.out)"
+    log "mock broker (pid $MOCK_PID) at $MOCK_BROKERS"
+}
+
+tw_mock_stop() {
+    [ -n "${MOCK_PID:-}" ] || return 0
+    kill -TERM "$MOCK_PID" 2>/dev/null || true
+    wait "$MOCK_PID" 2>/dev/null || true
+    MOCK_PID=""
+}
+
+# Points the helpers below at one broker: `tansu` (scripts/stack.sh) or `mock` (tw_mock_start first).
+# Sets TRADEWIND_BROKERS (exported), BROKER_PID (whose CPU is reported) and BROKER_NAME.
+tw_use_broker() { # tansu|mock
+    BROKER_NAME="$1"
+    case "$1" in
+    tansu) TRADEWIND_BROKERS="$TANSU_BROKERS" BROKER_PID="$TANSU_PID" ;;
+    mock) TRADEWIND_BROKERS="$MOCK_BROKERS" BROKER_PID="$MOCK_PID" ;;
+    *) die "unknown broker $1" ;;
+    esac
+    export TRADEWIND_BROKERS
 }
 
 # Starts MariaDB + tansu (idempotent) and exports TRADEWIND_BROKERS.
@@ -34,6 +69,9 @@ tw_stack() {
     bash "$TW_ROOT/scripts/stack.sh" up >&2 || die "stack up failed"
     eval "$(bash "$TW_ROOT/scripts/stack.sh" env)"
     TANSU_PID="$(cat "${TRADEWIND_CACHE:-$HOME/.cache/tradewind}/run/tansu.pid")"
+    TANSU_BROKERS="$TRADEWIND_BROKERS"
+    BROKER_PID="$TANSU_PID"
+    BROKER_NAME=tansu
     MARIADB_PID="$(pgrep -x mariadbd | head -1 || true)"
 }
 
@@ -59,11 +97,14 @@ tw_generate() { # FILE N M [extra simulate flags...]
         --start-ms "$TW_START_MS" "$@" >/dev/null 2>&1 || die "simulate --write-jsonl failed"
 }
 
-# Backfills FILE into a fresh TOPIC (6 partitions, keyed by base).
-tw_produce() { # FILE TOPIC [PARTITIONS]
-    log "producing $1 into topic $2"
-    "$TW_BIN" produce --file "$1" --topic "$2" --dlq-topic "$2.dlq" --partitions "${3:-6}" \
-        --brokers "$TRADEWIND_BROKERS" 2>&1 | grep -E '^produced' >&2 || die "produce failed"
+# Backfills FILE into a fresh TOPIC (6 partitions, keyed by base). Extra args go to `tradewind produce`.
+tw_produce() { # FILE TOPIC [PARTITIONS [extra produce args...]]
+    local file="$1" topic="$2" parts="${3:-6}"
+    shift 2
+    [ $# -gt 0 ] && shift
+    log "producing $file into topic $topic ($parts partitions) $*"
+    "$TW_BIN" produce --file "$file" --topic "$topic" --dlq-topic "$topic.dlq" --partitions "$parts" \
+        --brokers "$TRADEWIND_BROKERS" "$@" 2>&1 | grep -E '^produced' >&2 || die "produce failed"
 }
 
 # A free TCP port on 127.0.0.1.
@@ -73,6 +114,7 @@ free_port() {
 
 # Runs `tradewind run --drain` on TOPIC into a fresh database under GNU time, scraping /metrics every
 # 0.5 s (the last scrape is kept), and prints one JSON result line. Extra args go to `tradewind run`.
+# TW_RUN_BIN=PATH runs another build of tradewind for this step (before/after comparisons).
 tw_run_drain() { # LABEL TOPIC OUTDIR [extra run args...]
     local label="$1" topic="$2" out="$3"
     shift 3
@@ -82,11 +124,11 @@ tw_run_drain() { # LABEL TOPIC OUTDIR [extra run args...]
     db="twbench_${tag}"
     port="$(free_port)"
     mkdir -p "$out"
-    t0="$(cpu_ticks "$TANSU_PID")"
+    t0="$(cpu_ticks "$BROKER_PID")"
     m0="$(cpu_ticks "$MARIADB_PID")"
     log "tradewind run --drain on $topic ($label)"
     /usr/bin/time -f '%e %U %S %M' -o "$out/$tag.time" \
-        env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$TW_BIN" run --drain --brokers "$TRADEWIND_BROKERS" \
+        env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "${TW_RUN_BIN:-$TW_BIN}" run --drain --brokers "$TRADEWIND_BROKERS" \
         --topic "$topic" --group "g_$tag" --mysql-url "$TW_MYSQL_BASE/$db" \
         --metrics-addr "127.0.0.1:$port" --migrate --dlq-topic "$topic.dlq" --late-topic "$topic.late" "$@" \
         >"$out/$tag.log" 2>&1 &
@@ -98,28 +140,30 @@ tw_run_drain() { # LABEL TOPIC OUTDIR [extra run args...]
     done
     wait "$pid" || die "tradewind run failed (log $out/$tag.log)"
     local t1 m1
-    t1="$(cpu_ticks "$TANSU_PID")"
+    t1="$(cpu_ticks "$BROKER_PID")"
     m1="$(cpu_ticks "$MARIADB_PID")"
     local rows
     rows="$(mariadb -uroot -h127.0.0.1 -N -e "SELECT (SELECT count(*) FROM $db.market_1m), (SELECT count(*) FROM $db.asset_1m), (SELECT coalesce(sum(trades),0) FROM $db.market_1m)" 2>/dev/null | tr '\t' ' ')"
     [ "${TW_KEEP_DB:-0}" = 1 ] || mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS $db" 2>/dev/null || true
     python3 "$TW_ROOT/benches/parse_run.py" --label "$label" --log "$out/$tag.log" --time "$out/$tag.time" \
-        --metrics "$out/$tag.metrics" --broker-ticks "$((t1 - t0))" --mysql-ticks "$((m1 - m0))" --rows "$rows"
+        --metrics "$out/$tag.metrics" --broker-ticks "$((t1 - t0))" --mysql-ticks "$((m1 - m0))" --rows "$rows" \
+        --broker "${BROKER_NAME:-tansu}"
 }
 
 # Runs the consume-only ceiling on TOPIC; prints one JSON line (CPU and RSS from GNU time).
 tw_consume() { # TOPIC OUTDIR
     local t0 t1 line
-    t0="$(cpu_ticks "$TANSU_PID")"
+    t0="$(cpu_ticks "$BROKER_PID")"
     line="$(TW_CONSUME_TOPIC="$1" /usr/bin/time -f '%e %U %S %M' -o "$2/consume.time" "$TW_CONSUME_BIN")" ||
         die "consume failed"
-    t1="$(cpu_ticks "$TANSU_PID")"
-    python3 - "$line" "$2/consume.time" "$((t1 - t0))" <<'EOF'
+    t1="$(cpu_ticks "$BROKER_PID")"
+    python3 - "$line" "$2/consume.time" "$((t1 - t0))" "${BROKER_NAME:-tansu}" <<'EOF'
 import json, sys
 r = json.loads(sys.argv[1])
 e, u, s, m = open(sys.argv[2]).read().split()[-4:]
 r.update(cpu_seconds=round(float(u) + float(s), 3), peak_rss_bytes=int(m) * 1024,
-         broker_cpu_seconds=int(sys.argv[3]) / 100)
+         broker_cpu_seconds=int(sys.argv[3]) / 100, broker=sys.argv[4])
+r["system"] += f" [{sys.argv[4]}]"
 print(json.dumps(r))
 EOF
 }

@@ -12,6 +12,7 @@
 # moved the watermark past a window's end was polled to the MySQL commit of that window's row (one
 # observation per final row). With 1-minute windows and a 5 s out-of-orderness bound, run >= 70 s so at
 # least one minute closes. Output: table on stdout, JSON + metrics under $OUT.
+# TW_RUN_BIN=PATH runs `run` and `ingest` from another build (before/after comparisons).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -52,13 +53,13 @@ export NO_COLOR=1
 "$TW_BIN" simulate --listen "127.0.0.1:$SIM_PORT" --rate "$RATE" --markets "$M" --seed "$TW_SEED" \
     >"$OUT/simulate.log" 2>&1 &
 PIDS+=($!)
-"$TW_BIN" run --brokers "$TRADEWIND_BROKERS" --topic "$TOPIC" --group "g_$TOPIC" \
+"${TW_RUN_BIN:-$TW_BIN}" run --brokers "$TRADEWIND_BROKERS" --topic "$TOPIC" --group "g_$TOPIC" \
     --mysql-url "$TW_MYSQL_BASE/$DB" --metrics-addr "127.0.0.1:$RUN_PORT" --migrate \
     --dlq-topic "$TOPIC.dlq" --late-topic "$TOPIC.late" >"$OUT/run.log" 2>&1 &
 RUN_PID=$!
 PIDS+=($RUN_PID)
 sleep 1
-"$TW_BIN" ingest --source "ws://127.0.0.1:$SIM_PORT/trades/ALL" --brokers "$TRADEWIND_BROKERS" \
+"${TW_RUN_BIN:-$TW_BIN}" ingest --source "ws://127.0.0.1:$SIM_PORT/trades/ALL" --brokers "$TRADEWIND_BROKERS" \
     --topic "$TOPIC" --dlq-topic "$TOPIC.dlq" --partitions 6 --metrics-addr "127.0.0.1:$ING_PORT" \
     >"$OUT/ingest.log" 2>&1 &
 PIDS+=($!)

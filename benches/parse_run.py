@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--broker-ticks", type=int, default=0)
     ap.add_argument("--mysql-ticks", type=int, default=0)
     ap.add_argument("--rows", default="")
+    ap.add_argument("--broker", default="tansu")
     a = ap.parse_args()
 
     wall, user, sys_, rss_kb = open(a.time).read().split()[-4:]
@@ -45,6 +46,8 @@ def main():
             continue
         first = first if first is not None else t
         if "partition loaded from MySQL" in line or "partitions assigned" in line:
+            # The first partition's load: after the group join (live) or right at start-up (--drain,
+            # which assigns partitions directly).
             assigned = assigned if assigned is not None else t
         if "engine stopped" in line:
             stopped = t
@@ -80,6 +83,7 @@ def main():
         "sink_commits": int(hist.get("tradewind_engine_sink_duration_seconds_count", 0)),
         "broker_cpu_seconds": a.broker_ticks / 100,
         "mysql_cpu_seconds": a.mysql_ticks / 100,
+        "broker": a.broker,
     }
     if len(rows) == 3:
         out.update(market_rows=int(rows[0]), asset_rows=int(rows[1]), trades_in_tables=int(float(rows[2])))

@@ -109,7 +109,39 @@ def main():
         v = f"{val:,}" if isinstance(val, int) else str(val)
         tl.append(f"| {name} | {v} | {'yes' if frac >= 1 else 'NO'} ({frac:.2f}) |")
 
-    text = "\n".join(lines) + "\n\n" + "\n".join("- " + n for n in notes) + "\n\n" + "\n".join(tl) + "\n"
+    # Ratios (issue 11), one line per broker where it applies.
+    def cpm(r):
+        return r["cpu_seconds"] / (r["trades"] / 1e6) if r and r.get("cpu_seconds") and r.get("trades") else None
+
+    tws = [r for r in rows if r["system"].startswith("tradewind end to end")]
+    ceilings = {r.get("broker", "tansu"): r for r in rows if "ceiling" in r["system"].lower()}
+    rl = ["| ratio | value | numbers |", "|---|---|---|"]
+    for t in tws:
+        b = t.get("broker", "tansu")
+        if by["spark"] and cpm(t) and cpm(by["spark"]):
+            rl.append(f"| CPU per trade, Spark / tradewind [{b}] | {cpm(by['spark']) / cpm(t):.1f}x | "
+                      f"{cpm(by['spark']):.2f} vs {cpm(t):.2f} CPU s per M trades |")
+        c = ceilings.get(b)
+        if c and c.get("trades_per_s") and t.get("trades_per_s"):
+            rl.append(f"| end to end / consume-only ceiling [{b}] | {t['trades_per_s'] / c['trades_per_s']:.0%} | "
+                      f"{t['trades_per_s']:,} vs {c['trades_per_s']:,} trades/s; CPU {cpm(t):.2f} vs "
+                      f"{cpm(c) or 0:.2f} s per M; broker CPU {t.get('broker_cpu_seconds')} vs "
+                      f"{c.get('broker_cpu_seconds')} s; start-up {t.get('startup_seconds')} s |")
+    if by["kernels"] and by["duckdb"]:
+        k, d = by["kernels"], by["duckdb"]
+        rl.append(f"| kernels / DuckDB (trades/s) | {k['trades_per_s'] / d['trades_per_s']:.2f}x | "
+                  f"{k['trades_per_s']:,} vs {d['trades_per_s']:,} trades/s |")
+    for t in tws:
+        if a.trades and t.get("trades_in_tables") is not None and t["trades_in_tables"] != a.trades:
+            notes.append(f"WARNING: {t['system']}: {t['trades_in_tables']:,} trades in MySQL, not the file's "
+                         f"{a.trades:,} (the broker lost data, or the tables are wrong).")
+        notes.append(f"{t['system']}: CPU {t.get('cpu_seconds')} s, wall {t.get('seconds')} s, start-up "
+                     f"{t.get('startup_seconds')} s, broker CPU {t.get('broker_cpu_seconds')} s, MariaDB CPU "
+                     f"{t.get('mysql_cpu_seconds')} s, rows {t.get('market_rows')} + {t.get('asset_rows')}, "
+                     f"trades in tables {t.get('trades_in_tables')}.")
+
+    text = ("\n".join(lines) + "\n\n" + "\n".join(rl) + "\n\n" + "\n".join("- " + n for n in notes) + "\n\n"
+            + "\n".join(tl) + "\n")
     print(text)
     if a.md:
         open(a.md, "w").write(text)

@@ -66,8 +66,9 @@ pub struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
-    /// Consume until every assigned partition is caught up, mark them drained (when every partition
-    /// of the topic is drained, every row is final), exit 0.
+    /// Consume until every partition is caught up, mark them drained (when every partition of the
+    /// topic is drained, every row is final), exit 0. Assigns every partition of the topic directly
+    /// (no consumer-group join); concurrent drain replicas are kept apart by MySQL's offset fence.
     #[arg(long, env = "TRADEWIND_DRAIN")]
     pub drain: bool,
     /// Apply the MySQL schema before starting.

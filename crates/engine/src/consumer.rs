@@ -1,15 +1,23 @@
-//! Consume: the Kafka side of the engine. A dedicated thread polls librdkafka and packs messages into
-//! [`RawBatch`]es bounded by rows and by time, handing them to the engine through a bounded channel
-//! (capacity 1: when the engine is busy or MySQL is down, polling stops and the broker keeps the
-//! data — backpressure, not an unbounded queue).
+//! Consume: the Kafka side of the engine. A dedicated thread takes librdkafka's messages a batch
+//! at a time and packs them into [`RawBatch`]es bounded by rows and by time, handing them to the
+//! engine through a bounded channel (capacity 1: when the engine is busy or MySQL is down, polling
+//! stops and the broker keeps the data — backpressure, not an unbounded queue).
+//!
+//! Every assigned partition's fetch queue is forwarded to one [`FetchQueue`], consumed with
+//! `rd_kafka_consume_batch_queue` (one call per micro-batch, no clock read, timeout or `Arc` per
+//! message, unlike rdkafka's `poll`). The consumer's own queue then carries only events
+//! (rebalances, statistics, errors), served once per micro-batch.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::IntGaugeVec;
+use rdkafka::bindings as rdsys;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::RebalanceProtocol;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -31,6 +39,9 @@ pub struct EngineContext {
     /// The next offset MySQL holds for each partition this replica has loaded or committed: a
     /// partition assigned again starts there instead of at the log's beginning.
     known_offsets: Mutex<HashMap<i32, i64>>,
+    /// The [`FetchQueue`] assigned partitions are forwarded to, while one is attached (null
+    /// otherwise). Owned by the [`FetchQueue`]; cleared before it is destroyed.
+    fetch_queue: AtomicPtr<rdsys::rd_kafka_queue_t>,
 }
 
 impl EngineContext {
@@ -41,6 +52,7 @@ impl EngineContext {
             lag,
             brokers_down: AtomicBool::new(false),
             known_offsets: Mutex::new(HashMap::new()),
+            fetch_queue: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -69,6 +81,36 @@ impl EngineContext {
                 .map_or(Offset::Beginning, |&o| Offset::Offset(o));
             if let Err(err) = tpl.set_partition_offset(&topic, p, offset) {
                 tracing::warn!(error = %err, partition = p, "cannot set the start offset");
+            }
+        }
+    }
+
+    /// Forwards the fetch queues of `tpl`'s partitions to the attached [`FetchQueue`] (no-op when
+    /// none is attached). Call before assigning them, so no message goes to the consumer's queue.
+    pub fn forward_partitions(&self, consumer: &EngineConsumer, tpl: &TopicPartitionList) {
+        let dst = self.fetch_queue.load(Ordering::Acquire);
+        if dst.is_null() {
+            return;
+        }
+        let rk = consumer.client().native_ptr();
+        for e in tpl.elements() {
+            let Ok(topic) = CString::new(e.topic()) else {
+                continue;
+            };
+            // SAFETY: `rk` is the live client; the partition queue handle is released right after
+            // forwarding (the forward itself holds its own reference to `dst`, which is alive: it is
+            // only destroyed after being detached here).
+            unsafe {
+                let src = rdsys::rd_kafka_queue_get_partition(rk, topic.as_ptr(), e.partition());
+                if src.is_null() {
+                    tracing::warn!(
+                        partition = e.partition(),
+                        "no fetch queue for the partition"
+                    );
+                    continue;
+                }
+                rdsys::rd_kafka_queue_forward(src, dst);
+                rdsys::rd_kafka_queue_destroy(src);
             }
         }
     }
@@ -138,6 +180,7 @@ impl ConsumerContext for EngineContext {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 consumer.context().set_start_offsets(tpl);
+                consumer.context().forward_partitions(consumer, tpl);
                 tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
                 if cooperative {
                     consumer.incremental_assign(tpl)
@@ -172,6 +215,78 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 /// The engine's consumer.
 pub type EngineConsumer = BaseConsumer<EngineContext>;
 
+/// The queue every assigned partition's messages (and partition-EOF and fetch errors) are
+/// forwarded to, consumed a batch at a time. Attached to the consumer's [`EngineContext`] while it
+/// lives, so partitions assigned later (rebalances) are forwarded too.
+pub struct FetchQueue {
+    ptr: NonNull<rdsys::rd_kafka_queue_t>,
+    consumer: Arc<EngineConsumer>,
+}
+
+// SAFETY: librdkafka queues are thread-safe; the handle is only destroyed once (Drop).
+unsafe impl Send for FetchQueue {}
+// SAFETY: as above; consuming from several threads at once is allowed by librdkafka.
+unsafe impl Sync for FetchQueue {}
+
+impl FetchQueue {
+    /// Creates the queue, attaches it to `consumer`'s context and forwards the partitions already
+    /// assigned (the queue keeps the consumer alive until it is dropped).
+    pub fn attach(consumer: &Arc<EngineConsumer>) -> anyhow::Result<Arc<Self>> {
+        // SAFETY: the client is alive; the new queue is owned by the returned value.
+        let ptr = unsafe { rdsys::rd_kafka_queue_new(consumer.client().native_ptr()) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| anyhow::anyhow!("cannot create a queue"))?;
+        let q = Arc::new(FetchQueue {
+            ptr,
+            consumer: consumer.clone(),
+        });
+        consumer
+            .context()
+            .fetch_queue
+            .store(ptr.as_ptr(), Ordering::Release);
+        if let Ok(tpl) = consumer.assignment() {
+            consumer.context().forward_partitions(consumer, &tpl);
+        }
+        Ok(q)
+    }
+
+    /// Takes up to `max` messages into `out`, waiting at most `wait` for the batch to fill;
+    /// returns how many were taken (messages and per-partition events such as EOF).
+    fn consume(
+        &self,
+        wait: Duration,
+        max: usize,
+        out: &mut Vec<*mut rdsys::rd_kafka_message_t>,
+    ) -> usize {
+        out.clear();
+        out.reserve(max);
+        let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: `out` has room for `max` pointers; librdkafka writes at most that many and
+        // returns how many it wrote (or -1 on error), which become owned by the caller.
+        unsafe {
+            let n =
+                rdsys::rd_kafka_consume_batch_queue(self.ptr.as_ptr(), ms, out.as_mut_ptr(), max);
+            let n = n.max(0) as usize;
+            out.set_len(n.min(max));
+            n
+        }
+    }
+}
+
+impl Drop for FetchQueue {
+    fn drop(&mut self) {
+        let ctx = self.consumer.context();
+        let _ = ctx.fetch_queue.compare_exchange(
+            self.ptr.as_ptr(),
+            std::ptr::null_mut(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        // SAFETY: created by rd_kafka_queue_new and destroyed once; the consumer (held by self)
+        // is still alive. Partitions forwarded to it keep their own reference.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.ptr.as_ptr()) }
+    }
+}
+
 /// One polled micro-batch.
 pub struct Polled {
     /// The messages.
@@ -198,16 +313,30 @@ pub struct Poller {
 }
 
 impl Poller {
-    /// Starts polling `consumer` into batches of at most `max_rows` messages or `max_wait`.
-    pub fn start(consumer: Arc<EngineConsumer>, max_rows: usize, max_wait: Duration) -> Self {
+    /// Starts taking messages from `queue` (attached to `consumer`) into batches of at most
+    /// `max_rows` messages or `max_wait`, serving `consumer`'s events between batches.
+    pub fn start(
+        consumer: Arc<EngineConsumer>,
+        queue: Arc<FetchQueue>,
+        max_rows: usize,
+        max_wait: Duration,
+    ) -> Self {
         let (tx, rx) = sync_channel(1);
         let (recycle, recycled) = sync_channel(2);
         let stop = Arc::new(AtomicBool::new(false));
         let seek_gen = Arc::new(AtomicU64::new(0));
-        let (s, g) = (stop.clone(), seek_gen.clone());
+        let t = PollThread {
+            consumer,
+            queue,
+            max_rows: max_rows.max(1),
+            max_wait,
+            stop: stop.clone(),
+            seek_gen: seek_gen.clone(),
+            eof: BTreeSet::new(),
+        };
         let thread = std::thread::Builder::new()
             .name("tw-poll".into())
-            .spawn(move || poll_loop(&consumer, max_rows, max_wait, &s, &g, tx, recycled))
+            .spawn(move || t.run(tx, recycled))
             .ok();
         Poller {
             stop,
@@ -230,81 +359,139 @@ impl Poller {
     }
 }
 
-fn poll_loop(
-    consumer: &EngineConsumer,
+/// The poll thread's state.
+struct PollThread {
+    consumer: Arc<EngineConsumer>,
+    queue: Arc<FetchQueue>,
     max_rows: usize,
     max_wait: Duration,
-    stop: &AtomicBool,
-    seek_gen: &AtomicU64,
-    tx: SyncSender<Polled>,
-    recycled: Receiver<RawBatch>,
-) {
-    let mut eof = BTreeSet::new();
-    while !stop.load(Ordering::Relaxed) {
-        let mut raw = recycled
-            .try_recv()
-            .unwrap_or_else(|_| RawBatch::with_capacity(max_rows.min(65_536)));
-        raw.clear();
-        let gen = seek_gen.load(Ordering::Acquire);
-        let deadline = Instant::now() + max_wait;
-        // While messages keep coming, poll without waiting and read the clock only every 256
-        // messages; when none is ready, wait for the rest of the batch window.
-        let mut timeout = max_wait;
-        while raw.len() < max_rows && !stop.load(Ordering::Relaxed) {
-            match consumer.poll(timeout) {
-                None if timeout.is_zero() => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    timeout = deadline - now;
+    stop: Arc<AtomicBool>,
+    seek_gen: Arc<AtomicU64>,
+    /// Partitions at their end (and nothing newer seen since).
+    eof: BTreeSet<i32>,
+}
+
+impl PollThread {
+    fn run(mut self, tx: SyncSender<Polled>, recycled: Receiver<RawBatch>) {
+        let mut taken: Vec<*mut rdsys::rd_kafka_message_t> = Vec::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut raw = recycled
+                .try_recv()
+                .unwrap_or_else(|_| RawBatch::with_capacity(self.max_rows.min(65_536)));
+            raw.clear();
+            let gen = self.seek_gen.load(Ordering::Acquire);
+            self.serve_events(&mut raw);
+            // One librdkafka call fills the batch, or returns when the batch window is over.
+            let deadline = Instant::now() + self.max_wait;
+            while raw.len() < self.max_rows && !self.stop.load(Ordering::Relaxed) {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let room = self.max_rows - raw.len();
+                let n = self.queue.consume(wait, room, &mut taken);
+                let failed = self.take(&mut taken, &mut raw);
+                if failed {
+                    // librdkafka reconnects by itself; do not spin (or flood the log) meanwhile.
+                    std::thread::sleep(Duration::from_millis(250));
                 }
+                if wait.is_zero() || (n < room && Instant::now() >= deadline) {
+                    break;
+                }
+            }
+            if !raw.is_empty() {
+                self.brokers_up();
+            }
+            let polled = Polled {
+                raw,
+                gen,
+                eof: self.eof.clone(),
+                at: Instant::now(),
+            };
+            if tx.send(polled).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn brokers_up(&self) {
+        self.consumer
+            .context()
+            .brokers_down
+            .store(false, Ordering::Relaxed);
+    }
+
+    /// Copies the consumed messages into `raw` (and frees them at once) and records partition
+    /// EOFs; returns whether a fetch error was among them.
+    ///
+    /// Copying is deliberate: keeping librdkafka's messages in the batch instead (zero-copy) was
+    /// measured on the 2 M-trade tansu run at +5% CPU and +40 MiB peak RSS (each message is a
+    /// librdkafka op of a few hundred bytes that also pins its fetch buffer), against a ~170-byte
+    /// copy into one reused buffer.
+    fn take(
+        &mut self,
+        taken: &mut Vec<*mut rdsys::rd_kafka_message_t>,
+        raw: &mut RawBatch,
+    ) -> bool {
+        let mut failed = false;
+        for ptr in taken.drain(..) {
+            let Some(msg) = NonNull::new(ptr) else {
+                continue;
+            };
+            // SAFETY: librdkafka returned this message and the caller owns it now; its key and
+            // payload are read (copied into the batch) before it is destroyed, once, below.
+            unsafe {
+                let m = msg.as_ref();
+                let err = m.err;
+                if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    self.eof.remove(&m.partition);
+                    let key = (!m.key.is_null()).then(|| bytes(m.key, m.key_len));
+                    raw.push(m.partition, m.offset, key, bytes(m.payload, m.len));
+                } else if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    self.eof.insert(m.partition);
+                    self.brokers_up();
+                } else {
+                    let reason = std::ffi::CStr::from_ptr(rdsys::rd_kafka_message_errstr(m))
+                        .to_string_lossy()
+                        .into_owned();
+                    tracing::warn!(error = ?err, partition = m.partition, %reason, "consumer error");
+                    failed = true;
+                }
+                rdsys::rd_kafka_message_destroy(msg.as_ptr());
+            }
+        }
+        failed
+    }
+
+    /// Serves the consumer's own queue without waiting: rebalances, statistics and client
+    /// errors, and any message fetched before its partition was forwarded (copied).
+    fn serve_events(&mut self, raw: &mut RawBatch) {
+        for _ in 0..1_000 {
+            match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(m)) => {
-                    eof.remove(&m.partition());
+                    self.eof.remove(&m.partition());
                     raw.push(
                         m.partition(),
                         m.offset(),
                         m.key(),
                         m.payload().unwrap_or(&[]),
                     );
-                    timeout = Duration::ZERO;
-                    if raw.len() % 256 == 0 && Instant::now() >= deadline {
-                        break;
-                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    eof.insert(p);
-                    consumer
-                        .context()
-                        .brokers_down
-                        .store(false, Ordering::Relaxed);
+                    self.eof.insert(p);
+                    self.brokers_up();
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    // librdkafka reconnects by itself; do not spin (or flood the log) meanwhile.
-                    std::thread::sleep(Duration::from_millis(250));
-                    timeout = deadline.saturating_duration_since(Instant::now());
-                    if timeout.is_zero() {
-                        break;
-                    }
-                }
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             }
         }
-        if !raw.is_empty() {
-            consumer
-                .context()
-                .brokers_down
-                .store(false, Ordering::Relaxed);
-        }
-        let polled = Polled {
-            raw,
-            gen,
-            eof: eof.clone(),
-            at: Instant::now(),
-        };
-        if tx.send(polled).is_err() {
-            break;
-        }
     }
+}
+
+/// The `len` bytes at `ptr` (empty when null).
+///
+/// # Safety
+/// When not null, `ptr` must point to `len` readable bytes that outlive `'a`.
+unsafe fn bytes<'a>(ptr: *const std::ffi::c_void, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    std::slice::from_raw_parts(ptr.cast::<u8>(), len)
 }

@@ -64,8 +64,9 @@ pub struct EngineConfig {
     pub max_batch_wait: Duration,
     /// Address of the /metrics, /healthz and /readyz endpoint.
     pub metrics_addr: SocketAddr,
-    /// Consume until every assigned partition is caught up, mark them drained (when every partition
-    /// of the topic is drained, every row is final), exit 0.
+    /// Consume until every partition is caught up, mark them drained (when every partition of the
+    /// topic is drained, every row is final), exit 0. Assigns every partition of the topic directly
+    /// (no consumer-group join); concurrent drain replicas are kept apart by MySQL's offset fence.
     pub drain: bool,
     /// Apply the MySQL schema before starting.
     pub migrate: bool,

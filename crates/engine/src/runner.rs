@@ -18,7 +18,6 @@ use anyhow::Context;
 use futures_util::future::join_all;
 use prometheus::Registry;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -29,7 +28,7 @@ use tradewind_sink::{
 };
 use tradewind_telemetry::{Backoff, Health};
 
-use crate::consumer::{EngineConsumer, EngineContext, Polled, Poller};
+use crate::consumer::{EngineConsumer, EngineContext, FetchQueue, Polled, Poller};
 use crate::decode::{BatchDecoder, Decoded};
 use crate::metrics::EngineMetrics;
 use crate::partition::{Admit, PartState, Seek};
@@ -114,11 +113,16 @@ pub async fn run_engine(
     let mut config = tradewind_kafka::consumer_config(&args.brokers, &args.group);
     options.apply(&mut producer_config);
     options.apply(&mut config);
-    let producer: FutureProducer = producer_config.create()?;
+    // Created on the first dead letter or late trade: an idle producer costs a polling thread.
+    let producer = tradewind_kafka::LazyProducer::new(producer_config);
     let context = EngineContext::new(&args.topic, metrics.consumer_lag.clone());
     let consumer: EngineConsumer = config.create_with_context(context)?;
     let consumer = Arc::new(consumer);
-    consumer.subscribe(&[args.topic.as_str()])?;
+    // Live mode joins the group (replicas split the partitions); `--drain` assigns every partition
+    // directly once it has loaded their offsets from MySQL (Engine::assign_all): no group join.
+    if !args.drain {
+        consumer.subscribe(&[args.topic.as_str()])?;
+    }
     let heartbeat = Arc::new(AtomicI64::new(now_ms()));
     let watchdog = tokio::spawn(watch_liveness(
         heartbeat.clone(),
@@ -285,8 +289,14 @@ impl Engine {
         rt: &Handle,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<EngineSummary> {
+        // Attached before any assignment, so every partition's messages go to it.
+        let queue = FetchQueue::attach(&self.io.consumer)?;
+        if self.args.drain && !self.assign_all(rt, &shutdown)? {
+            return Ok(self.summary.clone());
+        }
         let poller = Poller::start(
             self.io.consumer.clone(),
+            queue,
             self.args.max_batch_rows,
             self.args.max_batch_wait,
         );
@@ -377,6 +387,84 @@ impl Engine {
         }
         self.parts.insert(p, PartState::loaded(snap));
         Ok(true)
+    }
+
+    /// `--drain`: assigns every partition of the topic directly, each at the offset MySQL holds (the
+    /// log's beginning when it holds none), with no consumer-group join. Several drain replicas may
+    /// run at once: each reads every partition, and the offsets' compare-and-set in MySQL fences the
+    /// commits that lose a race (the loser reloads and seeks). `false` on shutdown during a load.
+    fn assign_all(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<bool> {
+        let Some(partitions) = self.topic_partitions(shutdown)? else {
+            return Ok(false);
+        };
+        let mut tpl = TopicPartitionList::new();
+        for &p in &partitions {
+            if !self.load(rt, p, shutdown)? {
+                return Ok(false);
+            }
+            let start = self
+                .parts
+                .get(&p)
+                .and_then(|st| st.committed)
+                .map_or(Offset::Beginning, Offset::Offset);
+            tpl.add_partition_offset(&self.args.topic, p, start)?;
+        }
+        let consumer = &self.io.consumer;
+        consumer.context().forward_partitions(consumer, &tpl);
+        consumer.assign(&tpl)?;
+        self.partition_count = partitions.len() as i32;
+        self.partition_count_at = Some(Instant::now());
+        tracing::info!(
+            ?partitions,
+            "partitions assigned directly (drain: no group join)"
+        );
+        Ok(true)
+    }
+
+    /// The partitions of the topic from the broker's metadata, retried for up to 30 s while the
+    /// topic is missing or has none (it may be being created). `None` on shutdown.
+    fn topic_partitions(
+        &self,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Vec<i32>>> {
+        let topic = &self.args.topic;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.beat();
+            let found = match self
+                .io
+                .consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+            {
+                Ok(md) => md
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic.as_str() && t.error().is_none())
+                    .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<i32>>())
+                    .unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the topic's metadata");
+                    Vec::new()
+                }
+            };
+            if !found.is_empty() {
+                let mut found = found;
+                found.sort_unstable();
+                return Ok(Some(found));
+            }
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "topic {topic} has no partitions (does it exist?)"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// Drops partitions no longer assigned and loads newly assigned ones. Returns the assignment,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, FutureProducer, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use tokio::sync::Semaphore;
@@ -112,8 +112,9 @@ impl Pipeline {
         });
         let producer =
             ThreadedProducer::from_config_and_context(&pc, DeliveryContext(Arc::clone(&shared)))?;
-        let dlq_producer: FutureProducer =
-            tradewind_kafka::producer_config(&cfg.brokers).create()?;
+        // Created on the first rejected frame: an idle producer costs a polling thread.
+        let dlq_producer =
+            tradewind_kafka::LazyProducer::new(tradewind_kafka::producer_config(&cfg.brokers));
         Ok(Pipeline {
             producer,
             dead_letter: DeadLetter::new(dlq_producer, cfg.dlq_topic.clone()),
