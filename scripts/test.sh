@@ -59,7 +59,9 @@ python3 scripts/check_wire_schema.py
 # against the DDL, the dashboard lays out every sheet, and every sheet's query runs on MariaDB as the
 # read-only user `tradewind migrate --readonly-user` creates (tableaudocumentapi goes into a private venv).
 section "Tableau workbook and data source"
-cargo build --release --bin tradewind
+# `cargo test` above built the binary (the integration tests run it); building it alone would
+# re-resolve features for one package and recompile much of the tree.
+[ -x "${CARGO_TARGET_DIR}/release/tradewind" ] || cargo build --release --workspace --all-targets
 python3 scripts/gen_tableau.py --check
 python3 scripts/check_tableau.py --live --tradewind "${CARGO_TARGET_DIR}/release/tradewind"
 

@@ -80,33 +80,7 @@ pub async fn run_engine(
     let Some(sink) = sink else {
         return Ok(EngineSummary::default());
     };
-    if args.migrate {
-        sink.migrate().await.context("applying the MySQL schema")?;
-        migrate_views(&sink, &pipeline).await?;
-    }
-    let retention = crate::retention::spawn(
-        &sink,
-        pipeline
-            .views
-            .iter()
-            .map(|v| (v.name.clone(), v.window_ms))
-            .collect(),
-        &args.retention,
-        args.allowed_lateness,
-        registry,
-        shutdown.clone(),
-    )?;
-    if args.create_topics {
-        // The engine's two output topics; the trades topic belongs to the ingestor or the platform.
-        tradewind_kafka::ensure_topics(
-            &args.brokers,
-            &[(args.dlq_topic.as_str(), 1), (args.late_topic.as_str(), 1)],
-        )
-        .await
-        .unwrap_or_else(
-            |e| tracing::warn!(error = %e, "could not create topics; assuming they exist"),
-        );
-    }
+    let retention = prepare(&args, &sink, &pipeline, registry, &shutdown).await?;
     // The run's own options (in-process runs and tests have no process-wide ones).
     let options = tradewind_kafka::ClientOptions::parse(&args.kafka_options, None)?;
     let mut producer_config = tradewind_kafka::producer_config(&args.brokers);
@@ -161,6 +135,46 @@ pub async fn run_engine(
         tracing::debug!(error = %e, "mysql disconnect");
     }
     result
+}
+
+/// Before consuming: the schema (with `--migrate`), the retention task (with `--retention`) and the
+/// output topics (with `--create-topics`).
+async fn prepare(
+    args: &EngineConfig,
+    sink: &MySqlSink,
+    pipeline: &tradewind_pipeline::Pipeline,
+    registry: &Registry,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if args.migrate {
+        sink.migrate().await.context("applying the MySQL schema")?;
+        migrate_views(sink, pipeline).await?;
+    }
+    let tables = pipeline
+        .views
+        .iter()
+        .map(|v| (v.name.clone(), v.window_ms))
+        .collect();
+    let retention = crate::retention::spawn(
+        sink,
+        tables,
+        &args.retention,
+        args.allowed_lateness,
+        registry,
+        shutdown.clone(),
+    )?;
+    if args.create_topics {
+        // The engine's two output topics; the trades topic belongs to the ingestor or the platform.
+        tradewind_kafka::ensure_topics(
+            &args.brokers,
+            &[(args.dlq_topic.as_str(), 1), (args.late_topic.as_str(), 1)],
+        )
+        .await
+        .unwrap_or_else(
+            |e| tracing::warn!(error = %e, "could not create topics; assuming they exist"),
+        );
+    }
+    Ok(retention)
 }
 
 /// The built-in pipeline plus the views of `file`, if given.

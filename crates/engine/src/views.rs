@@ -122,88 +122,15 @@ impl Views {
         now_ms: i64,
     ) -> Result<BatchPlan, PipelineError> {
         let batch = &decoded.batch;
-        let n = batch.num_rows();
         let ts = batch
             .column(6)
             .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| arrow_schema::ArrowError::SchemaError("timestamp column".into()))?;
+            .ok_or_else(|| arrow_schema::ArrowError::SchemaError("timestamp column".into()))?
+            .values();
         let mut plan = BatchPlan::default();
-        // Pass 1, record by record in offset order: each trade's ordering key and the watermark of
-        // its partition before it (NO_ROW: not ours or set aside; NO_WATERMARK: none yet).
-        let mut marks: Vec<i64> = Vec::with_capacity(n);
-        let mut ord: Vec<i128> = Vec::with_capacity(n);
-        let ooo = self.lateness.out_of_orderness_ms;
-        let mut current: Option<(i32, PartitionClock)> = None;
-        for row in 0..n {
-            let i = origins.source[row] as usize;
-            let (p, t) = (origins.partitions[i], ts.value(row));
-            if current.is_none_or(|(cp, _)| cp != p) {
-                if let Some((cp, c)) = current.take() {
-                    plan.clocks.insert(cp, c);
-                }
-                current = plan
-                    .clocks
-                    .get(&p)
-                    .copied()
-                    .or_else(|| clock(p))
-                    .map(|c| (p, c));
-            }
-            let st = match &mut current {
-                Some((_, st)) if excluded.is_empty() || !excluded.contains(&i) => st,
-                _ => {
-                    marks.push(NO_ROW);
-                    ord.push(0);
-                    continue;
-                }
-            };
-            ord.push(order_key(t, p, origins.offsets[i]));
-            marks.push(st.watermark(ooo).unwrap_or(NO_WATERMARK));
-            st.max_event_ms = Some(st.max_event_ms.map_or(t, |m| m.max(t)));
-        }
-        if let Some((cp, c)) = current {
-            plan.clocks.insert(cp, c);
-        }
-        // Pass 2, per view: kept (not too late) and late (a correction), vectorised.
-        let allowed = self.lateness.allowed_ms;
-        let ts = ts.values();
-        let mut keep: Vec<BooleanArray> = Vec::with_capacity(self.execs.len());
-        let mut late: Vec<BooleanArray> = Vec::with_capacity(self.execs.len());
-        for exec in &self.execs {
-            let size = exec.view().window_ms;
-            let end = |r: usize| window_start(ts[r], size).saturating_add(size);
-            let judged = |r: usize| marks[r] > NO_WATERMARK;
-            keep.push(BooleanArray::new(
-                BooleanBuffer::collect_bool(n, |r| {
-                    marks[r] != NO_ROW && !(judged(r) && end(r).saturating_add(allowed) <= marks[r])
-                }),
-                None,
-            ));
-            late.push(BooleanArray::new(
-                BooleanBuffer::collect_bool(n, |r| {
-                    judged(r) && end(r) <= marks[r] && end(r).saturating_add(allowed) > marks[r]
-                }),
-                None,
-            ));
-        }
-        // Pass 3: counts, and the trades some view refused.
-        let ours = marks.iter().filter(|m| **m != NO_ROW).count();
-        let kept_by_all = keep.iter().all(|k| k.true_count() == ours);
-        for (r, &m) in marks.iter().enumerate() {
-            if m == NO_ROW {
-                continue;
-            }
-            let any_late = late.iter().any(|l| l.value(r));
-            plan.corrected += u64::from(any_late);
-            if kept_by_all {
-                plan.trades += 1;
-                continue;
-            }
-            let refused: Vec<usize> = (0..keep.len()).filter(|&v| !keep[v].value(r)).collect();
-            plan.trades += u64::from(refused.len() < keep.len());
-            if !refused.is_empty() {
-                plan.too_late.push((origins.source[r] as usize, m, refused));
-            }
-        }
+        let (marks, ord) = self.marks(ts, origins, clock, excluded, &mut plan.clocks);
+        let (keep, late) = self.verdicts(ts, &marks);
+        count(&marks, &keep, &late, origins, &mut plan);
         let ord = Decimal128Array::from(ord).with_precision_and_scale(38, 0)?;
         let input = ViewInput {
             trades: trades_batch(batch)?,
@@ -220,6 +147,72 @@ impl Views {
             plan.batches.push(batch);
         }
         Ok(plan)
+    }
+
+    /// Pass 1, record by record in offset order: each trade's ordering key and the watermark of its
+    /// partition before it ([`NO_ROW`]: not ours or set aside; [`NO_WATERMARK`]: none yet). Advances
+    /// the partition clocks in `clocks`.
+    fn marks(
+        &self,
+        ts: &[i64],
+        origins: &Origins<'_>,
+        clock: impl Fn(i32) -> Option<PartitionClock>,
+        excluded: &HashSet<usize>,
+        clocks: &mut HashMap<i32, PartitionClock>,
+    ) -> (Vec<i64>, Vec<i128>) {
+        let n = ts.len();
+        let mut marks: Vec<i64> = Vec::with_capacity(n);
+        let mut ord: Vec<i128> = Vec::with_capacity(n);
+        let ooo = self.lateness.out_of_orderness_ms;
+        let mut current: Option<(i32, PartitionClock)> = None;
+        for (row, &t) in ts.iter().enumerate() {
+            let i = origins.source[row] as usize;
+            let p = origins.partitions[i];
+            if current.is_none_or(|(cp, _)| cp != p) {
+                if let Some((cp, c)) = current.take() {
+                    clocks.insert(cp, c);
+                }
+                current = clocks.get(&p).copied().or_else(|| clock(p)).map(|c| (p, c));
+            }
+            let st = match &mut current {
+                Some((_, st)) if excluded.is_empty() || !excluded.contains(&i) => st,
+                _ => {
+                    marks.push(NO_ROW);
+                    ord.push(0);
+                    continue;
+                }
+            };
+            ord.push(order_key(t, p, origins.offsets[i]));
+            marks.push(st.watermark(ooo).unwrap_or(NO_WATERMARK));
+            st.max_event_ms = Some(st.max_event_ms.map_or(t, |m| m.max(t)));
+        }
+        if let Some((cp, c)) = current {
+            clocks.insert(cp, c);
+        }
+        (marks, ord)
+    }
+
+    /// Pass 2, per view, vectorised: kept (not too late) and late (a correction).
+    fn verdicts(&self, ts: &[i64], marks: &[i64]) -> (Vec<BooleanArray>, Vec<BooleanArray>) {
+        let n = ts.len();
+        let allowed = self.lateness.allowed_ms;
+        let mut keep = Vec::with_capacity(self.execs.len());
+        let mut late = Vec::with_capacity(self.execs.len());
+        for exec in &self.execs {
+            let size = exec.view().window_ms;
+            let end = |r: usize| window_start(ts[r], size).saturating_add(size);
+            let judged = |r: usize| marks[r] > NO_WATERMARK;
+            let too_late = |r: usize| judged(r) && end(r).saturating_add(allowed) <= marks[r];
+            keep.push(BooleanArray::new(
+                BooleanBuffer::collect_bool(n, |r| marks[r] != NO_ROW && !too_late(r)),
+                None,
+            ));
+            late.push(BooleanArray::new(
+                BooleanBuffer::collect_bool(n, |r| judged(r) && end(r) <= marks[r] && !too_late(r)),
+                None,
+            ));
+        }
+        (keep, late)
     }
 
     /// Empty contribution batches (a commit that only moves offsets or statuses).
@@ -279,6 +272,34 @@ impl Views {
             })
             .map(|r| decoded.source[r] as usize)
             .collect()
+    }
+}
+
+/// Pass 3: how many trades some view kept and how many were corrections, and the trades some view
+/// refused (with the watermark and the views).
+fn count(
+    marks: &[i64],
+    keep: &[BooleanArray],
+    late: &[BooleanArray],
+    origins: &Origins<'_>,
+    plan: &mut BatchPlan,
+) {
+    let ours = marks.iter().filter(|m| **m != NO_ROW).count();
+    let kept_by_all = keep.iter().all(|k| k.true_count() == ours);
+    for (r, &m) in marks.iter().enumerate() {
+        if m == NO_ROW {
+            continue;
+        }
+        plan.corrected += u64::from(late.iter().any(|l| l.value(r)));
+        if kept_by_all {
+            plan.trades += 1;
+            continue;
+        }
+        let refused: Vec<usize> = (0..keep.len()).filter(|&v| !keep[v].value(r)).collect();
+        plan.trades += u64::from(refused.len() < keep.len());
+        if !refused.is_empty() {
+            plan.too_late.push((origins.source[r] as usize, m, refused));
+        }
     }
 }
 
