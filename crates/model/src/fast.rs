@@ -15,126 +15,115 @@ use crate::RawFields;
 
 /// Splits a compact CoinCap frame; `None` if `text` is not exactly that layout.
 pub(crate) fn scan(text: &str) -> Option<RawFields<'_>> {
-    let mut c = Cursor { text, at: 0 };
-    c.literal(b"{\"exchange\":")?;
-    let exchange = c.string()?;
-    c.literal(b",\"base\":")?;
-    let base = c.string()?;
-    c.literal(b",\"quote\":")?;
-    let quote = c.string()?;
-    c.literal(b",\"direction\":")?;
-    let direction = c.string()?;
-    c.literal(b",\"price\":")?;
-    let price = c.number()?;
-    c.literal(b",\"volume\":")?;
-    let volume = c.number()?;
-    c.literal(b",\"timestamp\":")?;
-    let timestamp = c.number()?;
-    c.literal(b",\"priceUsd\":")?;
-    let price_usd = c.number()?;
-    c.literal(b"}")?;
-    c.only_whitespace_left()?;
+    let b = text.as_bytes();
+    let at = literal(b, 0, b"{\"exchange\":")?;
+    let (exchange, at) = string(b, at)?;
+    let at = literal(b, at, b",\"base\":")?;
+    let (base, at) = string(b, at)?;
+    let at = literal(b, at, b",\"quote\":")?;
+    let (quote, at) = string(b, at)?;
+    let at = literal(b, at, b",\"direction\":")?;
+    let (direction, at) = string(b, at)?;
+    let at = literal(b, at, b",\"price\":")?;
+    let (price, at) = number(b, at)?;
+    let at = literal(b, at, b",\"volume\":")?;
+    let (volume, at) = number(b, at)?;
+    let at = literal(b, at, b",\"timestamp\":")?;
+    let (timestamp, at) = number(b, at)?;
+    let at = literal(b, at, b",\"priceUsd\":")?;
+    let (price_usd, at) = number(b, at)?;
+    let at = literal(b, at, b"}")?;
+    only_whitespace_left(b, at)?;
+    // Every boundary is at an ASCII byte, so each range is a `&str` of `text`.
+    let field = |(from, to): (usize, usize)| text.get(from..to);
     Some(RawFields {
-        exchange: Some(exchange),
-        base: Some(base),
-        quote: Some(quote),
-        direction: Some(direction),
-        price: Some(price),
-        volume: Some(volume),
-        timestamp: Some(timestamp),
-        price_usd: Some(price_usd),
+        exchange: Some(field(exchange)?),
+        base: Some(field(base)?),
+        quote: Some(field(quote)?),
+        direction: Some(field(direction)?),
+        price: Some(field(price)?),
+        volume: Some(field(volume)?),
+        timestamp: Some(field(timestamp)?),
+        price_usd: Some(field(price_usd)?),
     })
 }
 
-/// A position in the frame. Every slice it returns starts and ends at an ASCII byte, so it is a
-/// valid `&str` of `text`.
-struct Cursor<'a> {
-    text: &'a str,
-    at: usize,
+/// A byte range of the frame.
+type Span = (usize, usize);
+
+/// Consumes exactly `lit` at `at`; returns the position after it.
+#[inline(always)]
+fn literal(b: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
+    let end = at.checked_add(lit.len())?;
+    (b.get(at..end)? == lit).then_some(end)
 }
 
-impl<'a> Cursor<'a> {
-    fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
+/// A string without escapes or C0 controls at `at`, spanned with its quotes (as a `RawValue`
+/// holds it); returns the span and the position after it.
+#[inline(always)]
+fn string(b: &[u8], at: usize) -> Option<(Span, usize)> {
+    if *b.get(at)? != b'"' {
+        return None;
     }
+    let body = b.get(at + 1..)?;
+    let len = body
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    if body[len] != b'"' {
+        return None;
+    }
+    let end = at + 1 + len + 1;
+    Some(((at, end), end))
+}
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes().get(self.at).copied()
+/// A number of the JSON grammar at `at`; returns its span and the position after it.
+#[inline(always)]
+fn number(b: &[u8], at: usize) -> Option<(Span, usize)> {
+    let mut i = at;
+    if b.get(i) == Some(&b'-') {
+        i += 1;
     }
+    match *b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(b, i + 1),
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        i = some_digits(b, i + 1)?;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        i = some_digits(b, i)?;
+    }
+    Some(((at, i), i))
+}
 
-    /// Consumes exactly `lit`.
-    fn literal(&mut self, lit: &[u8]) -> Option<()> {
-        let rest = self.bytes().get(self.at..)?;
-        if !rest.starts_with(lit) {
-            return None;
-        }
-        self.at += lit.len();
-        Some(())
-    }
+/// The position after the ASCII digits at `at` (zero or more).
+#[inline(always)]
+fn digits(b: &[u8], at: usize) -> usize {
+    let rest = b.get(at..).unwrap_or_default();
+    at + rest
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(rest.len())
+}
 
-    /// A string without escapes or C0 controls, returned with its quotes (as a `RawValue` holds it).
-    fn string(&mut self) -> Option<&'a str> {
-        let start = self.at;
-        if self.peek()? != b'"' {
-            return None;
-        }
-        let body = self.bytes().get(start + 1..)?;
-        let len = body
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if body[len] != b'"' {
-            return None;
-        }
-        self.at = start + 1 + len + 1;
-        self.text.get(start..self.at)
-    }
+/// The position after the ASCII digits at `at` (one or more).
+#[inline(always)]
+fn some_digits(b: &[u8], at: usize) -> Option<usize> {
+    let end = digits(b, at);
+    (end > at).then_some(end)
+}
 
-    /// A number of the JSON grammar.
-    fn number(&mut self) -> Option<&'a str> {
-        let start = self.at;
-        if self.peek() == Some(b'-') {
-            self.at += 1;
-        }
-        match self.peek()? {
-            b'0' => self.at += 1,
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            self.some_digits()?;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            self.some_digits()?;
-        }
-        self.text.get(start..self.at)
-    }
-
-    /// Zero or more ASCII digits.
-    fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    /// One or more ASCII digits.
-    fn some_digits(&mut self) -> Option<()> {
-        let from = self.at;
-        self.digits();
-        (self.at > from).then_some(())
-    }
-
-    /// Nothing but JSON whitespace (what serde_json allows after the value) remains.
-    fn only_whitespace_left(&self) -> Option<()> {
-        let rest = self.bytes().get(self.at..)?;
-        rest.iter()
-            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .then_some(())
-    }
+/// Nothing but JSON whitespace (what serde_json allows after the value) from `at` on.
+fn only_whitespace_left(b: &[u8], at: usize) -> Option<()> {
+    b.get(at..)?
+        .iter()
+        .all(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        .then_some(())
 }
 
 #[cfg(test)]

@@ -667,6 +667,32 @@ mod tests {
     }
 
     #[test]
+    fn ascii_ids_are_checked_like_any_other_chars() {
+        let g = std::str::from_utf8(GOOD).unwrap();
+        let now = 1_700_000_000_000;
+        // Every printable-or-not ASCII char JSON lets through unescaped (C0 is a syntax error).
+        for b in (0x20u8..=0x7f).filter(|&b| b != b'"' && b != b'\\') {
+            let c = char::from(b);
+            let frame = g.replace("bitcoin", &format!("bit{c}coin"));
+            let got = validate(frame.as_bytes(), now, &Validator::default()).map(|t| t.base);
+            if c.is_control() {
+                assert_eq!(
+                    got.map_err(|r| r.kind),
+                    Err(RejectKind::InvalidId),
+                    "{b:#x}"
+                );
+            } else {
+                assert_eq!(got, Ok(format!("bit{c}coin").as_str()), "{b:#x}");
+            }
+        }
+        for (n, ok) in [(1, true), (64, true), (65, false)] {
+            let frame = g.replace("bitcoin", &"b".repeat(n));
+            let got = validate(frame.as_bytes(), now, &Validator::default());
+            assert_eq!(got.is_ok(), ok, "{n} chars");
+        }
+    }
+
+    #[test]
     fn classifies_every_reject() {
         assert_eq!(kind("{not json"), RejectKind::Syntax);
         assert_eq!(kind("[1,2]"), RejectKind::NotObject);
