@@ -25,13 +25,13 @@ pub(crate) fn scan(text: &str) -> Option<RawFields<'_>> {
     let at = literal(b, at, b",\"direction\":")?;
     let (direction, at) = string(b, at)?;
     let at = literal(b, at, b",\"price\":")?;
-    let (price, at) = number(b, at)?;
+    let (price, at, price_x) = number(b, at)?;
     let at = literal(b, at, b",\"volume\":")?;
-    let (volume, at) = number(b, at)?;
+    let (volume, at, volume_x) = number(b, at)?;
     let at = literal(b, at, b",\"timestamp\":")?;
-    let (timestamp, at) = number(b, at)?;
+    let (timestamp, at, _) = number(b, at)?;
     let at = literal(b, at, b",\"priceUsd\":")?;
-    let (price_usd, at) = number(b, at)?;
+    let (price_usd, at, price_usd_x) = number(b, at)?;
     let at = literal(b, at, b"}")?;
     only_whitespace_left(b, at)?;
     // Every boundary is at an ASCII byte, so each range is a `&str` of `text`.
@@ -45,6 +45,7 @@ pub(crate) fn scan(text: &str) -> Option<RawFields<'_>> {
         volume: Some(field(volume)?),
         timestamp: Some(field(timestamp)?),
         price_usd: Some(field(price_usd)?),
+        parsed: [price_x, volume_x, price_usd_x],
     })
 }
 
@@ -76,29 +77,114 @@ fn string(b: &[u8], at: usize) -> Option<(Span, usize)> {
     Some(((at, end), end))
 }
 
-/// A number of the JSON grammar at `at`; returns its span and the position after it.
+/// A number of the JSON grammar at `at`; returns its span, the position after it, and its value
+/// when it is exactly computable on the way (see [`exact`]).
 #[inline(always)]
-fn number(b: &[u8], at: usize) -> Option<(Span, usize)> {
+fn number(b: &[u8], at: usize) -> Option<(Span, usize, Option<f64>)> {
     let mut i = at;
-    if b.get(i) == Some(&b'-') {
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
         i += 1;
     }
+    let mut m = Mantissa::default();
     match *b.get(i)? {
         b'0' => i += 1,
-        b'1'..=b'9' => i = digits(b, i + 1),
+        b'1'..=b'9' => i = m.digits(b, i),
         _ => return None,
     }
+    let mut exp10: i64 = 0;
     if b.get(i) == Some(&b'.') {
-        i = some_digits(b, i + 1)?;
+        let from = i + 1;
+        i = m.digits(b, from);
+        if i == from {
+            return None;
+        }
+        exp10 = -((i - from) as i64);
     }
     if let Some(b'e' | b'E') = b.get(i) {
         i += 1;
-        if let Some(b'+' | b'-') = b.get(i) {
+        let sign = match b.get(i) {
+            Some(b'-') => -1,
+            Some(b'+') => 1,
+            _ => 0,
+        };
+        if sign != 0 {
             i += 1;
         }
-        i = some_digits(b, i)?;
+        let from = i;
+        i = digits(b, from);
+        if i == from {
+            return None;
+        }
+        // Exponents past 4 digits never take the exact path: cap before they could overflow.
+        let e = b[from..i]
+            .iter()
+            .take(5)
+            .fold(0i64, |e, d| e * 10 + i64::from(d - b'0'));
+        exp10 += if sign < 0 { -e } else { e };
     }
-    Some(((at, i), i))
+    let value = exact(m, exp10).map(|x| if negative { -x } else { x });
+    Some(((at, i), i, value))
+}
+
+/// The digits of a number as an integer, while it fits exactly in an f64.
+#[derive(Default, Clone, Copy)]
+struct Mantissa {
+    value: u64,
+    /// Digits appended so far.
+    count: usize,
+    /// `value` is not known to be the number's digits, or is above 2^53: no exact value.
+    overflow: bool,
+}
+
+impl Mantissa {
+    /// Appends the ASCII digits at `at`; returns the position after them.
+    #[inline(always)]
+    fn digits(&mut self, b: &[u8], at: usize) -> usize {
+        let end = digits(b, at);
+        let run = &b[at..end];
+        self.count += run.len();
+        if self.count > 19 {
+            // Not necessarily inexact (leading zeros count too), but u64 holds any 19 digits.
+            self.overflow = true;
+        } else {
+            // At most 19 digits in all: below 10^19, no wrap-around.
+            self.value = run.iter().fold(self.value, |v, &d| {
+                v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+            });
+            self.overflow |= self.value > MAX_EXACT;
+        }
+        end
+    }
+}
+
+/// 2^53: every integer up to it is an exact f64.
+const MAX_EXACT: u64 = 1 << 53;
+
+/// Powers of ten that are exact f64s.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `m * 10^exp10` when one IEEE multiplication or division of exact operands gives it (Clinger's
+/// fast path, the one `f64::from_str` takes first): that single operation is correctly rounded,
+/// so the result has the bits `f64::from_str` returns. `None` otherwise (the caller parses the
+/// text).
+#[inline(always)]
+fn exact(m: Mantissa, exp10: i64) -> Option<f64> {
+    if m.overflow || m.value > MAX_EXACT {
+        return None;
+    }
+    let x = m.value as f64;
+    if m.value == 0 {
+        return Some(0.0);
+    }
+    match exp10 {
+        0..=22 => Some(x * POW10[exp10 as usize]),
+        -22..=-1 => Some(x / POW10[(-exp10) as usize]),
+        _ => None,
+    }
 }
 
 /// The position after the ASCII digits at `at` (zero or more).
@@ -109,13 +195,6 @@ fn digits(b: &[u8], at: usize) -> usize {
         .iter()
         .position(|c| !c.is_ascii_digit())
         .unwrap_or(rest.len())
-}
-
-/// The position after the ASCII digits at `at` (one or more).
-#[inline(always)]
-fn some_digits(b: &[u8], at: usize) -> Option<usize> {
-    let end = digits(b, at);
-    (end > at).then_some(end)
 }
 
 /// Nothing but JSON whitespace (what serde_json allows after the value) from `at` on.

@@ -82,6 +82,28 @@ fn float() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// Numbers of few digits, with and without exponent: the ones parsed exactly on the way.
+fn short_number() -> impl Strategy<Value = String> + Clone {
+    let mantissa = prop_oneof![1u64..1000, 1u64..10_000_000, Just(9_007_199_254_740_992u64)];
+    let e = select(vec!["e", "E", "e+", "E-", "e-", "e0", "e-0"]);
+    prop_oneof![
+        (0.0..1e6f64, 0usize..10).prop_map(|(x, p)| format!("{x:.p$}")),
+        (mantissa.clone(), e, -30i32..30).prop_map(|(m, e, x)| format!("{m}{e}{}", x.abs())),
+        // m / 10^p written out: "12.345", "0.0012345".
+        (mantissa, 0usize..25).prop_map(|(m, p)| {
+            let digits = m.to_string();
+            match p {
+                0 => digits,
+                p if p < digits.len() => {
+                    let (int, frac) = digits.split_at(digits.len() - p);
+                    format!("{int}.{frac}")
+                }
+                p => format!("0.{}{digits}", "0".repeat(p - digits.len())),
+            }
+        }),
+    ]
+}
+
 /// A number written the ways producers write numbers (Display, exponent, Debug, fixed precision,
 /// integers, huge digit runs), sometimes decorated outside the JSON grammar.
 fn number_text() -> impl Strategy<Value = String> {
@@ -94,6 +116,7 @@ fn number_text() -> impl Strategy<Value = String> {
         2 => any::<i64>().prop_map(|i| i.to_string()),
         1 => (1usize..400).prop_map(|n| "9".repeat(n)),
         1 => (1usize..30).prop_map(|n| format!("0.{}1", "0".repeat(n))),
+        3 => short_number(),
     ];
     let odd = select(vec![
         "-0",
@@ -421,9 +444,18 @@ fn plain_id() -> impl Strategy<Value = String> {
 fn grammar_number() -> impl Strategy<Value = String> {
     let x = || float().prop_filter("finite", |x| x.is_finite());
     prop_oneof![
-        x().prop_map(|x| format!("{x}")),
-        x().prop_map(|x| format!("{x:e}")),
-        any::<i64>().prop_map(|i| i.to_string()),
+        1 => x().prop_map(|x| format!("{x}")),
+        1 => x().prop_map(|x| format!("{x:e}")),
+        1 => any::<i64>().prop_map(|i| i.to_string()),
+        3 => short_number(),
+    ]
+}
+
+/// Ids the fast path takes, mostly valid ones (1 to 64 chars without controls).
+fn likely_valid_id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::collection::vec(prop::char::range('a', 'z'), 1..12).prop_map(String::from_iter),
+        1 => plain_id(),
     ]
 }
 
@@ -432,13 +464,18 @@ proptest! {
 
     #[test]
     fn compact_frames_take_the_fast_path_and_agree(
-        ids in [plain_id(), plain_id(), plain_id(), plain_id()],
-        nums in [grammar_number(), grammar_number(), grammar_number(), grammar_number()],
+        ids in [likely_valid_id(), likely_valid_id(), likely_valid_id()],
+        d in prop_oneof![4 => select(vec!["buy".to_string(), "sell".to_string()]), 1 => plain_id()],
+        nums in [grammar_number(), grammar_number(), grammar_number()],
+        t in prop_oneof![
+            3 => (MIN_TIMESTAMP_MS..NOW_MS).prop_map(|t| t.to_string()),
+            1 => grammar_number(),
+        ],
         tail in select(vec!["", " ", "\n", "\r\n", " \t "]),
         policy in policy(),
     ) {
-        let [e, b, q, d] = ids;
-        let [p, v, t, u] = nums;
+        let [e, b, q] = ids;
+        let [p, v, u] = nums;
         let frame = format!(
             "{{\"exchange\":\"{e}\",\"base\":\"{b}\",\"quote\":\"{q}\",\"direction\":\"{d}\",\
              \"price\":{p},\"volume\":{v},\"timestamp\":{t},\"priceUsd\":{u}}}{tail}"
