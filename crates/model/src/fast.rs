@@ -10,6 +10,9 @@
 //! Anything else (escapes, whitespace inside, other key order, extra or missing keys, `null`,
 //! other types, numbers outside the grammar, trailing bytes) returns `None`: the caller falls back
 //! to serde_json, which gives the reject (or accepts the frame) as it always did.
+//!
+//! On the way, amounts whose digits fit 2^53 and whose decimal exponent is within 22 are computed
+//! with one exact multiplication or division (see [`exact`]), which saves parsing their text again.
 
 use crate::RawFields;
 

@@ -514,9 +514,11 @@ fn clip(s: &str) -> &str {
 /// rejected. Unknown extra fields are ignored (forward compatibility).
 ///
 /// The compact frame [`write_json`] writes (and CoinCap sent: the 8 fields in wire order, no
-/// whitespace, ids without escapes, JSON numbers) is split by a single scan of its bytes; any other
-/// frame goes through serde_json ([`validate_slow`]). Both feed the same checks, so the verdict, the
-/// reject and every field of the trade are the same either way.
+/// whitespace, ids without escapes, JSON numbers) is split by a single scan of its bytes, which also
+/// computes short amounts (digits up to 2^53, decimal exponent within 22) exactly on the way (bit
+/// for bit what `f64::from_str` gives);
+/// any other frame goes through serde_json ([`validate_slow`]). Both feed the same checks, so the
+/// verdict, the reject and every field of the trade are the same either way.
 pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<Trade<'a>, Reject> {
     let text = utf8(frame)?;
     let raw = match fast::scan(text) {
