@@ -17,6 +17,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+mod fast;
+
 /// Wire field names, in the order CoinCap sent them.
 pub const FIELDS: [&str; 8] = [
     "exchange",
@@ -358,8 +360,41 @@ struct RawTrade<'a> {
     price_usd: Option<&'a RawValue>,
 }
 
-fn present<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
-    match v.map(RawValue::get) {
+/// The raw JSON text of each wire field's value (as serde_json's `RawValue` holds it: no surrounding
+/// whitespace, strings with their quotes), `None` when the field is absent (or null).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RawFields<'a> {
+    pub(crate) exchange: Option<&'a str>,
+    pub(crate) base: Option<&'a str>,
+    pub(crate) quote: Option<&'a str>,
+    pub(crate) direction: Option<&'a str>,
+    pub(crate) price: Option<&'a str>,
+    pub(crate) volume: Option<&'a str>,
+    pub(crate) timestamp: Option<&'a str>,
+    pub(crate) price_usd: Option<&'a str>,
+    /// price, volume and priceUsd already parsed from their text (bit for bit what `f64::from_str`
+    /// gives), where the fast path could do so on the way; `None`: parse the text.
+    pub(crate) parsed: [Option<f64>; 3],
+}
+
+impl<'a> From<RawTrade<'a>> for RawFields<'a> {
+    fn from(r: RawTrade<'a>) -> Self {
+        RawFields {
+            exchange: r.exchange.map(RawValue::get),
+            base: r.base.map(RawValue::get),
+            quote: r.quote.map(RawValue::get),
+            direction: r.direction.map(RawValue::get),
+            price: r.price.map(RawValue::get),
+            volume: r.volume.map(RawValue::get),
+            timestamp: r.timestamp.map(RawValue::get),
+            price_usd: r.price_usd.map(RawValue::get),
+            parsed: [None; 3],
+        }
+    }
+}
+
+fn present<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
+    match v {
         None | Some("null") => Err(Reject::new(
             RejectKind::MissingField,
             format!("field `{name}` is missing"),
@@ -368,7 +403,7 @@ fn present<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
     }
 }
 
-fn id<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
+fn id<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
     let raw = present(v, name)?;
     if !raw.starts_with('"') {
         return Err(Reject::new(
@@ -390,16 +425,22 @@ fn id<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
             format!("field `{name}` is empty"),
         ));
     }
-    let mut chars = 0usize;
-    for c in inner.chars() {
-        chars += 1;
-        if c.is_control() {
-            return Err(Reject::new(
-                RejectKind::InvalidId,
-                format!("field `{name}` holds a control character ({:?})", c),
-            ));
+    let chars = if inner.is_ascii() {
+        // ASCII (every CoinCap id): one char per byte, and the control characters are C0 and DEL.
+        match inner.bytes().find(|&b| b < 0x20 || b == 0x7f) {
+            Some(b) => return Err(control_char(name, char::from(b))),
+            None => inner.len(),
         }
-    }
+    } else {
+        let mut chars = 0usize;
+        for c in inner.chars() {
+            chars += 1;
+            if c.is_control() {
+                return Err(control_char(name, c));
+            }
+        }
+        chars
+    };
     if chars > MAX_ID_CHARS {
         return Err(Reject::new(
             RejectKind::InvalidId,
@@ -409,21 +450,20 @@ fn id<'a>(v: Option<&'a RawValue>, name: &str) -> Result<&'a str, Reject> {
     Ok(inner)
 }
 
-fn number(v: Option<&RawValue>, name: &str) -> Result<f64, Reject> {
+fn control_char(name: &str, c: char) -> Reject {
+    Reject::new(
+        RejectKind::InvalidId,
+        format!("field `{name}` holds a control character ({:?})", c),
+    )
+}
+
+/// The amount field `name` from its raw text, or its value `parsed` from that text already.
+fn number(v: Option<&str>, parsed: Option<f64>, name: &str) -> Result<f64, Reject> {
     let raw = present(v, name)?;
-    let first = raw.as_bytes()[0];
-    if !(first == b'-' || first.is_ascii_digit()) {
-        return Err(Reject::new(
-            RejectKind::WrongType,
-            format!("field `{name}` must be a number, got {}", clip(raw)),
-        ));
-    }
-    let x: f64 = raw.parse().map_err(|_| {
-        Reject::new(
-            RejectKind::WrongType,
-            format!("field `{name}` is not a number: {}", clip(raw)),
-        )
-    })?;
+    let x = match parsed {
+        Some(x) => x,
+        None => parse_number(raw, name)?,
+    };
     if !x.is_finite() {
         return Err(Reject::new(
             RejectKind::NonFinite,
@@ -445,6 +485,22 @@ fn number(v: Option<&RawValue>, name: &str) -> Result<f64, Reject> {
     Ok(x)
 }
 
+fn parse_number(raw: &str, name: &str) -> Result<f64, Reject> {
+    let first = raw.as_bytes()[0];
+    if !(first == b'-' || first.is_ascii_digit()) {
+        return Err(Reject::new(
+            RejectKind::WrongType,
+            format!("field `{name}` must be a number, got {}", clip(raw)),
+        ));
+    }
+    raw.parse().map_err(|_| {
+        Reject::new(
+            RejectKind::WrongType,
+            format!("field `{name}` is not a number: {}", clip(raw)),
+        )
+    })
+}
+
 fn clip(s: &str) -> &str {
     match s.char_indices().nth(40) {
         Some((i, _)) => &s[..i],
@@ -456,9 +512,46 @@ fn clip(s: &str) -> &str {
 ///
 /// `now_ms` is processing time (epoch ms); trades dated more than `future_tolerance_ms` after it are
 /// rejected. Unknown extra fields are ignored (forward compatibility).
+///
+/// The compact frame [`write_json`] writes (and CoinCap sent: the 8 fields in wire order, no
+/// whitespace, ids without escapes, JSON numbers) is split by a single scan of its bytes, which also
+/// computes short amounts (digits up to 2^53, decimal exponent within 22) exactly on the way (bit
+/// for bit what `f64::from_str` gives);
+/// any other frame goes through serde_json ([`validate_slow`]). Both feed the same checks, so the
+/// verdict, the reject and every field of the trade are the same either way.
 pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<Trade<'a>, Reject> {
-    let text = std::str::from_utf8(frame)
-        .map_err(|_| Reject::new(RejectKind::Syntax, "frame is not UTF-8"))?;
+    let text = utf8(frame)?;
+    let raw = match fast::scan(text) {
+        Some(raw) => raw,
+        None => parse_slow(text)?,
+    };
+    check(raw, now_ms, policy)
+}
+
+/// [`validate`] without its fast path: every frame parsed by serde_json. The reference the fast path
+/// is tested against (and benchmarked against); not for production use.
+#[doc(hidden)]
+pub fn validate_slow<'a>(
+    frame: &'a [u8],
+    now_ms: i64,
+    policy: &Validator,
+) -> Result<Trade<'a>, Reject> {
+    let text = utf8(frame)?;
+    check(parse_slow(text)?, now_ms, policy)
+}
+
+/// Whether [`validate`] splits `frame` with its single-scan fast path (for tests and benches).
+#[doc(hidden)]
+pub fn takes_fast_path(frame: &[u8]) -> bool {
+    std::str::from_utf8(frame).is_ok_and(|text| fast::scan(text).is_some())
+}
+
+fn utf8(frame: &[u8]) -> Result<&str, Reject> {
+    std::str::from_utf8(frame).map_err(|_| Reject::new(RejectKind::Syntax, "frame is not UTF-8"))
+}
+
+/// Splits `text` into its fields' raw values with serde_json (any JSON layout).
+fn parse_slow(text: &str) -> Result<RawFields<'_>, Reject> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
         // Distinguish "valid JSON but not an object" from garbage.
@@ -470,8 +563,14 @@ pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<
             Err(e) => Reject::new(RejectKind::Syntax, format!("invalid JSON: {e}")),
         });
     }
-    let raw: RawTrade<'a> = serde_json::from_str(text)
+    let raw: RawTrade<'_> = serde_json::from_str(text)
         .map_err(|e| Reject::new(RejectKind::Syntax, format!("invalid JSON: {e}")))?;
+    Ok(raw.into())
+}
+
+/// The model's checks on the fields' raw values, in a fixed order (the first failing one is the
+/// reject).
+fn check<'a>(raw: RawFields<'a>, now_ms: i64, policy: &Validator) -> Result<Trade<'a>, Reject> {
     let exchange = id(raw.exchange, "exchange")?;
     let base = id(raw.base, "base")?;
     let quote = id(raw.quote, "quote")?;
@@ -491,10 +590,27 @@ pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<
             ))
         }
     };
-    let price = number(raw.price, "price")?;
-    let volume = number(raw.volume, "volume")?;
-    let price_usd = number(raw.price_usd, "priceUsd")?;
-    let ts_raw = present(raw.timestamp, "timestamp")?;
+    let [price_x, volume_x, price_usd_x] = raw.parsed;
+    let price = number(raw.price, price_x, "price")?;
+    let volume = number(raw.volume, volume_x, "volume")?;
+    let price_usd = number(raw.price_usd, price_usd_x, "priceUsd")?;
+    let timestamp = epoch_ms(raw.timestamp)?;
+    check_event_time(timestamp, now_ms, policy)?;
+    Ok(Trade {
+        exchange,
+        base,
+        quote,
+        direction,
+        price,
+        volume,
+        timestamp,
+        price_usd,
+    })
+}
+
+/// The `timestamp` field: integer epoch ms, after [`MIN_TIMESTAMP_MS`].
+fn epoch_ms(v: Option<&str>) -> Result<i64, Reject> {
+    let ts_raw = present(v, "timestamp")?;
     let timestamp: i64 = ts_raw.parse().map_err(|_| {
         Reject::new(
             RejectKind::WrongType,
@@ -516,17 +632,7 @@ pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<
             format!("field `timestamp` {timestamp} is before 2000-01-01 (epoch ms expected)"),
         ));
     }
-    check_event_time(timestamp, now_ms, policy)?;
-    Ok(Trade {
-        exchange,
-        base,
-        quote,
-        direction,
-        price,
-        volume,
-        timestamp,
-        price_usd,
-    })
+    Ok(timestamp)
 }
 
 /// Rejects a trade dated beyond `now_ms + future_tolerance_ms`.
@@ -573,6 +679,32 @@ mod tests {
         let mut out = Vec::new();
         write_json(&t, &mut out);
         assert_eq!(out, GOOD);
+    }
+
+    #[test]
+    fn ascii_ids_are_checked_like_any_other_chars() {
+        let g = std::str::from_utf8(GOOD).unwrap();
+        let now = 1_700_000_000_000;
+        // Every printable-or-not ASCII char JSON lets through unescaped (C0 is a syntax error).
+        for b in (0x20u8..=0x7f).filter(|&b| b != b'"' && b != b'\\') {
+            let c = char::from(b);
+            let frame = g.replace("bitcoin", &format!("bit{c}coin"));
+            let got = validate(frame.as_bytes(), now, &Validator::default()).map(|t| t.base);
+            if c.is_control() {
+                assert_eq!(
+                    got.map_err(|r| r.kind),
+                    Err(RejectKind::InvalidId),
+                    "{b:#x}"
+                );
+            } else {
+                assert_eq!(got, Ok(format!("bit{c}coin").as_str()), "{b:#x}");
+            }
+        }
+        for (n, ok) in [(1, true), (64, true), (65, false)] {
+            let frame = g.replace("bitcoin", &"b".repeat(n));
+            let got = validate(frame.as_bytes(), now, &Validator::default());
+            assert_eq!(got.is_ok(), ok, "{n} chars");
+        }
     }
 
     #[test]
