@@ -18,16 +18,17 @@ die() {
 
 # Builds the binary and the bench executables; sets TW_BIN, TW_KERNELS_BIN, TW_CONSUME_BIN, TW_MOCK_BIN.
 tw_build() {
-    log "building tradewind (release) and bench executables (kernels, consume, mock_broker)"
-    (cd "$TW_ROOT" && cargo build --release -q -p tradewind --bin tradewind) || die "cargo build failed"
-    TW_BIN="$CARGO_TARGET_DIR/release/tradewind"
+    log "building the workspace (release, all targets: the feature set the tests use, so nothing rebuilds)"
     local json
-    json="$(cd "$TW_ROOT" && cargo bench -q --no-run --bench kernels --bench consume --bench mock_broker \
-        --message-format=json 2>/dev/null)" || die "cargo bench --no-run failed"
-    TW_KERNELS_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="kernels") | .executable // empty' <<<"$json" | tail -1)"
-    TW_CONSUME_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="consume") | .executable // empty' <<<"$json" | tail -1)"
-    TW_MOCK_BIN="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="mock_broker") | .executable // empty' <<<"$json" | tail -1)"
-    [ -x "$TW_KERNELS_BIN" ] && [ -x "$TW_CONSUME_BIN" ] && [ -x "$TW_MOCK_BIN" ] || die "bench executables not found"
+    json="$(cd "$TW_ROOT" && cargo build --release --workspace --all-targets --message-format=json 2>/dev/null)" ||
+        die "cargo build failed"
+    TW_BIN="$CARGO_TARGET_DIR/release/tradewind"
+    exe() { jq -r --arg n "$1" 'select(.reason=="compiler-artifact" and .target.name==$n) | .executable // empty' <<<"$json" | tail -1; }
+    TW_KERNELS_BIN="$(exe kernels)"
+    TW_CONSUME_BIN="$(exe consume)"
+    TW_MOCK_BIN="$(exe mock_broker)"
+    [ -x "$TW_BIN" ] && [ -x "$TW_KERNELS_BIN" ] && [ -x "$TW_CONSUME_BIN" ] && [ -x "$TW_MOCK_BIN" ] ||
+        die "bench executables not found"
 }
 
 # Starts the bench-only mock broker (benches/mock_broker.rs) with TOPIC (PARTITIONS) and its .dlq and
