@@ -79,19 +79,15 @@ impl Views {
             .collect::<Result<Vec<_>, _>>()?;
         // A view that can be re-aggregated from an earlier view's rows is (the coarsest such view:
         // asset_1d from asset_1h, not from the minutes).
-        for v in 1..execs.len() {
+        let views = &pipeline.views;
+        for (v, exec) in execs.iter_mut().enumerate().skip(1) {
             let mut sources: Vec<usize> = (0..v)
-                .filter(|&u| {
-                    tradewind_pipeline::rollup_of(&pipeline.views[v], &pipeline.views[u]).is_some()
-                })
+                .filter(|&u| tradewind_pipeline::rollup_of(&views[v], &views[u]).is_some())
                 .collect();
-            sources.sort_by_key(|&u| {
-                let s = &pipeline.views[u];
-                (std::cmp::Reverse(s.window_ms), s.keys.len())
-            });
+            sources.sort_by_key(|&u| (std::cmp::Reverse(views[u].window_ms), views[u].keys.len()));
             if let Some(&u) = sources.first() {
-                let rolled = execs[v].roll_up_from(u, &pipeline.views[u]);
-                tracing::info!(view = %pipeline.views[v].name, from = %pipeline.views[u].name, rolled, "view rolls up from another view's rows");
+                let rolled = exec.roll_up_from(u, &views[u]);
+                tracing::info!(view = %views[v].name, from = %views[u].name, rolled, "view rolls up from another view's rows");
             }
         }
         Ok(Views {

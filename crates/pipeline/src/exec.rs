@@ -66,6 +66,9 @@ impl LazyBatchGenerator for Slot {
     }
 }
 
+/// An aggregate's `FILTER (WHERE ...)`, physical.
+type Filter = Option<Arc<dyn PhysicalExpr>>;
+
 /// One planned `AggregateExec` over a slot that holds the batch of the current execution.
 #[derive(Debug)]
 struct Planned {
@@ -82,7 +85,7 @@ impl Planned {
         schema: SchemaRef,
         groups: Vec<(Arc<dyn PhysicalExpr>, String)>,
         aggs: Vec<Arc<AggregateFunctionExpr>>,
-        filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+        filters: Vec<Filter>,
     ) -> DfResult<Planned> {
         let slot = Arc::new(Mutex::new(None));
         let source: Arc<RwLock<dyn LazyBatchGenerator>> = Arc::new(RwLock::new(Slot {
@@ -183,10 +186,7 @@ impl Planner {
     }
 
     /// The aggregate and its filter for one state.
-    fn aggregate(
-        &self,
-        s: &StateAgg,
-    ) -> DfResult<(Arc<AggregateFunctionExpr>, Option<Arc<dyn PhysicalExpr>>)> {
+    fn aggregate(&self, s: &StateAgg) -> DfResult<(Arc<AggregateFunctionExpr>, Filter)> {
         let ord = col(ORD_COLUMN, &self.schema)?;
         let arg = match (&s.arg, s.kind) {
             (Some(a), _) => self.physical(a)?,
