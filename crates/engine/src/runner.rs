@@ -554,7 +554,13 @@ impl Engine {
                 Admit::Accept => *keep = true,
                 Admit::Skip => {}
                 Admit::SkipAndSeek(n) => {
-                    let gen = seek(&self.io.consumer, &self.seek_gen, &self.args.topic, p, n);
+                    let gen = seek(
+                        &self.io.consumer,
+                        &self.seek_gen,
+                        &self.args.topic,
+                        p,
+                        Offset::Offset(n),
+                    );
                     st.seek = Seek::Pending { gen };
                 }
             }
@@ -990,10 +996,11 @@ impl Engine {
     /// After a reload: seek a partition to its stored offset.
     fn seek_loaded(&mut self, p: i32) {
         if let Some(st) = self.parts.get_mut(&p) {
-            if let Some(n) = st.next {
-                let gen = seek(&self.io.consumer, &self.seek_gen, &self.args.topic, p, n);
-                st.seek = Seek::Pending { gen };
-            }
+            // Nothing committed yet: back to the log's beginning. The rolled-back batch was consumed
+            // already, and continuing from the consumer's position would skip its records.
+            let to = st.next.map_or(Offset::Beginning, Offset::Offset);
+            let gen = seek(&self.io.consumer, &self.seek_gen, &self.args.topic, p, to);
+            st.seek = Seek::Pending { gen };
         }
     }
 }
@@ -1052,17 +1059,16 @@ fn seek(
     seek_gen: &std::sync::atomic::AtomicU64,
     topic: &str,
     partition: i32,
-    offset: i64,
+    offset: Offset,
 ) -> u64 {
-    match consumer.seek(
-        topic,
-        partition,
-        Offset::Offset(offset),
-        Duration::from_secs(5),
-    ) {
-        Ok(()) => tracing::info!(partition, offset, "seeked to the offset committed in MySQL"),
+    match consumer.seek(topic, partition, offset, Duration::from_secs(5)) {
+        Ok(()) => tracing::info!(
+            partition,
+            ?offset,
+            "seeked to the offset committed in MySQL"
+        ),
         Err(e) => {
-            tracing::warn!(partition, offset, error = %e, "seek failed; records are filtered instead")
+            tracing::warn!(partition, ?offset, error = %e, "seek failed; records are filtered instead")
         }
     }
     seek_gen.fetch_add(1, Ordering::AcqRel) + 1
