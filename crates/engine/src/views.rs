@@ -15,7 +15,7 @@ use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_array::{BooleanArray, Decimal128Array};
 use arrow_buffer::BooleanBuffer;
-use tradewind_pipeline::{Pipeline, PipelineError, View, ViewExec, ViewInput};
+use tradewind_pipeline::{Pipeline, PipelineError, ViewExec, ViewInput};
 use tradewind_sink::MergeTable;
 
 use crate::decode::Decoded;
@@ -100,11 +100,6 @@ impl Views {
     /// The views' merge tables, in pipeline order.
     pub fn tables(&self) -> &[MergeTable] {
         &self.tables
-    }
-
-    /// The views, in pipeline order.
-    pub fn views(&self) -> impl Iterator<Item = &View> {
-        self.execs.iter().map(ViewExec::view)
     }
 
     /// Judges and aggregates one decoded batch. `clock(p)` is partition `p`'s committed clock (`None`:
