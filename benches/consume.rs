@@ -5,6 +5,12 @@
 //! Used by `benches/e2e.sh` as the "limit" the end-to-end engine is compared with. Partitions are
 //! assigned directly (no group join), so the time is pure fetch throughput.
 //!
+//! Two ways to read (`TW_CONSUME_MODE`):
+//! - `batch` (default): the engine's own consumer path (`tradewind_engine::consumer`: every partition
+//!   forwarded to one queue, `rd_kafka_consume_batch_queue` on the poll thread, payloads copied into
+//!   50,000-record raw batches) with nothing done to the batches: the engine's floor;
+//! - `poll`: one `BaseConsumer::poll` per message, as a plain rdkafka application reads.
+//!
 //! Run: `TRADEWIND_BROKERS=127.0.0.1:19092 TW_CONSUME_TOPIC=bench cargo bench --bench consume`
 //! Prints one JSON line: {system, trades, seconds (first record to last EOF), seconds_total, bytes, ...}.
 //! Without `TW_CONSUME_TOPIC` it prints a note and exits 0 (so `cargo test --benches` stays offline).
@@ -36,6 +42,9 @@ fn main() -> anyhow::Result<()> {
                 cfg.set(k.trim(), v.trim());
             }
         }
+    }
+    if std::env::var("TW_CONSUME_MODE").as_deref() != Ok("poll") {
+        return batch_mode(&cfg, &topic, t_start);
     }
     let consumer: BaseConsumer = cfg.create()?;
     let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
@@ -90,6 +99,66 @@ fn main() -> anyhow::Result<()> {
     let secs = first.map_or(0.0, |f| (end - f).as_secs_f64());
     println!(
         "{{\"system\":\"consume-only ceiling (librdkafka, no processing)\",\"trades\":{count},\"seconds\":{secs:.4},\"seconds_total\":{:.4},\"bytes\":{bytes},\"partitions\":{},\"trades_per_s\":{:.0}}}",
+        (end - t_start).as_secs_f64(),
+        parts.len(),
+        if secs > 0.0 { count as f64 / secs } else { 0.0 }
+    );
+    Ok(())
+}
+
+/// The engine's consumer path with nothing done to the batches (see the module docs).
+fn batch_mode(cfg: &rdkafka::ClientConfig, topic: &str, t_start: Instant) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use tradewind_engine::consumer::{EngineConsumer, EngineContext, FetchQueue, Poller};
+    let lag = prometheus::IntGaugeVec::new(prometheus::Opts::new("lag", "lag"), &["partition"])?;
+    let consumer: EngineConsumer = cfg.create_with_context(EngineContext::new(topic, lag))?;
+    let consumer = Arc::new(consumer);
+    let queue = FetchQueue::attach(&consumer)?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    anyhow::ensure!(!parts.is_empty(), "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for &p in &parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.context().forward_partitions(&consumer, &tpl);
+    consumer.assign(&tpl)?;
+    let poller = Poller::start(consumer.clone(), queue, 50_000, Duration::from_millis(100));
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    loop {
+        anyhow::ensure!(
+            t_start.elapsed() < Duration::from_secs(600),
+            "timed out after {count} records"
+        );
+        let polled = match poller.batches.recv_timeout(Duration::from_secs(1)) {
+            Ok(p) => p,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(e) => anyhow::bail!("poll thread stopped: {e}"),
+        };
+        if !polled.raw.is_empty() {
+            first.get_or_insert(polled.at);
+        }
+        count += polled.raw.len() as u64;
+        bytes += (0..polled.raw.len())
+            .map(|i| polled.raw.payload(i).len() as u64)
+            .sum::<u64>();
+        let done = polled.raw.is_empty() && parts.iter().all(|p| polled.eof.contains(p));
+        let _ = poller.recycle.try_send(polled.raw);
+        if done {
+            break;
+        }
+    }
+    let end = Instant::now();
+    poller.stop();
+    let secs = first.map_or(0.0, |f| (end - f).as_secs_f64());
+    println!(
+        "{{\"system\":\"consume-only ceiling (the engine's batch poll path, no processing)\",\"trades\":{count},\"seconds\":{secs:.4},\"seconds_total\":{:.4},\"bytes\":{bytes},\"partitions\":{},\"trades_per_s\":{:.0}}}",
         (end - t_start).as_secs_f64(),
         parts.len(),
         if secs > 0.0 { count as f64 / secs } else { 0.0 }

@@ -37,7 +37,7 @@ mkdir -p "$OUT"
 TW_BIN="${TW_BIN:-}"
 if [ -z "$TW_BIN" ]; then
     log "building tradewind (release)"
-    (cd "$TW_ROOT" && cargo build --release -q -p tradewind --bin tradewind) || die "cargo build failed"
+    (cd "$TW_ROOT" && cargo build --release -q --workspace --all-targets) || die "cargo build failed"
     TW_BIN="$CARGO_TARGET_DIR/release/tradewind"
 fi
 MARIADB_PID="$(pgrep -x mariadbd | head -1 || true)"

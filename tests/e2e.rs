@@ -491,6 +491,9 @@ impl Chain {
             mysql_url,
             "--max-batch-rows",
             &self.batch_rows.to_string(),
+            // Several micro-batches per commit, and still many commits (crash points).
+            "--commit-interval",
+            "50ms",
             "--metrics-addr",
             &metrics.to_string(),
         ]

@@ -116,6 +116,7 @@ fn engine_args(brokers: &str, db: &TestDb, group: &str) -> EngineConfig {
     a.group = group.to_string();
     a.drain = true;
     a.max_batch_rows = 1_000;
+    a.commit_interval = Duration::from_millis(50);
     a.kafka_options = vec![
         "session.timeout.ms=3000".into(),
         "heartbeat.interval.ms=300".into(),
@@ -284,6 +285,8 @@ fn spawn_engine(
         group,
         "--max-batch-rows",
         "500",
+        "--commit-interval",
+        "50ms",
         "--kafka-option",
         "session.timeout.ms=3000",
         "--kafka-option",
@@ -671,9 +674,17 @@ fn any_partitioning_and_any_replica_count_give_identical_exact_tables() {
 
 /// The schema drifted (asset_1m.base narrowed): MySQL refuses the rows of a long but valid base
 /// (error 1406). Those trades go to the dead-letter topic with the MySQL error; everything else
-/// commits and equals the oracle, and the engine goes on.
+/// commits and equals the oracle, and the engine goes on. Both ways of committing: micro-batches
+/// folded into one commit (the refused fold is read again one micro-batch per commit, and nothing
+/// already routed is routed twice), and every micro-batch on its own.
 #[test]
 fn trades_behind_a_row_mysql_refuses_are_dead_lettered_and_the_rest_commits() {
+    for interval in [Duration::from_millis(50), Duration::ZERO] {
+        refused_rows_case(interval);
+    }
+}
+
+fn refused_rows_case(commit_interval: Duration) {
     use mysql_async::prelude::Queryable;
     let inp = input(10_000, 0, 0.0, 8);
     let c = cluster();
@@ -706,9 +717,16 @@ fn trades_behind_a_row_mysql_refuses_are_dead_lettered_and_the_rest_commits() {
         records.insert(k * 1_000 + 17, record(t));
     }
     produce_all(c.bootstrap_servers(), "trades", &records);
-    let s = drain_in_process(&rt, engine_args(c.bootstrap_servers(), &db, "g1"));
+    let mut args = engine_args(c.bootstrap_servers(), &db, "g1");
+    args.commit_interval = commit_interval;
+    let s = drain_in_process(&rt, args);
     check_against_oracle(&rt, &db, &inp, false);
     assert_eq!(s.trades as usize, inp.good.len());
+    if commit_interval.is_zero() {
+        assert_eq!(s.refused_folds, 0);
+    } else {
+        assert!(s.refused_folds >= 1, "no folded commit was refused: {s:?}");
+    }
     let dlq = read_topic(c.bootstrap_servers(), "trades.dlq");
     let storage: Vec<_> = dlq
         .iter()

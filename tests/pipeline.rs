@@ -276,6 +276,8 @@ fn spawn_replica(brokers: &str, db: &TestDb, file: &str, abort_after: Option<u64
         file,
         "--max-batch-rows",
         "700",
+        "--commit-interval",
+        "50ms",
         "--metrics-addr",
         "127.0.0.1:0",
         "--kafka-option",
@@ -363,6 +365,7 @@ fn user_views_equal_the_oracle_under_disorder_kills_and_two_replicas() {
     a.group = "g-one".into();
     a.drain = true;
     a.max_batch_rows = 1_000;
+    a.commit_interval = std::time::Duration::from_millis(50);
     a.pipeline = Some(file.clone());
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let summary = rt

@@ -40,8 +40,8 @@ pub struct RunArgs {
     /// still corrects the row (`revision` + 1); later ones go to the late-trades topic.
     #[arg(long, env = "TRADEWIND_ALLOWED_LATENESS", default_value = "10m", value_parser = parse_duration)]
     pub allowed_lateness: Duration,
-    /// No effect, accepted so existing commands keep working: every commit (one per micro-batch)
-    /// already writes the open windows as provisional rows (is_final = 0).
+    /// No effect, accepted so existing commands keep working: every commit already
+    /// writes the open windows as provisional rows (is_final = 0).
     #[arg(long, env = "TRADEWIND_LIVE_INTERVAL", value_parser = parse_duration)]
     pub live_interval: Option<Duration>,
     /// A partition caught up with its end and quiet for this long no longer holds the topic's low
@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// Longest time to gather one micro-batch (e.g. 100ms).
     #[arg(long, env = "TRADEWIND_MAX_BATCH_WAIT", default_value = "100ms", value_parser = parse_duration)]
     pub max_batch_wait: Duration,
+    /// Longest time micro-batches are folded in memory before one MySQL transaction commits them
+    /// (each window row merged once) while a backlog is read; with nothing more waiting the engine
+    /// commits at once. 0 commits every micro-batch on its own.
+    #[arg(long, env = "TRADEWIND_COMMIT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub commit_interval: Duration,
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
@@ -124,6 +129,7 @@ impl RunArgs {
             late_topic: self.late_topic,
             max_batch_rows: self.max_batch_rows,
             max_batch_wait: self.max_batch_wait,
+            commit_interval: self.commit_interval,
             metrics_addr: self.metrics_addr,
             drain: self.drain,
             migrate: self.migrate,

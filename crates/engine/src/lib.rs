@@ -7,7 +7,7 @@
 //! bytes) → [`partition`] (which records are new, seeks) → [`decode`] (the model's validator into
 //! Arrow builders) → [`views`] (per-partition, per-view lateness, then each view's aggregation:
 //! contribution batches for the sink; [`window`] holds the ordering key and partition clocks) →
-//! [`runner`] (the loop: commit, fencing, data-error isolation, retry, liveness, drain). [`metrics`]
+//! [`pending`] (micro-batches folded until the next commit) → [`runner`] (the loop: commit, fencing, data-error isolation, retry, liveness, drain). [`metrics`]
 //! holds the Prometheus metrics, and [`retention`] deletes old final rows in a task of its own
 //! (`--retention`).
 
@@ -17,6 +17,7 @@ pub mod consumer;
 pub mod decode;
 pub mod metrics;
 pub mod partition;
+pub mod pending;
 pub mod raw;
 pub mod retention;
 pub mod runner;
@@ -62,6 +63,10 @@ pub struct EngineConfig {
     pub max_batch_rows: usize,
     /// Longest time to gather one micro-batch (e.g. 100ms).
     pub max_batch_wait: Duration,
+    /// Longest time micro-batches are folded in memory before one MySQL transaction commits them
+    /// (each window row merged once) while a backlog is read; an engine with nothing more waiting
+    /// commits at once. Zero commits every micro-batch on its own.
+    pub commit_interval: Duration,
     /// Address of the /metrics, /healthz and /readyz endpoint.
     pub metrics_addr: SocketAddr,
     /// Consume until every partition is caught up, mark them drained (when every partition of the
@@ -107,6 +112,7 @@ impl EngineConfig {
             late_topic: "trades.late".into(),
             max_batch_rows: 50_000,
             max_batch_wait: Duration::from_millis(100),
+            commit_interval: Duration::from_secs(1),
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             drain: false,
             migrate: true,

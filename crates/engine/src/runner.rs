@@ -32,6 +32,7 @@ use crate::consumer::{EngineConsumer, EngineContext, FetchQueue, Polled, Poller}
 use crate::decode::{BatchDecoder, Decoded};
 use crate::metrics::EngineMetrics;
 use crate::partition::{Admit, PartState, Seek};
+use crate::pending::Pending;
 use crate::raw::RawBatch;
 use crate::views::{BatchPlan, Lateness, Origins, Views};
 use crate::EngineConfig;
@@ -57,6 +58,9 @@ pub struct EngineSummary {
     pub commits: u64,
     /// Commits refused because another replica owns the partition now.
     pub fenced: u64,
+    /// Folded commits MySQL refused a value of (their partitions were read again one micro-batch
+    /// per commit to find the trades behind the refused rows).
+    pub refused_folds: u64,
 }
 
 /// Runs the engine until `shutdown` flips (or, with `--drain`, until caught up).
@@ -275,6 +279,14 @@ struct Engine {
     partition_count_at: Option<Instant>,
     summary: EngineSummary,
     seek_gen: Arc<std::sync::atomic::AtomicU64>,
+    /// Micro-batches consumed and folded since the last commit.
+    pending: Pending,
+    /// Partitions being read again one micro-batch per commit after MySQL refused a folded commit,
+    /// up to the offset the fold had reached (where the refused rows' trades can be found).
+    isolate_until: HashMap<i32, i64>,
+    /// Per partition, the offset below which dead letters and too-late trades were routed already
+    /// (records read again after a refused commit are not routed twice).
+    routed: HashMap<i32, i64>,
 }
 
 /// Records set aside before the fold: raw index -> reason (validator or MySQL).
@@ -295,6 +307,9 @@ impl Engine {
             partition_count_at: None,
             summary: EngineSummary::default(),
             seek_gen: Arc::default(),
+            pending: Pending::default(),
+            isolate_until: HashMap::new(),
+            routed: HashMap::new(),
         }
     }
 
@@ -326,22 +341,40 @@ impl Engine {
         poller: &Poller,
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // A micro-batch already taken from the poller (to see whether more is waiting).
+        let mut waiting: Option<Polled> = None;
         loop {
             self.beat();
             if *shutdown.borrow() {
+                self.flush(rt, shutdown)?;
                 tracing::info!("shutdown: last batch committed, leaving the group");
                 return Ok(());
             }
-            let polled = match poller.batches.recv_timeout(Duration::from_millis(500)) {
-                Ok(p) => p,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    anyhow::bail!("consumer thread stopped")
-                }
+            let polled = match waiting.take() {
+                Some(p) => p,
+                None => match poller.batches.recv_timeout(Duration::from_millis(500)) {
+                    Ok(p) => p,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        self.flush(rt, shutdown)?;
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        anyhow::bail!("consumer thread stopped")
+                    }
+                },
             };
             let started = Instant::now();
             let caught_up = self.process(rt, &polled, shutdown)?;
             let _ = poller.recycle.try_send(polled.raw);
+            waiting = poller.batches.try_recv().ok();
+            if caught_up
+                || self.pending.is_empty()
+                || self
+                    .pending
+                    .due(waiting.is_some(), self.args.commit_interval)
+            {
+                self.flush(rt, shutdown)?;
+            }
             self.io
                 .metrics
                 .batch_duration
@@ -496,8 +529,11 @@ impl Engine {
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default();
         let in_batch: BTreeSet<i32> = raw.partitions.iter().copied().collect();
+        // A partition revoked with folded records stays until the next commit, which carries its
+        // offsets (the compare-and-set fences it if the new owner committed first).
+        let pending = &self.pending.partitions;
         self.parts
-            .retain(|p, _| assigned.contains(p) || in_batch.contains(p));
+            .retain(|p, _| assigned.contains(p) || in_batch.contains(p) || pending.contains(p));
         for p in assigned.iter().chain(in_batch.iter()) {
             if !self.parts.contains_key(p) && !self.load(rt, *p, shutdown)? {
                 return Ok(None);
@@ -593,12 +629,31 @@ impl Engine {
             .filter(|&i| accepted[i])
             .map(|i| raw.partitions[i])
             .collect();
+        // Records read again after a refused commit were routed already.
+        let routed = |i: usize| {
+            self.routed
+                .get(&raw.partitions[i])
+                .is_some_and(|&o| raw.offsets[i] < o)
+        };
         let rejected: Rejected = decoded
             .rejects
             .iter()
             .map(|(i, r)| (*i as usize, r.clone()))
+            .filter(|(i, _)| !routed(*i))
             .collect();
-        self.commit_batch(rt, polled, &decoded, rejected, &in_batch, shutdown)?;
+        if self.args.commit_interval.is_zero() || !self.isolate_until.is_empty() {
+            self.flush(rt, shutdown)?;
+            self.commit_batch(rt, polled, &decoded, rejected, &in_batch, shutdown)?;
+            self.end_isolation();
+        } else {
+            self.fold_batch(rt, polled, &decoded, &rejected, &in_batch)?;
+        }
+        for (i, &p) in raw.partitions.iter().enumerate() {
+            if accepted[i] {
+                let o = self.routed.entry(p).or_insert(0);
+                *o = (*o).max(raw.offsets[i] + 1);
+            }
+        }
         let caught_up = !assigned.is_empty()
             && raw.is_empty()
             && assigned.iter().all(|p| polled.eof.contains(p));
@@ -619,10 +674,93 @@ impl Engine {
             partitions: &raw.partitions,
             offsets: &raw.offsets,
         };
-        let clock = |p: i32| self.parts.get(&p).map(|st| st.clock);
+        // Partitions advance from the folded, uncommitted micro-batches' clocks.
+        let clock = |p: i32| {
+            let st = self.parts.get(&p)?;
+            Some(self.pending.clocks.get(&p).copied().unwrap_or(st.clock))
+        };
         Ok(self
             .views
             .plan(decoded, &origins, clock, excluded, now_ms())?)
+    }
+
+    /// Plans one batch, routes its side outputs and folds its contributions into the pending commit.
+    fn fold_batch(
+        &mut self,
+        rt: &Handle,
+        polled: &Polled,
+        decoded: &Decoded,
+        rejected: &[(usize, Reject)],
+        in_batch: &BTreeSet<i32>,
+    ) -> anyhow::Result<()> {
+        let raw = &polled.raw;
+        let plan = self.plan(raw, decoded, &HashSet::new())?;
+        self.route_rejects(rt, raw, rejected)?;
+        let fresh: Vec<&(usize, i64, Vec<usize>)> = self.not_routed(raw, &plan.too_late);
+        self.route_too_late(rt, raw, &fresh)?;
+        if in_batch.is_empty() {
+            return Ok(());
+        }
+        self.pending
+            .fold(&self.views, plan, in_batch, polled.at, now_ms())
+    }
+
+    /// The too-late trades of `late` not routed before (records read again after a refused commit).
+    fn not_routed<'a>(
+        &self,
+        raw: &RawBatch,
+        late: &'a [(usize, i64, Vec<usize>)],
+    ) -> Vec<&'a (usize, i64, Vec<usize>)> {
+        late.iter()
+            .filter(|(i, _, _)| {
+                self.routed
+                    .get(&raw.partitions[*i])
+                    .is_none_or(|&o| raw.offsets[*i] >= o)
+            })
+            .collect()
+    }
+
+    /// Commits the folded micro-batches (and status changes) in one transaction. When MySQL refuses
+    /// a value, the fold is abandoned and its partitions are read again one micro-batch per commit
+    /// ([`Engine::commit_batch`] finds the trades behind the refused rows).
+    fn flush(&mut self, rt: &Handle, shutdown: &watch::Receiver<bool>) -> anyhow::Result<()> {
+        let polled_at = self.pending.since().unwrap_or_else(Instant::now);
+        let plan = self.pending.take(&self.views, now_ms())?;
+        let in_batch = std::mem::take(&mut self.pending.partitions);
+        self.pending.clear();
+        let progress = self.progress(&plan, &in_batch, None);
+        if progress.is_empty() {
+            return Ok(());
+        }
+        match self.commit(rt, shutdown, &progress, &plan.batches, polled_at)? {
+            Committed::Done => self.apply(&plan, &progress),
+            Committed::Interrupted | Committed::Fenced => {}
+            Committed::DataError(e) => {
+                self.summary.refused_folds += 1;
+                tracing::warn!(error = %e, partitions = ?in_batch, "MySQL refused values of a folded commit; reading its partitions again one micro-batch per commit to isolate the rows");
+                for p in in_batch {
+                    let Some(st) = self.parts.get_mut(&p) else {
+                        continue;
+                    };
+                    if let Some(n) = st.next {
+                        self.isolate_until.insert(p, n);
+                    }
+                    st.next = st.committed;
+                    self.seek_loaded(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the one-micro-batch-per-commit reading of partitions that are past the refused fold.
+    fn end_isolation(&mut self) {
+        let parts = &self.parts;
+        self.isolate_until.retain(|p, until| {
+            parts
+                .get(p)
+                .is_some_and(|st| st.committed.is_none_or(|c| c < *until))
+        });
     }
 
     /// Plans, routes side outputs and commits one batch; on a MySQL data error, sets the trades
@@ -644,9 +782,9 @@ impl Engine {
             let plan = self.plan(raw, decoded, &excluded)?;
             self.route_rejects(rt, raw, &rejected[sent_dlq..])?;
             sent_dlq = rejected.len();
-            let fresh: Vec<&(usize, i64, Vec<usize>)> = plan
-                .too_late
-                .iter()
+            let fresh: Vec<&(usize, i64, Vec<usize>)> = self
+                .not_routed(raw, &plan.too_late)
+                .into_iter()
                 .filter(|(i, _, _)| !sent_late.contains(i))
                 .collect();
             self.route_too_late(rt, raw, &fresh)?;

@@ -206,6 +206,20 @@ impl Views {
         (keep, late)
     }
 
+    /// View `v`'s contribution batches `parts` folded into one (see [`ViewExec::combine`]); `None`
+    /// when they hold no row.
+    pub fn combine(
+        &self,
+        v: usize,
+        parts: &[RecordBatch],
+        now_ms: i64,
+    ) -> Result<Option<RecordBatch>, PipelineError> {
+        match self.execs.get(v) {
+            Some(exec) => exec.combine(parts, now_ms),
+            None => Ok(None),
+        }
+    }
+
     /// Empty contribution batches (a commit that only moves offsets or statuses).
     pub fn empty_batches(&self) -> Vec<RecordBatch> {
         self.tables

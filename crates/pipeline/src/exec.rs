@@ -155,6 +155,9 @@ pub struct ViewExec {
     filter: Option<Arc<dyn PhysicalExpr>>,
     planned: Planned,
     rollup: Option<Rollup>,
+    /// Re-aggregation of this view's own contribution rows ([`ViewExec::combine`]), planned on
+    /// first use.
+    combined: std::sync::OnceLock<Planned>,
 }
 
 fn udaf(kind: StateKind) -> Arc<AggregateUDF> {
@@ -240,6 +243,7 @@ impl ViewExec {
             filter,
             planned,
             rollup: None,
+            combined: std::sync::OnceLock::new(),
         })
     }
 
@@ -337,7 +341,7 @@ impl ViewExec {
         let planned = match r.planned.get() {
             Some(p) => p,
             None => {
-                let p = self.plan_rollup(r, input.schema())?;
+                let p = self.plan_reaggregation(&r.from, &r.states, input.schema())?;
                 r.planned.get_or_init(|| p)
             }
         };
@@ -371,11 +375,49 @@ impl ViewExec {
         )?)
     }
 
-    /// Plans the re-aggregation of the source's states.
-    fn plan_rollup(&self, r: &Rollup, schema: SchemaRef) -> Result<Planned, PipelineError> {
+    /// Several contribution batches of this view folded into one, as the sink's merge would fold
+    /// them into the stored rows: one row per key and window (counts and sums added, first/last by
+    /// the ordering key, extremes kept, derived columns recomputed). The engine commits several
+    /// micro-batches at once this way, writing each window once instead of once per micro-batch.
+    pub fn combine(
+        &self,
+        parts: &[RecordBatch],
+        now_ms: i64,
+    ) -> Result<Option<RecordBatch>, PipelineError> {
+        let parts: Vec<&RecordBatch> = parts.iter().filter(|b| b.num_rows() > 0).collect();
+        let (first, rest) = match parts.as_slice() {
+            [] => return Ok(None),
+            [only] => return Ok(Some((*only).clone())),
+            [first, rest @ ..] => (*first, rest),
+        };
+        let mut all = vec![first.clone()];
+        all.extend(rest.iter().map(|b| (*b).clone()));
+        let source = arrow_select::concat::concat_batches(&first.schema(), &all)?;
+        let input = self.rollup_input(&source)?;
+        let planned = match self.combined.get() {
+            Some(p) => p,
+            None => {
+                let identity: Vec<usize> = (0..self.view.states.len()).collect();
+                let p = self.plan_reaggregation(&self.view, &identity, input.schema())?;
+                self.combined.get_or_init(|| p)
+            }
+        };
+        let states = planned.run(input)?;
+        let out = self.contribution(&states, now_ms)?;
+        Ok(Some(sort_by_key(&out, self.view.keys.len() + 1)?))
+    }
+
+    /// Plans the re-aggregation of `from`'s contribution rows into this view: `states[i]` is the
+    /// state of `from` that this view's state `i` re-aggregates.
+    fn plan_reaggregation(
+        &self,
+        from: &View,
+        states: &[usize],
+        schema: SchemaRef,
+    ) -> Result<Planned, PipelineError> {
         let mut groups = Vec::new();
         for (name, trade_col) in &self.view.keys {
-            let Some((source_name, _)) = r.from.keys.iter().find(|(_, t)| t == trade_col) else {
+            let Some((source_name, _)) = from.keys.iter().find(|(_, t)| t == trade_col) else {
                 return Err(
                     arrow_schema::ArrowError::SchemaError(format!("key {trade_col}")).into(),
                 );
@@ -384,16 +426,16 @@ impl ViewExec {
         }
         groups.push((col(WINDOW_COLUMN, &schema)?, "window_start".to_string()));
         let mut aggs = Vec::new();
-        for (s, &j) in self.view.states.iter().zip(&r.states) {
-            let from = &r.from.states[j];
+        for (s, &j) in self.view.states.iter().zip(states) {
+            let source = &from.states[j];
             let kind = match s.kind {
                 StateKind::Count | StateKind::Late | StateKind::SumOrZero => StateKind::Sum,
                 other => other,
             };
-            let mut b = AggregateExprBuilder::new(udaf(kind), vec![col(&from.column, &schema)?])
+            let mut b = AggregateExprBuilder::new(udaf(kind), vec![col(&source.column, &schema)?])
                 .schema(schema.clone())
                 .alias(s.column.clone());
-            if let Some(key) = &from.order_key {
+            if let Some(key) = &source.order_key {
                 // A source row without a first/last (its FILTER matched nothing) has a NULL key:
                 // it must lose, so NULLs sort last for first values and first for last values.
                 let options = SortOptions {
@@ -445,9 +487,13 @@ impl ViewExec {
             names.push(s.column.clone());
             columns.push(a);
         }
+        let index: std::collections::HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let value_of = |column: &str, row: usize| -> Option<f64> {
-            let i = names.iter().position(|n| n == column)?;
-            number(&columns[i], row)
+            number(&columns[*index.get(column)?], row)
         };
         let mut derived = Vec::new();
         for (name, e) in v.derived() {
