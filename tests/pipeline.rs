@@ -276,19 +276,36 @@ fn spawn_replica(brokers: &str, db: &TestDb, file: &str, abort_after: Option<u64
         file,
         "--max-batch-rows",
         "700",
-        "--commit-interval",
-        "50ms",
         "--metrics-addr",
         "127.0.0.1:0",
         "--kafka-option",
         "session.timeout.ms=3000",
         "--kafka-option",
         "heartbeat.interval.ms=300",
-    ])
-    .stderr(Stdio::null());
-    if let Some(n) = abort_after {
-        cmd.args(["--fault-abort-after-commits", &n.to_string()]);
+    ]);
+    // Set TW_TEST_LOG_DIR to keep each replica's log for debugging.
+    match std::env::var("TW_TEST_LOG_DIR") {
+        Ok(dir) => {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let f = std::fs::File::create(format!("{dir}/views-{n}.log")).expect("log file");
+            cmd.stderr(f);
+        }
+        Err(_) => {
+            cmd.stderr(Stdio::null());
+        }
     }
+    match abort_after {
+        // One commit per micro-batch: the N-th commit surely comes before the end.
+        Some(n) => cmd.args([
+            "--commit-interval",
+            "0",
+            "--fault-abort-after-commits",
+            &n.to_string(),
+        ]),
+        // Micro-batches folded into commits.
+        None => cmd.args(["--commit-interval", "50ms"]),
+    };
     cmd.spawn().expect("spawn tradewind run")
 }
 

@@ -36,7 +36,7 @@ pub struct PartState {
     pub clock: PartitionClock,
     /// Status as of the last commit (`None`: never committed).
     pub status: Option<PartitionStatus>,
-    /// Last time a record arrived (idleness).
+    /// Last time a record arrived (idleness); set once per micro-batch by the engine.
     pub last_activity: Instant,
     /// Caught up with the end of the partition (as of the last batch).
     pub at_eof: bool,
@@ -75,7 +75,7 @@ impl PartState {
     }
 
     /// Decides about the record at `offset`, polled in seek generation `gen`; advances `next` when
-    /// it is accepted.
+    /// it is accepted (the caller stamps [`PartState::last_activity`], once per batch).
     pub fn admit(&mut self, offset: i64, gen: u64) -> Admit {
         if let Seek::Pending { gen: target } = self.seek {
             if gen >= target || Some(offset) == self.next {
@@ -108,7 +108,6 @@ impl PartState {
             _ => {}
         }
         self.next = Some(offset + 1);
-        self.last_activity = Instant::now();
         Admit::Accept
     }
 

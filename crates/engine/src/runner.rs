@@ -581,13 +581,17 @@ impl Engine {
             st.at_eof = polled.eof.contains(p);
         }
         let mut accepted = vec![false; raw.len()];
+        let now = Instant::now();
         for (i, keep) in accepted.iter_mut().enumerate() {
             let (p, o) = (raw.partitions[i], raw.offsets[i]);
             let Some(st) = self.parts.get_mut(&p) else {
                 continue;
             };
             match st.admit(o, polled.gen) {
-                Admit::Accept => *keep = true,
+                Admit::Accept => {
+                    *keep = true;
+                    st.last_activity = now;
+                }
                 Admit::Skip => {}
                 Admit::SkipAndSeek(n) => {
                     let gen = seek(

@@ -390,9 +390,20 @@ impl ViewExec {
             [only] => return Ok(Some((*only).clone())),
             [first, rest @ ..] => (*first, rest),
         };
-        let mut all = vec![first.clone()];
-        all.extend(rest.iter().map(|b| (*b).clone()));
-        let source = arrow_select::concat::concat_batches(&first.schema(), &all)?;
+        // Each batch's schema says a column is nullable only if that batch holds a NULL (a FILTER
+        // that matched nothing in some window): fold under a schema where every column may be.
+        let fields: Vec<arrow_schema::Field> = first
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let schema = Arc::new(arrow_schema::Schema::new(fields));
+        let all = std::iter::once(first)
+            .chain(rest.iter().copied())
+            .map(|b| b.clone().with_schema(schema.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let source = arrow_select::concat::concat_batches(&schema, &all)?;
         let input = self.rollup_input(&source)?;
         let planned = match self.combined.get() {
             Some(p) => p,
@@ -505,11 +516,16 @@ impl ViewExec {
             columns.push(a);
         }
         if let Some(t) = &v.trend {
+            // A row holding late trades may be created behind a final successor: flagged, so the
+            // commit repairs the successor's trend (see `tradewind_sink::Trend::stale`).
+            let late = revision
+                .as_ref()
+                .and_then(|r| r.as_primitive_opt::<Int64Type>());
             let mut trend = StringBuilder::new();
             let mut stale = BooleanBuilder::new();
-            for _ in 0..rows {
+            for r in 0..rows {
                 trend.append_null();
-                stale.append_value(false);
+                stale.append_value(late.is_some_and(|l| l.is_valid(r) && l.value(r) > 0));
             }
             names.extend([t.column.clone(), t.stale.clone()]);
             columns.extend([

@@ -55,7 +55,17 @@ fn trades(n: usize, seed: u64) -> (RecordBatch, ArrayRef, BooleanArray) {
         cols[0].push(pick(&mut r, &["binance", "kraken", "coinbase"]));
         cols[1].push(pick(&mut r, &["bitcoin", "ethereum", "solana"]));
         cols[2].push(pick(&mut r, &["tether", "usd"]));
-        cols[3].push(pick(&mut r, &["buy", "sell"]));
+        // The first trade a buy on binance, the next five sells: the first micro-batch has a
+        // buy in its window, the next ones none (NULL filtered states after a non-NULL batch).
+        let direction = match i {
+            0 => "buy",
+            1..=5 => "sell",
+            _ => pick(&mut r, &["buy", "sell"]),
+        };
+        cols[3].push(direction);
+        if i == 0 {
+            cols[0][0] = "binance";
+        }
         let p = 1.0 + r.next(10_000) as f64 / 7.0;
         price.push(p);
         volume.push(r.next(1_000) as f64 / 3.0);
@@ -151,10 +161,11 @@ fn folded_micro_batches_equal_one_batch_of_all_their_trades() {
             "{}: the data must span windows",
             view.name
         );
-        // Uneven micro-batches, one of them empty.
+        // Uneven micro-batches, one of them empty, tiny ones whose windows lack a buy (NULL
+        // states where the first batch has none).
         let mut parts = Vec::new();
         let mut at = 0;
-        for len in [1usize, 0, 700, 299, 2_000] {
+        for len in [1usize, 0, 2, 3, 694, 300, 2_000] {
             let b = all.slice(at, len);
             let o = ord.slice(at, len);
             let l = late.slice(at, len);
@@ -166,11 +177,11 @@ fn folded_micro_batches_equal_one_batch_of_all_their_trades() {
         assert_same(&view.name, &got, &want);
         // Folding is associative: fold a fold with the rest.
         let first = exec
-            .combine(&parts[..3], 0)
+            .combine(&parts[..5], 0)
             .expect("combine")
             .expect("rows");
         let again = exec
-            .combine(&[first, parts[3].clone(), parts[4].clone()], 0)
+            .combine(&[first, parts[5].clone(), parts[6].clone()], 0)
             .expect("combine")
             .expect("rows");
         assert_same(&view.name, &again, &want);

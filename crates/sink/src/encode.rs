@@ -111,7 +111,7 @@ impl<'a> Col<'a> {
                 if $a.is_null(i) {
                     out.push_str("NULL");
                 } else {
-                    let _ = write!(out, "{}", $a.value(i));
+                    out.push_str(itoa::Buffer::new().format($a.value(i)));
                 }
             }};
         }
@@ -251,7 +251,9 @@ pub(crate) fn write_decimal(v: i128, scale: i8, out: &mut String) {
 
 pub(crate) fn write_f64(v: f64, out: &mut String) {
     if v.is_finite() {
-        let _ = write!(out, "{v:e}");
+        // Ryū: the same shortest round-trip digits as `{:e}`, several times faster (the sink
+        // formats every double of every row).
+        out.push_str(ryu::Buffer::new().format_finite(v));
     } else {
         out.push_str("NULL");
     }
@@ -260,7 +262,7 @@ pub(crate) fn write_f64(v: f64, out: &mut String) {
 /// Appends an `f32` as its shortest round-trip `f32` digits; non-finite values become `NULL`.
 pub(crate) fn write_f32(v: f32, out: &mut String) {
     if v.is_finite() {
-        let _ = write!(out, "{v:e}");
+        out.push_str(ryu::Buffer::new().format_finite(v));
     } else {
         out.push_str("NULL");
     }
@@ -290,17 +292,22 @@ pub(crate) fn write_datetime_ms(ms: i64, out: &mut String) -> Result<(), SinkErr
     if !(0..=9999).contains(&t.year()) {
         return Err(out_of_range());
     }
-    let _ = write!(
-        out,
-        "'{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}'",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        ms.rem_euclid(1000)
-    );
+    // Fixed-width digits, no formatter: three DATETIMEs per row of every commit.
+    let mut b = *b"'0000-00-00 00:00:00.000'";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for k in (at..at + width).rev() {
+            b[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(1, 4, t.year() as u32);
+    put(6, 2, t.month());
+    put(9, 2, t.day());
+    put(12, 2, t.hour());
+    put(15, 2, t.minute());
+    put(18, 2, t.second());
+    put(21, 3, ms.rem_euclid(1000) as u32);
+    out.push_str(std::str::from_utf8(&b).unwrap_or("NULL"));
     Ok(())
 }
 
@@ -367,7 +374,23 @@ mod tests {
         write_f64(f64::NAN, &mut s);
         s.push(',');
         write_f64(1e300, &mut s);
-        assert_eq!(s, "1e-1,NULL,1e300");
+        s.push(',');
+        write_f64(-2.5e-7, &mut s);
+        s.push(',');
+        write_f64(67_543.21, &mut s);
+        assert_eq!(s, "0.1,NULL,1e300,-2.5e-7,67543.21");
+        // Shortest digits that read back as the same double.
+        for v in [
+            0.1 + 0.2,
+            1.0 / 3.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            123_456_789.123_456_79,
+        ] {
+            let mut s = String::new();
+            write_f64(v, &mut s);
+            assert_eq!(s.parse::<f64>().ok(), Some(v), "{s}");
+        }
         let mut s = String::new();
         write_hex_literal(&[0, 0xab, 0xff], &mut s);
         assert_eq!(s, "X'00ABFF'");

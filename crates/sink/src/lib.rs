@@ -311,9 +311,11 @@ impl MySqlSink {
     /// 1. advance every partition's stored offset by compare-and-set (`UPDATE ... WHERE next_offset =
     ///    expected`, or insert-if-absent); any mismatch rolls back and returns [`CommitOutcome::Fenced`];
     /// 2. merge each table's contribution into its rows ([`MergeTable`]);
-    /// 3. read the topic-wide low watermark from `tw_offsets` and mark the rows it closes final;
-    /// 4. refresh the trend of the rows made final or merged into while final, and of their
-    ///    successors (provisional rows carry no trend: it compares closed windows).
+    /// 3. read the topic-wide low watermark from `tw_offsets` and mark the rows it closes final,
+    ///    each with its trend against the previous window (provisional rows carry no trend: it
+    ///    compares closed windows);
+    /// 4. repair the trend of final rows a correction changed, of rows late trades created, and of
+    ///    their final successors (flagged rows only: usually none).
     pub async fn commit(&self, c: &Commit<'_>) -> Result<CommitOutcome, SinkError> {
         let mut opts = TxOpts::default();
         opts.with_isolation_level(IsolationLevel::ReadCommitted);
@@ -602,7 +604,61 @@ async fn low_watermark(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Optio
     )
 }
 
-/// Marks the rows of `table` whose window ends at or before `low` final; returns how many.
+/// The SQL pieces of a table's trend: the previous-window join and the up/down/flat expression.
+struct TrendSql<'a> {
+    table: &'a MergeTable,
+    /// The quoted table name.
+    t: String,
+    /// The quoted flag column.
+    flag: String,
+    /// The quoted trend column.
+    column: String,
+    /// The quoted compared value column.
+    value: String,
+}
+
+impl<'a> TrendSql<'a> {
+    fn new(table: &'a MergeTable, trend: &Trend) -> Self {
+        TrendSql {
+            table,
+            t: merge::quoted(&table.name),
+            flag: merge::quoted(&trend.stale),
+            column: merge::quoted(&trend.column),
+            value: merge::quoted(&trend.value),
+        }
+    }
+
+    /// Join condition: `b` is the window right after `a` (same keys).
+    fn next_of(&self, a: &str, b: &str) -> String {
+        let keys = self
+            .table
+            .key_columns()
+            .map(|k| {
+                let k = merge::quoted(k);
+                format!("{a}.{k} = {b}.{k}")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "{keys} AND {a}.`window_start` = {b}.`window_start` - INTERVAL {} MICROSECOND",
+            self.table.window_ms.saturating_mul(1000)
+        )
+    }
+
+    /// The trend of row `c` against its previous window `p` (NULL without one).
+    fn case(&self, c: &str, p: &str) -> String {
+        let v = &self.value;
+        format!(
+            "CASE WHEN {p}.{v} IS NULL THEN NULL WHEN {c}.{v} > {p}.{v} THEN 'up' \
+             WHEN {c}.{v} < {p}.{v} THEN 'down' ELSE 'flat' END"
+        )
+    }
+}
+
+/// Marks the rows of `table` whose window ends at or before `low` final, computing the trend of
+/// each against its previous window in the same statement (the previous window closes first, or in
+/// the same statement; the join's shared lock on it orders this against a replica correcting it).
+/// Returns how many rows became final.
 async fn finalize(
     tx: &mut Transaction<'_>,
     table: &MergeTable,
@@ -612,18 +668,26 @@ async fn finalize(
     buf.clear();
     buf.push_str("UPDATE ");
     buf.push_str(&merge::quoted(&table.name));
-    buf.push_str(" SET is_final = 1");
+    buf.push_str(" c");
     if let Some(trend) = &table.trend {
-        buf.push_str(", ");
-        buf.push_str(&merge::quoted(&trend.stale));
-        buf.push_str(" = 1");
+        let sql = TrendSql::new(table, trend);
+        buf.push_str(&format!(
+            " LEFT JOIN {} p ON {} SET c.{} = {},",
+            sql.t,
+            sql.next_of("p", "c"),
+            sql.column,
+            sql.case("c", "p")
+        ));
+    } else {
+        buf.push_str(" SET");
     }
+    buf.push_str(" c.`is_final` = 1");
     if table.columns.iter().any(|(n, _)| n == "updated_at") {
-        buf.push_str(", updated_at = UTC_TIMESTAMP(3)");
+        buf.push_str(", c.`updated_at` = UTC_TIMESTAMP(3)");
     }
-    buf.push_str(" WHERE is_final = 0");
+    buf.push_str(" WHERE c.`is_final` = 0");
     if low != i64::MAX {
-        buf.push_str(" AND window_start <= ");
+        buf.push_str(" AND c.`window_start` <= ");
         encode::write_datetime_ms(low.saturating_sub(table.window_ms), buf)?;
     }
     tx.query_drop(buf.as_str())
@@ -632,10 +696,11 @@ async fn finalize(
     Ok(tx.affected_rows())
 }
 
-/// Step 5 of [`MySqlSink::commit`]: recomputes the trend of the rows this transaction flagged
-/// (`trend_stale = 1`: merged into while final, or just made final) and of their successors, then
-/// clears the flags. The rows read are locked first (`FOR UPDATE`), so a concurrent replica merging
-/// into a previous window either commits first (and this read sees it) or waits for this
+/// Step 5 of [`MySqlSink::commit`]: the rare trend repairs. Rows flagged `trend_stale = 1` (a final
+/// row merged into by a correction, or a row created by late trades, possibly behind a final
+/// successor) get the trend of the final ones recomputed, and so do their final successors; then
+/// the flags are cleared. The rows read are locked first (`FOR UPDATE`), so a concurrent replica
+/// merging into a previous window either commits first (and this read sees it) or waits for this
 /// transaction (and then refreshes the successor itself). Range-driven statements on the flag's
 /// index: no key lists.
 async fn refresh_trend(
@@ -646,32 +711,9 @@ async fn refresh_trend(
     let Some(trend) = &table.trend else {
         return Ok(());
     };
-    let t = merge::quoted(&table.name);
-    let flag = merge::quoted(&trend.stale);
-    let v = merge::quoted(&trend.value);
-    let join = |a: &str, b: &str| -> String {
-        // `b` is the window right after `a`.
-        let keys = table
-            .key_columns()
-            .map(|k| {
-                let k = merge::quoted(k);
-                format!("{a}.{k} = {b}.{k}")
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        format!(
-            "{keys} AND {a}.`window_start` = {b}.`window_start` - INTERVAL {} MICROSECOND",
-            table.window_ms.saturating_mul(1000)
-        )
-    };
-    let case = |c: &str, p: &str| {
-        format!(
-            "CASE WHEN {p}.{v} IS NULL THEN NULL WHEN {c}.{v} > {p}.{v} THEN 'up' \
-             WHEN {c}.{v} < {p}.{v} THEN 'down' ELSE 'flat' END"
-        )
-    };
-    let column = merge::quoted(&trend.column);
-    // Most commits flag nothing (no row became final, no final row changed): one indexed probe.
+    let sql = TrendSql::new(table, trend);
+    let (t, flag, column) = (&sql.t, &sql.flag, &sql.column);
+    // Most commits flag nothing: one indexed probe.
     let flagged: Option<i64> = tx
         .query_first(format!("SELECT 1 FROM {t} WHERE {flag} = 1 LIMIT 1"))
         .await
@@ -684,26 +726,29 @@ async fn refresh_trend(
     }
     let statements = [
         // Lock the flagged rows, their previous and their next windows.
-        format!("SELECT 1 FROM {t} c LEFT JOIN {t} p ON {} WHERE c.{flag} = 1 FOR UPDATE", join("p", "c")),
         format!(
-            "SELECT 1 FROM {t} c JOIN {t} n ON {} WHERE c.{flag} = 1 AND n.`is_final` = 1 FOR UPDATE",
-            join("c", "n")
+            "SELECT 1 FROM {t} c LEFT JOIN {t} p ON {} WHERE c.{flag} = 1 FOR UPDATE",
+            sql.next_of("p", "c")
         ),
         format!(
-            "UPDATE {t} c LEFT JOIN {t} p ON {} SET c.{column} = {} WHERE c.{flag} = 1",
-            join("p", "c"),
-            case("c", "p")
+            "SELECT 1 FROM {t} c JOIN {t} n ON {} WHERE c.{flag} = 1 AND n.`is_final` = 1 FOR UPDATE",
+            sql.next_of("c", "n")
+        ),
+        format!(
+            "UPDATE {t} c LEFT JOIN {t} p ON {} SET c.{column} = {} WHERE c.{flag} = 1 AND c.`is_final` = 1",
+            sql.next_of("p", "c"),
+            sql.case("c", "p")
         ),
         format!(
             "UPDATE {t} n JOIN {t} c ON {} SET n.{column} = {} WHERE c.{flag} = 1 AND n.`is_final` = 1",
-            join("c", "n"),
-            case("n", "c")
+            sql.next_of("c", "n"),
+            sql.case("n", "c")
         ),
         format!("UPDATE {t} SET {flag} = 0 WHERE {flag} = 1"),
     ];
-    for sql in statements {
+    for statement in statements {
         buf.clear();
-        buf.push_str(&sql);
+        buf.push_str(&statement);
         tx.query_drop(buf.as_str())
             .await
             .map_err(SinkError::mysql(format!(

@@ -53,7 +53,9 @@ pub struct Trend {
     pub value: String,
     /// Indexed flag column: the trend of this row and of its successor must be recomputed. The
     /// merge sets it when it changes a final row (declare it [`Merge::Derived`] with
-    /// [`Trend::stale_on_final_merge`]); finalization sets it; the commit clears it.
+    /// [`Trend::stale_on_final_merge`]); a row inserted by late trades arrives with it set (its
+    /// successor may be final already); the commit clears it. Finalization computes the trend of
+    /// the rows it closes itself.
     pub stale: String,
 }
 
