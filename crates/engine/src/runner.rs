@@ -287,6 +287,28 @@ struct Engine {
     /// Per partition, the offset below which dead letters and too-late trades were routed already
     /// (records read again after a refused commit are not routed twice).
     routed: HashMap<i32, i64>,
+    /// The folded commit running on the runtime while the engine reads on (at most one).
+    in_flight: Option<InFlight>,
+    /// Commits that did not happen (fenced, refused, interrupted): their partitions are read again.
+    undone: u64,
+    /// Partitions sought back after such a commit, with the offset they had been read to: not
+    /// caught up before they are there again (their end-of-partition flag predates the seek, and
+    /// librdkafka does not signal the same end twice).
+    reread: HashMap<i32, i64>,
+}
+
+/// A commit of folded micro-batches, running on the runtime while the engine reads and folds the
+/// next ones. Its outcome is taken in ([`Engine::settle`]) before the next commit starts, so commits
+/// stay in order and each one expects the offsets the previous one wrote.
+struct InFlight {
+    /// The commit: its outcome and when it finished.
+    task: tokio::task::JoinHandle<(anyhow::Result<Option<CommitOutcome>>, Instant)>,
+    plan: BatchPlan,
+    progress: Vec<PartitionProgress>,
+    /// Partitions with records in the commit.
+    partitions: BTreeSet<i32>,
+    polled_at: Instant,
+    started: Instant,
 }
 
 /// Records set aside before the fold: raw index -> reason (validator or MySQL).
@@ -310,6 +332,9 @@ impl Engine {
             pending: Pending::default(),
             isolate_until: HashMap::new(),
             routed: HashMap::new(),
+            in_flight: None,
+            undone: 0,
+            reread: HashMap::new(),
         }
     }
 
@@ -347,6 +372,7 @@ impl Engine {
             self.beat();
             if *shutdown.borrow() {
                 self.flush(rt, shutdown)?;
+                self.settle(rt, shutdown)?;
                 tracing::info!("shutdown: last batch committed, leaving the group");
                 return Ok(());
             }
@@ -364,6 +390,7 @@ impl Engine {
                 },
             };
             let started = Instant::now();
+            let undone = self.undone;
             let caught_up = self.process(rt, &polled, shutdown)?;
             let _ = poller.recycle.try_send(polled.raw);
             waiting = poller.batches.try_recv().ok();
@@ -390,7 +417,8 @@ impl Engine {
             } else {
                 self.set_ready(true, "ok");
             }
-            if self.args.drain && caught_up {
+            // Caught up only if no commit was undone meanwhile (its records are to be read again).
+            if self.args.drain && caught_up && self.settle(rt, shutdown)? && self.undone == undone {
                 tracing::info!(
                     "drain: every assigned partition is caught up; marking them drained"
                 );
@@ -616,6 +644,12 @@ impl Engine {
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<bool> {
         let raw = &polled.raw;
+        let commit_each = self.args.commit_interval.is_zero() || !self.isolate_until.is_empty();
+        if commit_each {
+            // Before admitting anything: a refused or fenced commit seeks partitions back.
+            self.flush(rt, shutdown)?;
+            self.settle(rt, shutdown)?;
+        }
         let Some(assigned) = self.sync_partitions(rt, raw, shutdown)? else {
             return Ok(false);
         };
@@ -645,8 +679,7 @@ impl Engine {
             .map(|(i, r)| (*i as usize, r.clone()))
             .filter(|(i, _)| !routed(*i))
             .collect();
-        if self.args.commit_interval.is_zero() || !self.isolate_until.is_empty() {
-            self.flush(rt, shutdown)?;
+        if commit_each {
             self.commit_batch(rt, polled, &decoded, rejected, &in_batch, shutdown)?;
             self.end_isolation();
         } else {
@@ -658,8 +691,15 @@ impl Engine {
                 *o = (*o).max(raw.offsets[i] + 1);
             }
         }
+        let parts = &self.parts;
+        self.reread.retain(|p, until| {
+            parts
+                .get(p)
+                .is_some_and(|st| st.next.is_none_or(|n| n < *until))
+        });
         let caught_up = !assigned.is_empty()
             && raw.is_empty()
+            && self.reread.is_empty()
             && assigned.iter().all(|p| polled.eof.contains(p));
         Ok(caught_up)
     }
@@ -724,37 +764,99 @@ impl Engine {
             .collect()
     }
 
-    /// Commits the folded micro-batches (and status changes) in one transaction. When MySQL refuses
-    /// a value, the fold is abandoned and its partitions are read again one micro-batch per commit
-    /// ([`Engine::commit_batch`] finds the trades behind the refused rows).
+    /// Starts the commit of the folded micro-batches (and status changes) in one transaction, on
+    /// the runtime, after taking in the outcome of the previous one. The engine reads on meanwhile.
     fn flush(&mut self, rt: &Handle, shutdown: &watch::Receiver<bool>) -> anyhow::Result<()> {
+        self.settle(rt, shutdown)?;
         let polled_at = self.pending.since().unwrap_or_else(Instant::now);
         let plan = self.pending.take(&self.views, now_ms())?;
-        let in_batch = std::mem::take(&mut self.pending.partitions);
+        let partitions = std::mem::take(&mut self.pending.partitions);
         self.pending.clear();
-        let progress = self.progress(&plan, &in_batch, None);
+        let progress = self.progress(&plan, &partitions, None);
         if progress.is_empty() {
             return Ok(());
         }
-        match self.commit(rt, shutdown, &progress, &plan.batches, polled_at)? {
-            Committed::Done => self.apply(&plan, &progress),
+        let sink = self.io.sink.clone();
+        let tables = self.views.tables().to_vec();
+        let batches = plan.batches.clone();
+        let (group, topic) = (self.args.group.clone(), self.args.topic.clone());
+        let partition_count = self.partition_count;
+        let partitions_c = progress.clone();
+        let (io, stop) = (self.io.retry_io(), shutdown.clone());
+        let task = rt.spawn(async move {
+            let merges: Vec<(&MergeTable, &arrow_array::RecordBatch)> =
+                tables.iter().zip(batches.iter()).collect();
+            let c = Commit {
+                group: &group,
+                topic: &topic,
+                partition_count,
+                partitions: &partitions_c,
+                merges: &merges,
+            };
+            let result = retry_async(stop, io, "sink commit", || sink.commit(&c)).await;
+            (result, Instant::now())
+        });
+        self.in_flight = Some(InFlight {
+            task,
+            plan,
+            progress,
+            partitions,
+            polled_at,
+            started: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and takes its outcome in. `false` when it did not
+    /// commit: its partitions were reloaded (fenced) or are read again one micro-batch per commit
+    /// (MySQL refused a value), and the micro-batches folded since are dropped and read again.
+    fn settle(&mut self, rt: &Handle, shutdown: &watch::Receiver<bool>) -> anyhow::Result<bool> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(true);
+        };
+        let (result, done_at) = rt.block_on(f.task).context("the commit task failed")?;
+        self.io
+            .metrics
+            .sink_duration
+            .observe((done_at - f.started).as_secs_f64());
+        match self.committed(rt, shutdown, result, &f.progress, f.polled_at, done_at)? {
+            Committed::Done => {
+                self.apply(&f.plan, &f.progress);
+                return Ok(true);
+            }
             Committed::Interrupted | Committed::Fenced => {}
             Committed::DataError(e) => {
                 self.summary.refused_folds += 1;
-                tracing::warn!(error = %e, partitions = ?in_batch, "MySQL refused values of a folded commit; reading its partitions again one micro-batch per commit to isolate the rows");
-                for p in in_batch {
-                    let Some(st) = self.parts.get_mut(&p) else {
-                        continue;
-                    };
-                    if let Some(n) = st.next {
+                tracing::warn!(error = %e, partitions = ?f.partitions, "MySQL refused values of a folded commit; reading its partitions again one micro-batch per commit to isolate the rows");
+                for p in f.partitions {
+                    // Up to where this partition was read (the fold since included).
+                    if let Some(n) = self.parts.get(&p).and_then(|st| st.next) {
                         self.isolate_until.insert(p, n);
                     }
-                    st.next = st.committed;
-                    self.seek_loaded(p);
+                    self.rewind(p);
                 }
             }
         }
-        Ok(())
+        self.undone += 1;
+        // What was folded since built on the commit that did not happen.
+        let since = std::mem::take(&mut self.pending.partitions);
+        self.pending.clear();
+        for p in since {
+            self.rewind(p);
+        }
+        Ok(false)
+    }
+
+    /// Reads partition `p` again from its committed offset.
+    fn rewind(&mut self, p: i32) {
+        if let Some(st) = self.parts.get_mut(&p) {
+            if let Some(n) = st.next {
+                let until = self.reread.entry(p).or_insert(n);
+                *until = (*until).max(n);
+            }
+            st.next = st.committed;
+            self.seek_loaded(p);
+        }
     }
 
     /// Ends the one-micro-batch-per-commit reading of partitions that are past the refused fold.
@@ -861,7 +963,10 @@ impl Engine {
         for pp in progress {
             if let Some(st) = self.parts.get_mut(&pp.partition) {
                 st.committed = Some(pp.next_offset);
-                st.next = Some(pp.next_offset);
+                // Records read since (folded for the next commit) keep `next` ahead.
+                if st.next.is_none_or(|n| n < pp.next_offset) {
+                    st.next = Some(pp.next_offset);
+                }
                 st.status = Some(pp.status);
                 if let Some(c) = plan.clocks.get(&pp.partition) {
                     st.clock = *c;
@@ -1030,6 +1135,7 @@ impl Engine {
         rt: &Handle,
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        self.settle(rt, shutdown)?;
         let plan = BatchPlan {
             batches: self.views.empty_batches(),
             ..BatchPlan::default()
@@ -1066,7 +1172,26 @@ impl Engine {
         };
         let started = Instant::now();
         let sink = &self.io.sink;
-        let outcome = match retry(rt, shutdown, &self.io, "sink commit", || sink.commit(&c)) {
+        let result = retry(rt, shutdown, &self.io, "sink commit", || sink.commit(&c));
+        self.io
+            .metrics
+            .sink_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.committed(rt, shutdown, result, progress, polled_at, Instant::now())
+    }
+
+    /// Takes the outcome of a commit attempt (finished at `done_at`) into the engine's state: counts
+    /// and metrics when it committed, reloads when it was fenced.
+    fn committed(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+        result: anyhow::Result<Option<CommitOutcome>>,
+        progress: &[PartitionProgress],
+        polled_at: Instant,
+        done_at: Instant,
+    ) -> anyhow::Result<Committed> {
+        let outcome = match result {
             Ok(o) => o,
             Err(e) => match e.downcast::<SinkError>() {
                 Ok(se) if se.is_data_error() => return Ok(Committed::DataError(se)),
@@ -1074,10 +1199,6 @@ impl Engine {
                 Err(e) => return Err(e),
             },
         };
-        self.io
-            .metrics
-            .sink_duration
-            .observe(started.elapsed().as_secs_f64());
         match outcome {
             None => Ok(Committed::Interrupted),
             Some(CommitOutcome::Committed {
@@ -1087,17 +1208,23 @@ impl Engine {
             }) => {
                 self.summary.commits += 1;
                 self.summary.rows_finalized += finalized;
-                self.after_commit(finalized, low_watermark, polled_at);
+                self.after_commit(finalized, low_watermark, done_at - polled_at);
                 Ok(Committed::Done)
             }
             Some(CommitOutcome::Fenced { partitions }) => {
                 self.summary.fenced += 1;
+                self.undone += 1;
                 tracing::warn!(
                     ?partitions,
                     "commit fenced: another replica committed these partitions; reloading"
                 );
                 // The whole transaction was rolled back: every partition in it reloads.
                 for pp in progress {
+                    let read_to = self.parts.get(&pp.partition).and_then(|st| st.next);
+                    if let Some(n) = read_to {
+                        let until = self.reread.entry(pp.partition).or_insert(n);
+                        *until = (*until).max(n);
+                    }
                     self.parts.remove(&pp.partition);
                     if self.load(rt, pp.partition, shutdown)? {
                         self.seek_loaded(pp.partition);
@@ -1109,7 +1236,7 @@ impl Engine {
     }
 
     /// Metrics, fault injection and readiness after a successful commit.
-    fn after_commit(&mut self, finalized: u64, low_watermark: Option<i64>, polled_at: Instant) {
+    fn after_commit(&mut self, finalized: u64, low_watermark: Option<i64>, latency: Duration) {
         self.set_ready(true, "ok");
         if self.args.fault_abort_after_commits == Some(self.summary.commits) {
             tracing::error!("fault injection: aborting after MySQL commit, before Kafka commit");
@@ -1122,7 +1249,7 @@ impl Engine {
             }
         }
         let m = &self.io.metrics;
-        let latency = polled_at.elapsed().as_secs_f64();
+        let latency = latency.as_secs_f64();
         for _ in 0..finalized.min(10_000) {
             m.final_to_commit.observe(latency);
         }
@@ -1158,6 +1285,24 @@ enum Committed {
     DataError(SinkError),
 }
 
+/// What the retries of a sink operation report to: liveness, metrics, readiness.
+#[derive(Clone)]
+struct RetryIo {
+    heartbeat: Arc<AtomicI64>,
+    metrics: EngineMetrics,
+    health: Arc<Health>,
+}
+
+impl Io {
+    fn retry_io(&self) -> RetryIo {
+        RetryIo {
+            heartbeat: self.heartbeat.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+        }
+    }
+}
+
 /// Runs a sink operation, retrying transient failures with backoff (not ready meanwhile).
 /// `None` when shutdown interrupted the retries. A permanent error comes back as a [`SinkError`]
 /// inside the `anyhow::Error`.
@@ -1165,6 +1310,20 @@ fn retry<T, F, Fut>(
     rt: &Handle,
     shutdown: &watch::Receiver<bool>,
     io: &Io,
+    what: &str,
+    op: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SinkError>>,
+{
+    rt.block_on(retry_async(shutdown.clone(), io.retry_io(), what, op))
+}
+
+/// [`retry`], as a future (the pipelined commit runs it on the runtime).
+async fn retry_async<T, F, Fut>(
+    shutdown: watch::Receiver<bool>,
+    io: RetryIo,
     what: &str,
     mut op: F,
 ) -> anyhow::Result<Option<T>>
@@ -1175,7 +1334,7 @@ where
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         io.heartbeat.store(now_ms(), Ordering::Relaxed);
-        let delay = match rt.block_on(op()) {
+        let delay = match op().await {
             Ok(v) => return Ok(Some(v)),
             Err(e) if e.is_transient() => {
                 let delay = backoff.next_delay();
@@ -1190,7 +1349,7 @@ where
         if *shutdown.borrow() {
             return Ok(None);
         }
-        std::thread::sleep(delay);
+        tokio::time::sleep(delay).await;
     }
 }
 
