@@ -61,6 +61,10 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "4194304")
         .set("queued.max.messages.kbytes", "65536")
+        // When the prefetch queue is full, look again after 20 ms, not librdkafka's 1 s: with the
+        // default, a backlog was read in bursts with half a second of nothing in between (the
+        // engine's 2 M-trade drain took 7.7 s instead of 3.7 s).
+        .set("fetch.queue.backoff.ms", "20")
         .set("statistics.interval.ms", "1000")
         // A subscribed topic created after start-up is picked up within seconds, not minutes.
         .set("topic.metadata.refresh.interval.ms", "10000");
