@@ -139,6 +139,20 @@ fn report(e: &anyhow::Error) -> String {
     out
 }
 
+/// At most two glibc malloc arenas. By default every thread that allocates may get an arena of its
+/// own (up to 8 per core), and the engine's decode threads and librdkafka's threads each keep freed
+/// column buffers in theirs: about 20 MiB more peak RSS on the 2 M-trade benchmark for no speed.
+/// `MALLOC_ARENA_MAX` in the environment still wins (glibc reads it first).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::fmt;
@@ -177,19 +191,5 @@ mod tests {
         // Plain context chains keep every layer.
         let e = anyhow::anyhow!("disk full").context("cannot write x.jsonl");
         assert_eq!(super::report(&e), "cannot write x.jsonl: disk full");
-    }
-}
-
-/// At most two glibc malloc arenas. By default every thread that allocates may get an arena of its
-/// own (up to 8 per core), and the engine's decode threads and librdkafka's threads each keep freed
-/// column buffers in theirs: about 20 MiB more peak RSS on the 2 M-trade benchmark for no speed.
-/// `MALLOC_ARENA_MAX` in the environment still wins (glibc reads it first).
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
     }
 }

@@ -772,6 +772,9 @@ impl Engine {
         let plan = self.pending.take(&self.views, now_ms())?;
         let partitions = std::mem::take(&mut self.pending.partitions);
         self.pending.clear();
+        // The next fold judges lateness from where this one left the clocks, not from the
+        // committed ones (this commit is not applied until it is settled).
+        self.pending.clocks = plan.clocks.clone();
         let progress = self.progress(&plan, &partitions, None);
         if progress.is_empty() {
             return Ok(());
