@@ -1,0 +1,446 @@
+//! The commit path: folded micro-batches committed on the runtime while the engine reads on
+//! ([`Engine::flush`], [`Engine::settle`]), one micro-batch per commit with MySQL data errors isolated
+//! ([`Engine::commit_batch`]), what each commit advances ([`Engine::progress`]) and how its outcome is
+//! taken in (applied, fenced and reloaded, refused and read again).
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tradewind_model::now_ms;
+use tradewind_sink::{
+    Commit, CommitOutcome, MergeTable, PartitionProgress, PartitionStatus, SinkError,
+};
+
+use super::retry::{retry, retry_async};
+use super::{Engine, Rejected};
+use crate::consumer::Polled;
+use crate::decode::Decoded;
+use crate::views::BatchPlan;
+
+/// A commit of folded micro-batches, running on the runtime while the engine reads and folds the
+/// next ones. Its outcome is taken in ([`Engine::settle`]) before the next commit starts, so commits
+/// stay in order and each one expects the offsets the previous one wrote.
+pub(super) struct InFlight {
+    /// The commit: its outcome and when it finished.
+    task: tokio::task::JoinHandle<(anyhow::Result<Option<CommitOutcome>>, Instant)>,
+    plan: BatchPlan,
+    progress: Vec<PartitionProgress>,
+    /// Partitions with records in the commit.
+    partitions: BTreeSet<i32>,
+    polled_at: Instant,
+    started: Instant,
+}
+
+/// How a commit attempt ended.
+pub(super) enum Committed {
+    Done,
+    /// Shutdown came during an outage: nothing committed, nothing lost.
+    Interrupted,
+    /// Another replica owns a partition now; the partitions were reloaded.
+    Fenced,
+    /// MySQL refused a value (permanent): the rows behind it must be isolated.
+    DataError(SinkError),
+}
+
+impl Engine {
+    /// Starts the commit of the folded micro-batches (and status changes) in one transaction, on
+    /// the runtime, after taking in the outcome of the previous one. The engine reads on meanwhile.
+    pub(super) fn flush(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        self.settle(rt, shutdown)?;
+        let polled_at = self.pending.since().unwrap_or_else(Instant::now);
+        let plan = self.pending.take(&self.views, now_ms())?;
+        let partitions = std::mem::take(&mut self.pending.partitions);
+        self.pending.clear();
+        // The next fold judges lateness from where this one left the clocks, not from the
+        // committed ones (this commit is not applied until it is settled).
+        self.pending.clocks = plan.clocks.clone();
+        let progress = self.progress(&plan, &partitions, None);
+        if progress.is_empty() {
+            return Ok(());
+        }
+        let sink = self.io.sink.clone();
+        let tables = self.views.tables().to_vec();
+        let batches = plan.batches.clone();
+        let (group, topic) = (self.args.group.clone(), self.args.topic.clone());
+        let partition_count = self.partition_count;
+        let partitions_c = progress.clone();
+        let (io, stop) = (self.io.retry_io(), shutdown.clone());
+        let task = rt.spawn(async move {
+            let merges: Vec<(&MergeTable, &arrow_array::RecordBatch)> =
+                tables.iter().zip(batches.iter()).collect();
+            let c = Commit {
+                group: &group,
+                topic: &topic,
+                partition_count,
+                partitions: &partitions_c,
+                merges: &merges,
+            };
+            let result = retry_async(stop, io, "sink commit", || sink.commit(&c)).await;
+            (result, Instant::now())
+        });
+        self.in_flight = Some(InFlight {
+            task,
+            plan,
+            progress,
+            partitions,
+            polled_at,
+            started: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and takes its outcome in. `false` when it did not
+    /// commit: its partitions were reloaded (fenced) or are read again one micro-batch per commit
+    /// (MySQL refused a value), and the micro-batches folded since are dropped and read again.
+    pub(super) fn settle(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<bool> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(true);
+        };
+        let (result, done_at) = rt.block_on(f.task).context("the commit task failed")?;
+        self.io
+            .metrics
+            .sink_duration
+            .observe((done_at - f.started).as_secs_f64());
+        match self.committed(rt, shutdown, result, &f.progress, f.polled_at, done_at)? {
+            Committed::Done => {
+                self.apply(&f.plan, &f.progress);
+                return Ok(true);
+            }
+            Committed::Interrupted | Committed::Fenced => {}
+            Committed::DataError(e) => {
+                self.summary.refused_folds += 1;
+                tracing::warn!(error = %e, partitions = ?f.partitions, "MySQL refused values of a folded commit; reading its partitions again one micro-batch per commit to isolate the rows");
+                for p in f.partitions {
+                    // Up to where this partition was read (the fold since included).
+                    if let Some(n) = self.parts.get(&p).and_then(|st| st.next) {
+                        self.isolate_until.insert(p, n);
+                    }
+                    self.rewind(p);
+                }
+            }
+        }
+        self.undone += 1;
+        // What was folded since built on the commit that did not happen.
+        let since = std::mem::take(&mut self.pending.partitions);
+        self.pending.clear();
+        for p in since {
+            self.rewind(p);
+        }
+        Ok(false)
+    }
+
+    /// Reads partition `p` again from its committed offset.
+    pub(super) fn rewind(&mut self, p: i32) {
+        if let Some(st) = self.parts.get_mut(&p) {
+            if let Some(n) = st.next {
+                let until = self.reread.entry(p).or_insert(n);
+                *until = (*until).max(n);
+            }
+            st.next = st.committed;
+            self.seek_loaded(p);
+        }
+    }
+
+    /// Ends the one-micro-batch-per-commit reading of partitions that are past the refused fold.
+    pub(super) fn end_isolation(&mut self) {
+        let parts = &self.parts;
+        self.isolate_until.retain(|p, until| {
+            parts
+                .get(p)
+                .is_some_and(|st| st.committed.is_none_or(|c| c < *until))
+        });
+    }
+
+    /// Plans, routes side outputs and commits one batch; on a MySQL data error, sets the trades
+    /// behind the refused rows aside (dead-letter topic, reason `mysql_<code>`) and tries again.
+    pub(super) fn commit_batch(
+        &mut self,
+        rt: &Handle,
+        polled: &Polled,
+        decoded: &Decoded,
+        mut rejected: Rejected,
+        in_batch: &BTreeSet<i32>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let raw = &polled.raw;
+        let mut excluded: HashSet<usize> = HashSet::new();
+        let mut sent_dlq = 0usize;
+        let mut sent_late: HashSet<usize> = HashSet::new();
+        loop {
+            let plan = self.plan(raw, decoded, &excluded)?;
+            self.route_rejects(rt, raw, &rejected[sent_dlq..])?;
+            sent_dlq = rejected.len();
+            let fresh: Vec<&(usize, i64, Vec<usize>)> = self
+                .not_routed(raw, &plan.too_late)
+                .into_iter()
+                .filter(|(i, _, _)| !sent_late.contains(i))
+                .collect();
+            self.route_too_late(rt, raw, &fresh)?;
+            sent_late.extend(fresh.iter().map(|(i, _, _)| *i));
+            let progress = self.progress(&plan, in_batch, None);
+            if progress.is_empty() {
+                return Ok(());
+            }
+            let batches = &plan.batches;
+            match self.commit(rt, shutdown, &progress, batches, polled.at)? {
+                Committed::Done => {
+                    self.apply(&plan, &progress);
+                    return Ok(());
+                }
+                Committed::Interrupted | Committed::Fenced => return Ok(()),
+                Committed::DataError(e) => {
+                    let bad =
+                        self.find_bad_trades(rt, shutdown, decoded, &excluded, batches, &e)?;
+                    if bad.is_empty() {
+                        return Err(anyhow::Error::new(e)
+                            .context("MySQL refused the commit and no single row reproduces it"));
+                    }
+                    for (i, r) in bad {
+                        excluded.insert(i);
+                        rejected.push((i, r));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The partitions to advance in this commit: those with new records, those whose status in the
+    /// low watermark changes (idle, drained), and idle ones never committed (so they count).
+    pub(super) fn progress(
+        &self,
+        plan: &BatchPlan,
+        in_batch: &BTreeSet<i32>,
+        force: Option<PartitionStatus>,
+    ) -> Vec<PartitionProgress> {
+        let ooo = self.args.out_of_orderness.as_millis() as i64;
+        let mut out = Vec::new();
+        let mut ids: Vec<&i32> = self.parts.keys().collect();
+        ids.sort_unstable();
+        for p in ids {
+            let st = &self.parts[p];
+            let status = force.unwrap_or_else(|| st.desired_status(self.args.idle_timeout));
+            let advanced = in_batch.contains(p) && st.next != st.committed;
+            if !advanced && st.status == Some(status) {
+                continue;
+            }
+            if !advanced && st.committed.is_none() && status == PartitionStatus::Active {
+                continue; // nothing to say yet about a partition that delivered nothing
+            }
+            let clock = plan.clocks.get(p).copied().unwrap_or(st.clock);
+            out.push(PartitionProgress {
+                partition: *p,
+                expected_offset: st.committed,
+                next_offset: st.next.or(st.committed).unwrap_or(0),
+                max_event_ms: clock.max_event_ms,
+                watermark_ms: clock.watermark(ooo),
+                status,
+            });
+        }
+        out
+    }
+
+    /// Takes a committed batch's effects into the engine's state.
+    pub(super) fn apply(&mut self, plan: &BatchPlan, progress: &[PartitionProgress]) {
+        let mut tpl = TopicPartitionList::new();
+        for pp in progress {
+            if let Some(st) = self.parts.get_mut(&pp.partition) {
+                st.committed = Some(pp.next_offset);
+                // Records read since (folded for the next commit) keep `next` ahead.
+                if st.next.is_none_or(|n| n < pp.next_offset) {
+                    st.next = Some(pp.next_offset);
+                }
+                st.status = Some(pp.status);
+                if let Some(c) = plan.clocks.get(&pp.partition) {
+                    st.clock = *c;
+                }
+            }
+            self.io
+                .consumer
+                .context()
+                .remember_offset(pp.partition, pp.next_offset);
+            let _ = tpl.add_partition_offset(
+                &self.args.topic,
+                pp.partition,
+                Offset::Offset(pp.next_offset),
+            );
+        }
+        if let Err(e) = self.io.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "kafka offset commit (lag tooling only) failed");
+        }
+        let m = &self.io.metrics;
+        self.summary.trades += plan.trades;
+        self.summary.corrected += plan.corrected;
+        m.late
+            .with_label_values(&["corrected"])
+            .inc_by(plan.corrected);
+        for (table, b) in self.views.tables().iter().zip(&plan.batches) {
+            let rows = b.num_rows() as u64;
+            m.rows_written
+                .with_label_values(&[&table.name])
+                .inc_by(rows);
+            self.summary.rows_written += rows;
+            let corrections = b
+                .column_by_name("revision")
+                .and_then(|c| {
+                    arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(
+                        c.as_ref(),
+                    )
+                })
+                .map_or(0, |r| r.values().iter().filter(|v| **v > 0).count() as u64);
+            let emitted = |kind: &str| m.windows_emitted.with_label_values(&[&table.name, kind]);
+            emitted("correction").inc_by(corrections);
+            emitted("provisional").inc_by(rows - corrections);
+        }
+    }
+
+    /// At the end of a drain: every assigned partition is committed as drained.
+    pub(super) fn commit_drained(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        self.settle(rt, shutdown)?;
+        let plan = BatchPlan {
+            batches: self.views.empty_batches(),
+            ..BatchPlan::default()
+        };
+        let progress = self.progress(&plan, &BTreeSet::new(), Some(PartitionStatus::Drained));
+        if progress.is_empty() {
+            return Ok(());
+        }
+        if let Committed::Done =
+            self.commit(rt, shutdown, &progress, &plan.batches, Instant::now())?
+        {
+            self.apply(&plan, &progress);
+        }
+        Ok(())
+    }
+
+    /// Commits one batch's contributions and progress, retrying transient errors.
+    pub(super) fn commit(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+        progress: &[PartitionProgress],
+        batches: &[arrow_array::RecordBatch],
+        polled_at: Instant,
+    ) -> anyhow::Result<Committed> {
+        let merges: Vec<(&MergeTable, &arrow_array::RecordBatch)> =
+            self.views.tables().iter().zip(batches.iter()).collect();
+        let c = Commit {
+            group: &self.args.group,
+            topic: &self.args.topic,
+            partition_count: self.partition_count,
+            partitions: progress,
+            merges: &merges,
+        };
+        let started = Instant::now();
+        let sink = &self.io.sink;
+        let result = retry(rt, shutdown, &self.io, "sink commit", || sink.commit(&c));
+        self.io
+            .metrics
+            .sink_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.committed(rt, shutdown, result, progress, polled_at, Instant::now())
+    }
+
+    /// Takes the outcome of a commit attempt (finished at `done_at`) into the engine's state: counts
+    /// and metrics when it committed, reloads when it was fenced.
+    pub(super) fn committed(
+        &mut self,
+        rt: &Handle,
+        shutdown: &watch::Receiver<bool>,
+        result: anyhow::Result<Option<CommitOutcome>>,
+        progress: &[PartitionProgress],
+        polled_at: Instant,
+        done_at: Instant,
+    ) -> anyhow::Result<Committed> {
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => match e.downcast::<SinkError>() {
+                Ok(se) if se.is_data_error() => return Ok(Committed::DataError(se)),
+                Ok(se) => return Err(anyhow::Error::new(se).context("sink commit")),
+                Err(e) => return Err(e),
+            },
+        };
+        match outcome {
+            None => Ok(Committed::Interrupted),
+            Some(CommitOutcome::Committed {
+                finalized,
+                low_watermark,
+                ..
+            }) => {
+                self.summary.commits += 1;
+                self.summary.rows_finalized += finalized;
+                self.after_commit(finalized, low_watermark, done_at - polled_at);
+                Ok(Committed::Done)
+            }
+            Some(CommitOutcome::Fenced { partitions }) => {
+                self.summary.fenced += 1;
+                self.undone += 1;
+                tracing::warn!(
+                    ?partitions,
+                    "commit fenced: another replica committed these partitions; reloading"
+                );
+                // The whole transaction was rolled back: every partition in it reloads.
+                for pp in progress {
+                    let read_to = self.parts.get(&pp.partition).and_then(|st| st.next);
+                    if let Some(n) = read_to {
+                        let until = self.reread.entry(pp.partition).or_insert(n);
+                        *until = (*until).max(n);
+                    }
+                    self.parts.remove(&pp.partition);
+                    if self.load(rt, pp.partition, shutdown)? {
+                        self.seek_loaded(pp.partition);
+                    }
+                }
+                Ok(Committed::Fenced)
+            }
+        }
+    }
+
+    /// Metrics, fault injection and readiness after a successful commit.
+    pub(super) fn after_commit(
+        &mut self,
+        finalized: u64,
+        low_watermark: Option<i64>,
+        latency: Duration,
+    ) {
+        self.set_ready(true, "ok");
+        if self.args.fault_abort_after_commits == Some(self.summary.commits) {
+            tracing::error!("fault injection: aborting after MySQL commit, before Kafka commit");
+            std::process::abort();
+        }
+        if self.args.fault_stall_after_commits == Some(self.summary.commits) {
+            tracing::error!("fault injection: engine loop stalls");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        let m = &self.io.metrics;
+        let latency = latency.as_secs_f64();
+        for _ in 0..finalized.min(10_000) {
+            m.final_to_commit.observe(latency);
+        }
+        m.windows_emitted
+            .with_label_values(&["any", "final"])
+            .inc_by(finalized);
+        if let Some(w) = low_watermark.filter(|w| *w != i64::MAX) {
+            m.watermark.set(w as f64 / 1000.0);
+            m.event_time_lag.set((now_ms() - w) as f64 / 1000.0);
+        }
+    }
+}
