@@ -42,6 +42,8 @@ pub struct PartState {
     pub at_eof: bool,
     /// The seek state since the load.
     pub seek: Seek,
+    /// When the engine last sought this partition back (see `Engine::reseek_stalled`).
+    pub sought_at: Option<Instant>,
     /// The broker was found behind the committed offset (reported once).
     pub reset_reported: bool,
 }
@@ -70,6 +72,7 @@ impl PartState {
             last_activity: Instant::now(),
             at_eof: false,
             seek: Seek::NotSought,
+            sought_at: None,
             reset_reported: false,
         }
     }

@@ -95,6 +95,10 @@ impl Engine {
             polled_at,
             started: Instant::now(),
         });
+        // Settled at once for now: with the commit left in flight while the next micro-batches
+        // were folded, the refused-rows test lost or waited for records about once in eight runs
+        // (a refused or fenced commit rewinds what was folded since; not found yet).
+        self.settle(rt, shutdown)?;
         Ok(())
     }
 
