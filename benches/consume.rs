@@ -47,18 +47,7 @@ fn main() -> anyhow::Result<()> {
         return batch_mode(&cfg, &topic, t_start);
     }
     let consumer: BaseConsumer = cfg.create()?;
-    let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    anyhow::ensure!(!parts.is_empty(), "topic {topic} has no partitions");
-    let mut tpl = TopicPartitionList::new();
-    for &p in &parts {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-    }
+    let (parts, tpl) = every_partition(&consumer, &topic)?;
     // TW_CONSUME_SUBSCRIBE=1: join a consumer group (as the engine does) instead of assigning the
     // partitions directly; the time still counts from the first record.
     if std::env::var("TW_CONSUME_SUBSCRIBE").is_ok_and(|v| v == "1") {
@@ -114,18 +103,7 @@ fn batch_mode(cfg: &rdkafka::ClientConfig, topic: &str, t_start: Instant) -> any
     let consumer: EngineConsumer = cfg.create_with_context(EngineContext::new(topic, lag))?;
     let consumer = Arc::new(consumer);
     let queue = FetchQueue::attach(&consumer)?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    anyhow::ensure!(!parts.is_empty(), "topic {topic} has no partitions");
-    let mut tpl = TopicPartitionList::new();
-    for &p in &parts {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
+    let (parts, tpl) = every_partition(&consumer, topic)?;
     consumer.context().forward_partitions(&consumer, &tpl);
     consumer.assign(&tpl)?;
     let poller = Poller::start(consumer.clone(), queue, 50_000, Duration::from_millis(100));
@@ -164,4 +142,24 @@ fn batch_mode(cfg: &rdkafka::ClientConfig, topic: &str, t_start: Instant) -> any
         if secs > 0.0 { count as f64 / secs } else { 0.0 }
     );
     Ok(())
+}
+
+/// Every partition of `topic`, and a list assigning each from the log's beginning.
+fn every_partition<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> anyhow::Result<(Vec<i32>, TopicPartitionList)> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    anyhow::ensure!(!parts.is_empty(), "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for &p in &parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    Ok((parts, tpl))
 }
