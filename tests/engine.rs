@@ -189,6 +189,13 @@ fn drain_in_process(
     rt: &tokio::runtime::Runtime,
     args: EngineConfig,
 ) -> tradewind_engine::EngineSummary {
+    // TW_TEST_RUST_LOG=<filter> shows the in-process engine's log in the test output.
+    if let Ok(filter) = std::env::var("TW_TEST_RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let (_tx, rx) = tokio::sync::watch::channel(false);
     rt.block_on(tradewind_engine::run_engine(
         args,

@@ -32,6 +32,10 @@ pub struct PartState {
     pub committed: Option<i64>,
     /// Next offset to accept.
     pub next: Option<i64>,
+    /// The first offset accepted since the load when nothing was committed yet: where the
+    /// partition is read again from if its first commit does not happen (a seek to the log's
+    /// logical beginning instead was seen to deliver nothing, or later offsets).
+    pub first: Option<i64>,
     /// Event-time progress as of `committed`.
     pub clock: PartitionClock,
     /// Status as of the last commit (`None`: never committed).
@@ -65,6 +69,7 @@ impl PartState {
         PartState {
             committed: snap.next_offset,
             next: snap.next_offset,
+            first: None,
             clock: PartitionClock {
                 max_event_ms: snap.max_event_ms,
             },
@@ -110,8 +115,17 @@ impl PartState {
             }
             _ => {}
         }
+        if self.next.is_none() {
+            self.first.get_or_insert(offset);
+        }
         self.next = Some(offset + 1);
         Admit::Accept
+    }
+
+    /// Goes back to the committed offset (or, before the first commit, the first offset accepted),
+    /// to read again what an undone commit held; the caller seeks there.
+    pub fn rewind(&mut self) {
+        self.next = self.committed.or(self.first);
     }
 
     /// The status this partition should have in the low watermark now.
@@ -152,5 +166,19 @@ mod tests {
         let mut p = part(None);
         assert_eq!(p.admit(5, 0), Admit::Accept);
         assert_eq!(p.admit(6, 0), Admit::Accept);
+    }
+
+    #[test]
+    fn rewinding_before_the_first_commit_goes_back_to_the_first_record_accepted() {
+        let mut p = part(None);
+        assert_eq!(p.admit(5, 0), Admit::Accept);
+        assert_eq!(p.admit(6, 0), Admit::Accept);
+        p.rewind();
+        assert_eq!(p.next, Some(5));
+        p.seek = Seek::Pending { gen: 2 };
+        assert_eq!(p.admit(7, 1), Admit::Skip, "polled before the seek back");
+        assert_eq!(p.admit(5, 2), Admit::Accept);
+        assert_eq!(p.admit(6, 2), Admit::Accept);
+        assert_eq!(p.first, Some(5));
     }
 }

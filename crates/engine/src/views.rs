@@ -38,7 +38,7 @@ pub struct Lateness {
 /// The planned views of a pipeline.
 pub struct Views {
     execs: Vec<ViewExec>,
-    tables: Vec<MergeTable>,
+    tables: Arc<[MergeTable]>,
     lateness: Lateness,
 }
 
@@ -91,7 +91,7 @@ impl Views {
             }
         }
         Ok(Views {
-            tables: pipeline.merge_tables(),
+            tables: pipeline.merge_tables().into(),
             execs,
             lateness,
         })
@@ -100,6 +100,11 @@ impl Views {
     /// The views' merge tables, in pipeline order.
     pub fn tables(&self) -> &[MergeTable] {
         &self.tables
+    }
+
+    /// The merge tables, shared (a commit running on the runtime holds them).
+    pub fn shared_tables(&self) -> Arc<[MergeTable]> {
+        self.tables.clone()
     }
 
     /// Judges and aggregates one decoded batch. `clock(p)` is partition `p`'s committed clock (`None`:

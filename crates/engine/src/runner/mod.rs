@@ -723,8 +723,8 @@ impl Engine {
     /// After a reload: seek a partition to its stored offset.
     fn seek_loaded(&mut self, p: i32) {
         if let Some(st) = self.parts.get_mut(&p) {
-            // Nothing committed yet: back to the log's beginning. The rolled-back batch was consumed
-            // already, and continuing from the consumer's position would skip its records.
+            // Nothing committed yet and nothing read (a fenced partition reloaded): back to the
+            // log's beginning. Continuing from the consumer's position would skip records.
             let to = st.next.map_or(Offset::Beginning, Offset::Offset);
             let gen = seek(&self.io.consumer, &self.seek_gen, &self.args.topic, p, to);
             st.seek = Seek::Pending { gen };
@@ -733,9 +733,9 @@ impl Engine {
     }
 
     /// Seeks again the partitions sought back to be read again whose records have not come for
-    /// 5 s. After a seek back, librdkafka sometimes delivered nothing more for the partition (seen
-    /// about once in ten runs of the refused-rows test, on the mock cluster): the drain then
-    /// waited for records that never came.
+    /// 5 s: a safety net, so that a seek librdkafka does not act on cannot leave a drain waiting for
+    /// records that never come (seen with seeks to the log's logical beginning, which the engine no
+    /// longer issues for partitions it has read).
     fn reseek_stalled(&mut self) {
         let stalled: Vec<i32> = self
             .reread
