@@ -55,11 +55,14 @@ pub(crate) fn scan(text: &str) -> Option<RawFields<'_>> {
 /// A byte range of the frame.
 type Span = (usize, usize);
 
-/// Consumes exactly `lit` at `at`; returns the position after it.
+/// Consumes exactly `lit` at `at`; returns the position after it. The literal's length is a
+/// constant, so the comparison is inlined (a slice comparison of unknown length calls `memcmp`:
+/// 3% of the engine's CPU, eight calls per frame).
 #[inline(always)]
-fn literal(b: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
-    let end = at.checked_add(lit.len())?;
-    (b.get(at..end)? == lit).then_some(end)
+fn literal<const N: usize>(b: &[u8], at: usize, lit: &[u8; N]) -> Option<usize> {
+    let end = at.checked_add(N)?;
+    let got: &[u8; N] = b.get(at..end)?.try_into().ok()?;
+    (got == lit).then_some(end)
 }
 
 /// A string without escapes or C0 controls at `at`, spanned with its quotes (as a `RawValue`

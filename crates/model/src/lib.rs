@@ -412,7 +412,17 @@ fn id<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
         ));
     }
     let inner = &raw[1..raw.len() - 1];
-    if inner.contains('\\') {
+    // One pass over the bytes finds what the checks below need (the ids are short, but there are
+    // three per trade).
+    let (mut backslash, mut ascii, mut control) = (false, true, None);
+    for &b in inner.as_bytes() {
+        backslash |= b == b'\\';
+        ascii &= b.is_ascii();
+        if control.is_none() && (b < 0x20 || b == 0x7f) {
+            control = Some(b);
+        }
+    }
+    if backslash {
         // Escaped ids are not CoinCap ids; refuse rather than allocate.
         return Err(Reject::new(
             RejectKind::WrongType,
@@ -425,9 +435,9 @@ fn id<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
             format!("field `{name}` is empty"),
         ));
     }
-    let chars = if inner.is_ascii() {
+    let chars = if ascii {
         // ASCII (every CoinCap id): one char per byte, and the control characters are C0 and DEL.
-        match inner.bytes().find(|&b| b < 0x20 || b == 0x7f) {
+        match control {
             Some(b) => return Err(control_char(name, char::from(b))),
             None => inner.len(),
         }
