@@ -26,6 +26,7 @@ use tradewind_engine::views::{Lateness, Origins, Views};
 use tradewind_engine::window::PartitionClock;
 use tradewind_model::{write_json, Validator};
 use tradewind_pipeline::Pipeline;
+use tradewind_pipeline::RowOrder;
 use tradewind_sim::{generate, MarketConfig};
 
 /// Fixed event-time start (2024-01-01T00:00:00Z) so payloads are identical across runs.
@@ -94,7 +95,7 @@ fn aggregate(views: &Views, raw: &RawBatch, d: &Decoded) -> usize {
     };
     let clock = |_| Some(PartitionClock::default());
     let plan = views
-        .plan(d, &origins, clock, &HashSet::new(), NOW_MS)
+        .plan(d, &origins, clock, &HashSet::new(), NOW_MS, RowOrder::Keys)
         .unwrap_or_else(|e| panic!("views: {e}"));
     plan.batches.iter().map(|b| b.num_rows()).sum()
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use tradewind_pipeline::RowOrder;
 
 use crate::views::{BatchPlan, Views};
 use crate::window::PartitionClock;
@@ -67,7 +68,7 @@ impl Pending {
             let parts = &mut self.parts[v];
             parts.push(b);
             if parts.len() >= FOLD_EVERY {
-                let folded = views.combine(v, parts, now_ms)?;
+                let folded = views.combine(v, parts, now_ms, RowOrder::Any)?;
                 parts.clear();
                 parts.extend(folded);
             }
@@ -95,7 +96,11 @@ impl Pending {
         let empty = views.empty_batches();
         for (v, e) in empty.into_iter().enumerate() {
             let parts = self.parts.get(v).map_or(&[][..], |p| p.as_slice());
-            batches.push(views.combine(v, parts, now_ms)?.unwrap_or(e));
+            batches.push(
+                views
+                    .combine(v, parts, now_ms, RowOrder::Keys)?
+                    .unwrap_or(e),
+            );
         }
         let plan = BatchPlan {
             batches,

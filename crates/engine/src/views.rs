@@ -15,7 +15,7 @@ use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_array::{BooleanArray, Decimal128Array};
 use arrow_buffer::BooleanBuffer;
-use tradewind_pipeline::{Pipeline, PipelineError, ViewExec, ViewInput};
+use tradewind_pipeline::{Pipeline, PipelineError, RowOrder, ViewExec, ViewInput};
 use tradewind_sink::MergeTable;
 
 use crate::decode::Decoded;
@@ -109,6 +109,7 @@ impl Views {
 
     /// Judges and aggregates one decoded batch. `clock(p)` is partition `p`'s committed clock (`None`:
     /// not ours, its rows are skipped); `excluded` holds raw indices set aside (refused by MySQL).
+    /// Contribution rows come in `order` (a micro-batch folded before its commit needs none).
     pub fn plan(
         &self,
         decoded: &Decoded,
@@ -116,6 +117,7 @@ impl Views {
         clock: impl Fn(i32) -> Option<PartitionClock>,
         excluded: &HashSet<usize>,
         now_ms: i64,
+        order: RowOrder,
     ) -> Result<BatchPlan, PipelineError> {
         let batch = &decoded.batch;
         let ts = batch
@@ -137,8 +139,10 @@ impl Views {
             // a trade was late for one window size and not the other).
             let same = |u: usize| keep[u] == keep[v] && late[u] == late[v];
             let batch = match exec.rollup_source() {
-                Some(u) if u < v && same(u) => exec.contribute_from(&plan.batches[u], now_ms)?,
-                _ => exec.contribute(&input, &keep[v], &late[v], now_ms)?,
+                Some(u) if u < v && same(u) => {
+                    exec.contribute_from(&plan.batches[u], now_ms, order)?
+                }
+                _ => exec.contribute(&input, &keep[v], &late[v], now_ms, order)?,
             };
             plan.batches.push(batch);
         }
@@ -212,15 +216,16 @@ impl Views {
     }
 
     /// View `v`'s contribution batches `parts` folded into one (see [`ViewExec::combine`]); `None`
-    /// when they hold no row.
+    /// when they hold no row; in `order`.
     pub fn combine(
         &self,
         v: usize,
         parts: &[RecordBatch],
         now_ms: i64,
+        order: RowOrder,
     ) -> Result<Option<RecordBatch>, PipelineError> {
         match self.execs.get(v) {
-            Some(exec) => exec.combine(parts, now_ms),
+            Some(exec) => exec.combine(parts, now_ms, order),
             None => Ok(None),
         }
     }

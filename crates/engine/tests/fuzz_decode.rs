@@ -14,6 +14,7 @@ use arrow_array::types::{Float64Type, Int64Type};
 use tradewind_engine::views::{Lateness, Origins, Views};
 use tradewind_engine::window::PartitionClock;
 use tradewind_model::{validate, Validator, MAX_AMOUNT, MAX_ID_CHARS, MIN_TIMESTAMP_MS};
+use tradewind_pipeline::RowOrder;
 
 const NOW: i64 = 1_700_000_100_000;
 const GOOD: &str = r#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":19365.59,"volume":0.07,"timestamp":1700000000000,"priceUsd":19371.06}"#;
@@ -122,7 +123,7 @@ fn check(records: &[Vec<u8>], threads: usize) {
         offsets: &offsets,
     };
     let clock = |_| Some(PartitionClock::default());
-    let plan = match views().plan(&d, &origins, clock, &HashSet::new(), NOW) {
+    let plan = match views().plan(&d, &origins, clock, &HashSet::new(), NOW, RowOrder::Keys) {
         Ok(p) => p,
         Err(e) => panic!("views failed on valid trades: {e}"),
     };

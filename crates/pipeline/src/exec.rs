@@ -38,6 +38,16 @@ pub struct ViewInput {
     pub ord: ArrayRef,
 }
 
+/// The order of a view's contribution rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrder {
+    /// Sorted by keys and window start: what a commit needs (concurrent replicas lock rows in one
+    /// order).
+    Keys,
+    /// As the aggregation left them: for rows that are folded again before any commit.
+    Any,
+}
+
 /// The batch slot the planned `AggregateExec` reads from: set before each execution.
 #[derive(Debug, Default)]
 struct Slot {
@@ -274,7 +284,7 @@ impl ViewExec {
     }
 
     /// The contribution of the trades `keep` selects (too-late and refused trades are not kept;
-    /// `late` marks corrections) to the view's windows: one row per (keys, window), in key order,
+    /// `late` marks corrections) to the view's windows: one row per (keys, window), in `order`,
     /// with the columns of [`View::merge_table`].
     pub fn contribute(
         &self,
@@ -282,11 +292,20 @@ impl ViewExec {
         keep: &BooleanArray,
         late: &BooleanArray,
         now_ms: i64,
+        order: RowOrder,
     ) -> Result<RecordBatch, PipelineError> {
         let batch = self.input_batch(input, keep, late)?;
         let states = self.planned.run(batch)?;
         let out = self.contribution(&states, now_ms)?;
-        sort_by_key(&out, self.view.keys.len() + 1)
+        self.in_order(out, order)
+    }
+
+    /// `rows` in `order`.
+    fn in_order(&self, rows: RecordBatch, order: RowOrder) -> Result<RecordBatch, PipelineError> {
+        match order {
+            RowOrder::Keys => sort_by_key(&rows, self.view.keys.len() + 1),
+            RowOrder::Any => Ok(rows),
+        }
     }
 
     /// The view's input rows: trades plus hidden columns, filtered by `keep` and the row filter.
@@ -331,6 +350,7 @@ impl ViewExec {
         &self,
         source: &RecordBatch,
         now_ms: i64,
+        order: RowOrder,
     ) -> Result<RecordBatch, PipelineError> {
         let Some(r) = &self.rollup else {
             return Err(PipelineError::DataFusion(
@@ -347,7 +367,7 @@ impl ViewExec {
         };
         let states = planned.run(input)?;
         let out = self.contribution(&states, now_ms)?;
-        sort_by_key(&out, self.view.keys.len() + 1)
+        self.in_order(out, order)
     }
 
     /// The source's contribution plus this view's window start.
@@ -383,11 +403,12 @@ impl ViewExec {
         &self,
         parts: &[RecordBatch],
         now_ms: i64,
+        order: RowOrder,
     ) -> Result<Option<RecordBatch>, PipelineError> {
         let parts: Vec<&RecordBatch> = parts.iter().filter(|b| b.num_rows() > 0).collect();
         let (first, rest) = match parts.as_slice() {
             [] => return Ok(None),
-            [only] => return Ok(Some((*only).clone())),
+            [only] => return Ok(Some(self.in_order((*only).clone(), order)?)),
             [first, rest @ ..] => (*first, rest),
         };
         // Each batch's schema says a column is nullable only if that batch holds a NULL (a FILTER
@@ -415,7 +436,7 @@ impl ViewExec {
         };
         let states = planned.run(input)?;
         let out = self.contribution(&states, now_ms)?;
-        Ok(Some(sort_by_key(&out, self.view.keys.len() + 1)?))
+        Ok(Some(self.in_order(out, order)?))
     }
 
     /// Plans the re-aggregation of `from`'s contribution rows into this view: `states[i]` is the

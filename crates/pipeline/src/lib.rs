@@ -26,7 +26,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tradewind_sink::MergeTable;
 
 pub use compile::{rollup_of, OutputKind, StateAgg, StateKind, View};
-pub use exec::{ViewExec, ViewInput};
+pub use exec::{RowOrder, ViewExec, ViewInput};
 
 /// The shipped pipeline: `market_1m`, `asset_1m`, and the `asset_1h` / `asset_1d` rollups.
 pub const BUILTIN_SQL: &str = include_str!("builtin.sql");

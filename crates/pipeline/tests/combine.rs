@@ -12,7 +12,7 @@ use arrow_array::{
     TimestampMillisecondArray,
 };
 use arrow_schema::DataType;
-use tradewind_pipeline::{Pipeline, ViewExec, ViewInput};
+use tradewind_pipeline::{Pipeline, RowOrder, ViewExec, ViewInput};
 
 const USER: &str = "
 CREATE MATERIALIZED VIEW pair_2m AS
@@ -110,7 +110,8 @@ fn contribution(
         ord: ord.clone(),
     };
     let keep = BooleanArray::from(vec![true; batch.num_rows()]);
-    exec.contribute(&input, &keep, late, 0).expect("contribute")
+    exec.contribute(&input, &keep, late, 0, RowOrder::Keys)
+        .expect("contribute")
 }
 
 /// Every column but `updated_at` equal; doubles within a relative 1e-9 (summation order differs).
@@ -173,15 +174,22 @@ fn folded_micro_batches_equal_one_batch_of_all_their_trades() {
             at += len;
         }
         assert_eq!(at, all.num_rows());
-        let got = exec.combine(&parts, 0).expect("combine").expect("rows");
+        let got = exec
+            .combine(&parts, 0, RowOrder::Keys)
+            .expect("combine")
+            .expect("rows");
         assert_same(&view.name, &got, &want);
         // Folding is associative: fold a fold with the rest.
         let first = exec
-            .combine(&parts[..5], 0)
+            .combine(&parts[..5], 0, RowOrder::Keys)
             .expect("combine")
             .expect("rows");
         let again = exec
-            .combine(&[first, parts[5].clone(), parts[6].clone()], 0)
+            .combine(
+                &[first, parts[5].clone(), parts[6].clone()],
+                0,
+                RowOrder::Keys,
+            )
             .expect("combine")
             .expect("rows");
         assert_same(&view.name, &again, &want);
@@ -192,11 +200,14 @@ fn folded_micro_batches_equal_one_batch_of_all_their_trades() {
 fn folding_nothing_gives_nothing_and_one_batch_is_itself() {
     let pipeline = Pipeline::builtin().expect("pipeline");
     let exec = ViewExec::new(pipeline.views[0].clone()).expect("plan");
-    assert!(exec.combine(&[], 0).expect("combine").is_none());
+    assert!(exec
+        .combine(&[], 0, RowOrder::Keys)
+        .expect("combine")
+        .is_none());
     let (all, ord, late) = trades(50, 3);
     let one = contribution(&exec, &all, &ord, &late);
     let got = exec
-        .combine(std::slice::from_ref(&one), 0)
+        .combine(std::slice::from_ref(&one), 0, RowOrder::Keys)
         .expect("combine")
         .expect("rows");
     assert_eq!(got, one);

@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tradewind_model::now_ms;
+use tradewind_pipeline::RowOrder;
 use tradewind_sink::{
     Commit, CommitOutcome, MergeTable, MySqlSink, PartitionProgress, PartitionStatus, SinkError,
 };
@@ -198,7 +199,7 @@ impl Engine {
         let mut sent_dlq = 0usize;
         let mut sent_late: HashSet<usize> = HashSet::new();
         loop {
-            let plan = self.plan(raw, decoded, &excluded)?;
+            let plan = self.plan(raw, decoded, &excluded, RowOrder::Keys)?;
             self.route_rejects(rt, raw, &rejected[sent_dlq..])?;
             sent_dlq = rejected.len();
             let fresh: Vec<&(usize, i64, Vec<usize>)> = self

@@ -22,6 +22,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tradewind_kafka::DeadLetter;
 use tradewind_model::{now_ms, Reject, Validator};
+use tradewind_pipeline::RowOrder;
 use tradewind_sink::MySqlSink;
 use tradewind_telemetry::{Backoff, Health};
 
@@ -704,6 +705,7 @@ impl Engine {
         raw: &RawBatch,
         decoded: &Decoded,
         excluded: &HashSet<usize>,
+        order: RowOrder,
     ) -> anyhow::Result<BatchPlan> {
         let origins = Origins {
             source: &decoded.source,
@@ -717,7 +719,7 @@ impl Engine {
         };
         Ok(self
             .views
-            .plan(decoded, &origins, clock, excluded, now_ms())?)
+            .plan(decoded, &origins, clock, excluded, now_ms(), order)?)
     }
 
     /// After a reload: seek a partition to its stored offset.

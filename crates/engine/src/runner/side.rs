@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tradewind_model::{now_ms, Reject};
+use tradewind_pipeline::RowOrder;
 use tradewind_sink::SinkError;
 
 use super::retry::retry;
@@ -28,7 +29,8 @@ impl Engine {
         in_batch: &BTreeSet<i32>,
     ) -> anyhow::Result<()> {
         let raw = &polled.raw;
-        let plan = self.plan(raw, decoded, &HashSet::new())?;
+        // Folded again before it is committed: the commit's fold sorts the rows once.
+        let plan = self.plan(raw, decoded, &HashSet::new(), RowOrder::Any)?;
         self.route_rejects(rt, raw, rejected)?;
         let fresh: Vec<&(usize, i64, Vec<usize>)> = self.not_routed(raw, &plan.too_late);
         self.route_too_late(rt, raw, &fresh)?;
