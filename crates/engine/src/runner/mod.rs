@@ -602,26 +602,28 @@ impl Engine {
         }
         let mut accepted = vec![false; raw.len()];
         let now = Instant::now();
-        for (i, keep) in accepted.iter_mut().enumerate() {
-            let (p, o) = (raw.partitions[i], raw.offsets[i]);
+        // Messages come in runs of one partition (a fetched batch each): one lookup per run.
+        for (p, run) in partition_runs(&raw.partitions) {
             let Some(st) = self.parts.get_mut(&p) else {
                 continue;
             };
-            match st.admit(o, polled.gen) {
-                Admit::Accept => {
-                    *keep = true;
-                    st.last_activity = now;
-                }
-                Admit::Skip => {}
-                Admit::SkipAndSeek(n) => {
-                    let gen = seek(
-                        &self.io.consumer,
-                        &self.seek_gen,
-                        &self.args.topic,
-                        p,
-                        Offset::Offset(n),
-                    );
-                    st.seek = Seek::Pending { gen };
+            for i in run {
+                match st.admit(raw.offsets[i], polled.gen) {
+                    Admit::Accept => {
+                        accepted[i] = true;
+                        st.last_activity = now;
+                    }
+                    Admit::Skip => {}
+                    Admit::SkipAndSeek(n) => {
+                        let gen = seek(
+                            &self.io.consumer,
+                            &self.seek_gen,
+                            &self.args.topic,
+                            p,
+                            Offset::Offset(n),
+                        );
+                        st.seek = Seek::Pending { gen };
+                    }
                 }
             }
         }
@@ -677,10 +679,14 @@ impl Engine {
         } else {
             self.fold_batch(rt, polled, &decoded, &rejected, &in_batch)?;
         }
-        for (i, &p) in raw.partitions.iter().enumerate() {
-            if accepted[i] {
+        for (p, run) in partition_runs(&raw.partitions) {
+            let last = run
+                .filter(|&i| accepted[i])
+                .map(|i| raw.offsets[i] + 1)
+                .max();
+            if let Some(next) = last {
                 let o = self.routed.entry(p).or_insert(0);
-                *o = (*o).max(raw.offsets[i] + 1);
+                *o = (*o).max(next);
             }
         }
         self.reseek_stalled();
@@ -762,6 +768,18 @@ impl Engine {
     }
 }
 
+/// The runs of equal partitions in `partitions`: each partition with the index range of its run.
+fn partition_runs(partitions: &[i32]) -> impl Iterator<Item = (i32, std::ops::Range<usize>)> + '_ {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let &p = partitions.get(from)?;
+        let len = partitions[from..].iter().take_while(|&&q| q == p).count();
+        let run = from..from + len;
+        from += len;
+        Some((p, run))
+    })
+}
+
 /// Seeks `partition` to `offset`; returns the seek generation from which polled batches are known
 /// to hold only post-seek messages.
 fn seek(
@@ -782,4 +800,17 @@ fn seek(
         }
     }
     seek_gen.fetch_add(1, Ordering::AcqRel) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_runs;
+
+    #[test]
+    fn partition_runs_cover_every_index_once_in_order() {
+        let parts = [3, 3, 1, 1, 1, 3, 2];
+        let runs: Vec<(i32, std::ops::Range<usize>)> = partition_runs(&parts).collect();
+        assert_eq!(runs, vec![(3, 0..2), (1, 2..5), (3, 5..6), (2, 6..7)]);
+        assert_eq!(partition_runs(&[]).count(), 0);
+    }
 }
