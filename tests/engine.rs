@@ -243,6 +243,34 @@ fn in_order_trades_match_the_oracle() {
     assert_eq!(s.rejected as usize, inp.dlq_reasons.len());
 }
 
+/// Poison records far larger than a trade (120 KB each, between ordinary trades): micro-batches are
+/// cut by bytes as well as rows (here 1,000 rows, so 256 KB), and the messages that did not fit open
+/// the next batch. Nothing is lost or counted twice, and each poison record is dead-lettered once.
+#[test]
+fn oversized_poison_records_cut_batches_by_bytes_and_lose_nothing() {
+    let mut inp = input(10_000, 0, 0.0, 11);
+    let big = format!(r#"{{"exchange":"{}"#, "x".repeat(120_000));
+    for k in 0..40 {
+        inp.records.insert(
+            k * 250 + 3,
+            (Some(b"bitcoin".to_vec()), big.clone().into_bytes()),
+        );
+        inp.dlq_reasons.push("syntax".to_string());
+    }
+    inp.dlq_reasons.sort();
+    let s = run_in_process(&inp, "oversized");
+    // 1,000 rows of 256 bytes, plus at most the one message that crossed the bound (and its '\n').
+    let bound = 1_000 * 256 + big.len() + 1;
+    assert!(
+        s.largest_batch_bytes as usize <= bound,
+        "a micro-batch of {} bytes (bound {bound})",
+        s.largest_batch_bytes
+    );
+    assert!(s.largest_batch_bytes as usize > big.len(), "{s:?}");
+    assert_eq!(s.trades as usize, inp.good.len());
+    assert_eq!(s.rejected as usize, inp.dlq_reasons.len());
+}
+
 #[test]
 fn out_of_order_and_late_trades_match_the_oracle() {
     let inp = input(40_000, 4_000, 0.02, 2);

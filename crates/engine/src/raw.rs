@@ -18,6 +18,10 @@ pub struct RawBatch {
     pub offsets: Vec<i64>,
 }
 
+/// Payload bytes a raw batch reserves per message of its row limit; a batch is cut once its payloads
+/// reach that many bytes per row limit (so large messages cannot make one batch unbounded).
+pub const BYTES_PER_ROW: usize = 256;
+
 impl RawBatch {
     /// An empty batch with room for `rows` messages of up to 256 bytes. Room is reserved, not
     /// touched: pages count in RSS once written. Reserving too little made the buffer grow by
@@ -25,7 +29,7 @@ impl RawBatch {
     /// alive), and growth may copy.
     pub fn with_capacity(rows: usize) -> Self {
         RawBatch {
-            buf: Vec::with_capacity(rows * 256),
+            buf: Vec::with_capacity(rows * BYTES_PER_ROW),
             spans: Vec::with_capacity(rows),
             key_buf: Vec::with_capacity(rows * 12),
             key_spans: Vec::with_capacity(rows),

@@ -66,6 +66,8 @@ pub struct EngineSummary {
     /// Folded commits MySQL refused a value of (their partitions were read again one micro-batch
     /// per commit to find the trades behind the refused rows).
     pub refused_folds: u64,
+    /// Payload bytes of the largest micro-batch read (batches are cut by rows, time and bytes).
+    pub largest_batch_bytes: u64,
 }
 
 /// Runs the engine until `shutdown` flips (or, with `--drain`, until caught up).
@@ -382,6 +384,8 @@ impl Engine {
                 },
             };
             let started = Instant::now();
+            let bytes = polled.raw.buf.len() as u64;
+            self.summary.largest_batch_bytes = self.summary.largest_batch_bytes.max(bytes);
             let undone = self.undone;
             let caught_up = self.process(rt, &polled, shutdown)?;
             let _ = poller.recycle.try_send(polled.raw);
