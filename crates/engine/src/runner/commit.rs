@@ -161,13 +161,19 @@ impl Engine {
         Ok(false)
     }
 
+    /// Records how far partition `p` had been read, before it is sought back: a drain is not
+    /// caught up until it is read there again.
+    fn remember_read_to(&mut self, p: i32) {
+        if let Some(n) = self.parts.get(&p).and_then(|st| st.next) {
+            let until = self.reread.entry(p).or_insert(n);
+            *until = (*until).max(n);
+        }
+    }
+
     /// Reads partition `p` again from its committed offset.
     pub(super) fn rewind(&mut self, p: i32) {
+        self.remember_read_to(p);
         if let Some(st) = self.parts.get_mut(&p) {
-            if let Some(n) = st.next {
-                let until = self.reread.entry(p).or_insert(n);
-                *until = (*until).max(n);
-            }
             st.rewind();
             self.seek_loaded(p);
         }
@@ -420,11 +426,7 @@ impl Engine {
                 );
                 // The whole transaction was rolled back: every partition in it reloads.
                 for pp in progress {
-                    let read_to = self.parts.get(&pp.partition).and_then(|st| st.next);
-                    if let Some(n) = read_to {
-                        let until = self.reread.entry(pp.partition).or_insert(n);
-                        *until = (*until).max(n);
-                    }
+                    self.remember_read_to(pp.partition);
                     self.parts.remove(&pp.partition);
                     if self.load(rt, pp.partition, shutdown)? {
                         self.seek_loaded(pp.partition);
