@@ -375,6 +375,12 @@ pub(crate) struct RawFields<'a> {
     /// price, volume and priceUsd already parsed from their text (bit for bit what `f64::from_str`
     /// gives), where the fast path could do so on the way; `None`: parse the text.
     pub(crate) parsed: [Option<f64>; 3],
+    /// `timestamp` already read from its text as an integer (what `i64::from_str` gives), where the
+    /// fast path could do so on the way; `None`: parse the text.
+    pub(crate) timestamp_ms: Option<i64>,
+    /// The string fields are known to be printable ASCII without escapes (the fast path checked
+    /// every byte): the ids need only their length checked.
+    pub(crate) plain_ids: bool,
 }
 
 impl<'a> From<RawTrade<'a>> for RawFields<'a> {
@@ -389,6 +395,8 @@ impl<'a> From<RawTrade<'a>> for RawFields<'a> {
             timestamp: r.timestamp.map(RawValue::get),
             price_usd: r.price_usd.map(RawValue::get),
             parsed: [None; 3],
+            timestamp_ms: None,
+            plain_ids: false,
         }
     }
 }
@@ -403,7 +411,9 @@ fn present<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
     }
 }
 
-fn id<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
+/// The id field `name` from its raw text (a JSON string with its quotes). `plain`: the text is
+/// known to be printable ASCII without escapes, so only its length is left to check.
+fn id<'a>(v: Option<&'a str>, name: &str, plain: bool) -> Result<&'a str, Reject> {
     let raw = present(v, name)?;
     if !raw.starts_with('"') {
         return Err(Reject::new(
@@ -412,6 +422,9 @@ fn id<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
         ));
     }
     let inner = &raw[1..raw.len() - 1];
+    if plain {
+        return id_length(inner, inner.len(), name);
+    }
     // One pass over the bytes finds what the checks below need (the ids are short, but there are
     // three per trade).
     let (mut backslash, mut ascii, mut control) = (false, true, None);
@@ -427,12 +440,6 @@ fn id<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
         return Err(Reject::new(
             RejectKind::WrongType,
             format!("field `{name}` has escapes, not a CoinCap id"),
-        ));
-    }
-    if inner.is_empty() {
-        return Err(Reject::new(
-            RejectKind::EmptyId,
-            format!("field `{name}` is empty"),
         ));
     }
     let chars = if ascii {
@@ -451,6 +458,17 @@ fn id<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, Reject> {
         }
         chars
     };
+    id_length(inner, chars, name)
+}
+
+/// `inner`, an id of `chars` characters, unless it is empty or too long.
+fn id_length<'a>(inner: &'a str, chars: usize, name: &str) -> Result<&'a str, Reject> {
+    if chars == 0 {
+        return Err(Reject::new(
+            RejectKind::EmptyId,
+            format!("field `{name}` is empty"),
+        ));
+    }
     if chars > MAX_ID_CHARS {
         return Err(Reject::new(
             RejectKind::InvalidId,
@@ -524,16 +542,15 @@ fn clip(s: &str) -> &str {
 /// rejected. Unknown extra fields are ignored (forward compatibility).
 ///
 /// The compact frame [`write_json`] writes (and CoinCap sent: the 8 fields in wire order, no
-/// whitespace, ids without escapes, JSON numbers) is split by a single scan of its bytes, which also
-/// computes short amounts (digits up to 2^53, decimal exponent within 22) exactly on the way (bit
-/// for bit what `f64::from_str` gives);
+/// whitespace, ids of printable ASCII without escapes, JSON numbers) is split by a single scan of
+/// its bytes, which also computes short amounts (digits up to 2^53, decimal exponent within 22)
+/// exactly on the way (bit for bit what `f64::from_str` gives) and reads the integer timestamp;
 /// any other frame goes through serde_json ([`validate_slow`]). Both feed the same checks, so the
 /// verdict, the reject and every field of the trade are the same either way.
 pub fn validate<'a>(frame: &'a [u8], now_ms: i64, policy: &Validator) -> Result<Trade<'a>, Reject> {
-    let text = utf8(frame)?;
-    let raw = match fast::scan(text) {
+    let raw = match fast::scan(frame) {
         Some(raw) => raw,
-        None => parse_slow(text)?,
+        None => parse_slow(utf8(frame)?)?,
     };
     check(raw, now_ms, policy)
 }
@@ -553,7 +570,7 @@ pub fn validate_slow<'a>(
 /// Whether [`validate`] splits `frame` with its single-scan fast path (for tests and benches).
 #[doc(hidden)]
 pub fn takes_fast_path(frame: &[u8]) -> bool {
-    std::str::from_utf8(frame).is_ok_and(|text| fast::scan(text).is_some())
+    fast::scan(frame).is_some()
 }
 
 fn utf8(frame: &[u8]) -> Result<&str, Reject> {
@@ -581,9 +598,9 @@ fn parse_slow(text: &str) -> Result<RawFields<'_>, Reject> {
 /// The model's checks on the fields' raw values, in a fixed order (the first failing one is the
 /// reject).
 fn check<'a>(raw: RawFields<'a>, now_ms: i64, policy: &Validator) -> Result<Trade<'a>, Reject> {
-    let exchange = id(raw.exchange, "exchange")?;
-    let base = id(raw.base, "base")?;
-    let quote = id(raw.quote, "quote")?;
+    let exchange = id(raw.exchange, "exchange", raw.plain_ids)?;
+    let base = id(raw.base, "base", raw.plain_ids)?;
+    let quote = id(raw.quote, "quote", raw.plain_ids)?;
     let direction = match present(raw.direction, "direction")? {
         "\"buy\"" => Direction::Buy,
         "\"sell\"" => Direction::Sell,
@@ -604,7 +621,7 @@ fn check<'a>(raw: RawFields<'a>, now_ms: i64, policy: &Validator) -> Result<Trad
     let price = number(raw.price, price_x, "price")?;
     let volume = number(raw.volume, volume_x, "volume")?;
     let price_usd = number(raw.price_usd, price_usd_x, "priceUsd")?;
-    let timestamp = epoch_ms(raw.timestamp)?;
+    let timestamp = epoch_ms(raw.timestamp, raw.timestamp_ms)?;
     check_event_time(timestamp, now_ms, policy)?;
     Ok(Trade {
         exchange,
@@ -618,10 +635,15 @@ fn check<'a>(raw: RawFields<'a>, now_ms: i64, policy: &Validator) -> Result<Trad
     })
 }
 
-/// The `timestamp` field: integer epoch ms, after [`MIN_TIMESTAMP_MS`].
-fn epoch_ms(v: Option<&str>) -> Result<i64, Reject> {
+/// The `timestamp` field: integer epoch ms, after [`MIN_TIMESTAMP_MS`]; `parsed` is its value read
+/// from the text already, if it was.
+fn epoch_ms(v: Option<&str>, parsed: Option<i64>) -> Result<i64, Reject> {
     let ts_raw = present(v, "timestamp")?;
-    let timestamp: i64 = ts_raw.parse().map_err(|_| {
+    let timestamp: i64 = match parsed {
+        Some(t) => Ok(t),
+        None => ts_raw.parse(),
+    }
+    .map_err(|_| {
         Reject::new(
             RejectKind::WrongType,
             format!(

@@ -429,11 +429,12 @@ proptest! {
 
 // ---- the fast path is taken where it should be -------------------------------------------------
 
-/// Ids the fast path takes: no `"`, `\` or C0 control (DEL, C1 and non-ASCII are fine).
+/// Ids the fast path takes: printable ASCII without `"` or `\` (control characters, DEL and
+/// non-ASCII leave the frame to serde_json: `fast_and_slow_paths_agree_on_random_frames`).
 fn plain_id() -> impl Strategy<Value = String> {
     prop::collection::vec(
-        id_char().prop_filter("no quote, backslash or C0", |&c| {
-            c != '"' && c != '\\' && c >= ' '
+        id_char().prop_filter("printable ASCII, no quote or backslash", |&c| {
+            (' '..='~').contains(&c) && c != '"' && c != '\\'
         }),
         0..70,
     )
