@@ -4,14 +4,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_same_rows, assert_tables_match, free_port, http_get, oracle, produce_all,
-    produce_spread, read_asset_table, read_full, read_log, read_tables, read_topic, valid_trades,
-    Tables, TestDb,
+    assert_same_rows, assert_tables_match, asset_key, expect_revisions, expected_log, free_port,
+    http_get, market_key, oracle, produce_all, produce_spread, read_asset_table, read_full,
+    read_log, read_tables, read_topic, valid_trades, AssetKey, Row, Tables, TestDb,
+    DEFAULT_LATENESS,
 };
 use tradewind_engine::EngineConfig;
 use tradewind_kafka::EmbeddedCluster;
@@ -137,21 +139,52 @@ fn cluster() -> EmbeddedCluster {
         .expect("mock cluster")
 }
 
-/// Checks the tables against the oracle; `late_sent`: the input's too-late trades were produced too
-/// (they join only their open day).
-fn check_against_oracle(rt: &tokio::runtime::Runtime, db: &TestDb, inp: &Input, late_sent: bool) {
+/// Checks the tables against the oracle, revisions included (computed from the trades' partitions
+/// and offsets in `brokers`' log); `late_sent`: the input's too-late trades were produced too (they
+/// join only their open day).
+fn check_against_oracle(
+    rt: &tokio::runtime::Runtime,
+    brokers: &str,
+    db: &TestDb,
+    inp: &Input,
+    late_sent: bool,
+) {
     let pool = db.pool();
     let actual = rt.block_on(read_tables(&pool));
-    let expected = oracle(&inp.good, WINDOW_MS);
+    let late: Vec<OwnedTrade> = inp
+        .late
+        .iter()
+        .filter(|_| late_sent)
+        .filter_map(|(_, p)| tradewind_model::validate(p, now_ms(), &Default::default()).ok())
+        .map(|t| t.to_owned_trade())
+        .collect();
+    let log = expected_log(
+        brokers,
+        "trades",
+        &[inp.good.clone(), late.clone()].concat(),
+    );
+    let mut expected = oracle(&inp.good, WINDOW_MS);
     assert!(
         expected.asset.len() >= 20,
         "test data spans too few windows"
     );
+    let revisions = |rows: &mut BTreeMap<AssetKey, Row>, window_ms: i64| {
+        expect_revisions(rows, &log, window_ms, DEFAULT_LATENESS, asset_key)
+    };
+    expect_revisions(
+        &mut expected.market,
+        &log,
+        WINDOW_MS,
+        DEFAULT_LATENESS,
+        market_key,
+    );
+    revisions(&mut expected.asset, WINDOW_MS);
     assert_tables_match(&actual, &expected);
     // The rollups: the two-hour-old trades are too late for an hour (routed to the late topic) but
     // still inside their open day, which they join.
     let hours = rt.block_on(read_asset_table(&pool, "asset_1h"));
-    let want_hours = oracle(&inp.good, 3_600_000).asset;
+    let mut want_hours = oracle(&inp.good, 3_600_000).asset;
+    revisions(&mut want_hours, 3_600_000);
     assert_tables_match(
         &Tables {
             market: Default::default(),
@@ -162,15 +195,9 @@ fn check_against_oracle(rt: &tokio::runtime::Runtime, db: &TestDb, inp: &Input, 
             asset: want_hours,
         },
     );
-    let late: Vec<OwnedTrade> = inp
-        .late
-        .iter()
-        .filter(|_| late_sent)
-        .filter_map(|(_, p)| tradewind_model::validate(p, now_ms(), &Default::default()).ok())
-        .map(|t| t.to_owned_trade())
-        .collect();
     let days = rt.block_on(read_asset_table(&pool, "asset_1d"));
-    let want_days = oracle(&[inp.good.clone(), late].concat(), 86_400_000).asset;
+    let mut want_days = oracle(&[inp.good.clone(), late].concat(), 86_400_000).asset;
+    revisions(&mut want_days, 86_400_000);
     assert_tables_match(
         &Tables {
             market: Default::default(),
@@ -218,7 +245,7 @@ fn run_in_process(input: &Input, tag: &str) -> tradewind_engine::EngineSummary {
     let second = drain();
     assert_eq!(second.too_late as usize, input.late.len());
     assert_eq!(second.records as usize, input.late.len());
-    check_against_oracle(&rt, &db, input, true);
+    check_against_oracle(&rt, c.bootstrap_servers(), &db, input, true);
     // Every invalid record is in the dead-letter topic with its reason; every too-late trade is in
     // the late topic.
     let mut reasons: Vec<String> = read_topic(c.bootstrap_servers(), "trades.dlq")
@@ -450,7 +477,7 @@ fn killed_and_restarted_engine_leaves_exactly_the_oracle_tables() {
         .collect();
     assert_eq!(dlq.len(), inp.dlq_reasons.len(), "distinct dead letters");
     assert!(read_topic(c.bootstrap_servers(), "trades.late").is_empty());
-    check_against_oracle(&rt, &db, &inp, false);
+    check_against_oracle(&rt, c.bootstrap_servers(), &db, &inp, false);
 
     // And the same tables as one uninterrupted run over the same topic.
     let db2 = TestDb::new("nocrash");
@@ -474,7 +501,7 @@ fn two_replicas_in_one_group_equal_one() {
     wait_ok(a, Duration::from_secs(120));
     wait_ok(b, Duration::from_secs(120));
     let rt = runtime();
-    check_against_oracle(&rt, &db, &inp, false);
+    check_against_oracle(&rt, c.bootstrap_servers(), &db, &inp, false);
 }
 
 // ---- outages -----------------------------------------------------------------------------------
@@ -546,7 +573,7 @@ fn mysql_and_broker_outages_lose_and_duplicate_nothing() {
         total,
         "the first engine consumed every record exactly once"
     );
-    check_against_oracle(&rt, &db, &inp, false);
+    check_against_oracle(&rt, c.bootstrap_servers(), &db, &inp, false);
 }
 
 #[test]
@@ -755,7 +782,7 @@ fn refused_rows_case(commit_interval: Duration) {
     let mut args = engine_args(c.bootstrap_servers(), &db, "g1");
     args.commit_interval = commit_interval;
     let s = drain_in_process(&rt, args);
-    check_against_oracle(&rt, &db, &inp, false);
+    check_against_oracle(&rt, c.bootstrap_servers(), &db, &inp, false);
     assert_eq!(s.trades as usize, inp.good.len());
     if commit_interval.is_zero() {
         assert_eq!(s.refused_folds, 0);
@@ -920,5 +947,5 @@ fn sigterm_during_a_mysql_outage_commits_nothing_half_written() {
         spawn_run(c.bootstrap_servers(), &db, "g-term", None),
         Duration::from_secs(120),
     );
-    check_against_oracle(&rt, &db, &inp, false);
+    check_against_oracle(&rt, c.bootstrap_servers(), &db, &inp, false);
 }

@@ -38,6 +38,9 @@ pub struct Row {
     pub price_trend: Option<String>,
     pub window_end: i64,
     pub is_final: bool,
+    /// Corrections folded in after the window closed. Read back from MySQL; in the oracle `None`
+    /// (not checked) unless [`expect_revisions`] computed it from the log.
+    pub revision: Option<u64>,
 }
 
 /// Key of a market row: (exchange, base, quote, window_start ms).
@@ -122,6 +125,7 @@ pub fn oracle(trades: &[OwnedTrade], window_ms: i64) -> Tables {
             price_trend: None,
             window_end: ws + window_ms,
             is_final: true,
+            revision: None,
         }
     };
     let mut out = Tables::default();
@@ -163,7 +167,7 @@ const COLS: &str = "trades, buys, sells, volume, buy_volume, sell_volume, notion
     TIMESTAMPDIFF(MICROSECOND, '1970-01-01', first_trade_at) DIV 1000, \
     TIMESTAMPDIFF(MICROSECOND, '1970-01-01', last_trade_at) DIV 1000, price_change_pct, \
     CAST(price_trend AS CHAR), TIMESTAMPDIFF(MICROSECOND, '1970-01-01', window_end) DIV 1000, is_final, \
-    TIMESTAMPDIFF(MICROSECOND, '1970-01-01', window_start) DIV 1000";
+    TIMESTAMPDIFF(MICROSECOND, '1970-01-01', window_start) DIV 1000, revision";
 
 fn row_from(r: &mut mysql_async::Row, offset: usize) -> (Row, i64) {
     let g = |r: &mut mysql_async::Row, i: usize| -> f64 { r.take::<f64, _>(offset + i).unwrap() };
@@ -189,6 +193,7 @@ fn row_from(r: &mut mysql_async::Row, offset: usize) -> (Row, i64) {
         price_trend: r.take::<Option<String>, _>(offset + 16).unwrap(),
         window_end: r.take::<i64, _>(offset + 17).unwrap(),
         is_final: r.take::<i64, _>(offset + 18).unwrap() != 0,
+        revision: Some(u(r, 20)),
     };
     let ws = r.take::<i64, _>(offset + 19).unwrap();
     (row, ws)
@@ -209,10 +214,10 @@ pub async fn read_tables(pool: &mysql_async::Pool) -> Tables {
             (r.take(0).unwrap(), r.take(1).unwrap(), r.take(2).unwrap());
         let (mut row, ws) = row_from(&mut r, 3);
         row.ohlc_price = [
-            r.take(23).unwrap(),
             r.take(24).unwrap(),
             r.take(25).unwrap(),
             r.take(26).unwrap(),
+            r.take(27).unwrap(),
         ];
         out.market.insert((e, b, q, ws), row);
     }
@@ -282,6 +287,88 @@ pub fn rows_agree(a: &Row, e: &Row) -> bool {
         && a.price_trend == e.price_trend
         && a.window_end == e.window_end
         && a.is_final == e.is_final
+        && e.revision.is_none_or(|r| a.revision == Some(r))
+}
+
+/// The engine's lateness bounds in the tests: its defaults (`--out-of-orderness 5s`,
+/// `--allowed-lateness 10m`).
+pub const DEFAULT_LATENESS: Lateness = Lateness {
+    out_of_orderness_ms: 5_000,
+    allowed_ms: 600_000,
+};
+
+/// Lateness bounds, as the engine is configured.
+#[derive(Debug, Clone, Copy)]
+pub struct Lateness {
+    pub out_of_orderness_ms: i64,
+    pub allowed_ms: i64,
+}
+
+/// The trades of `topic` that the tables should hold, with their partition, in (partition, offset)
+/// order: the records of the log that are one of `expected` (by their exact payload, as
+/// [`tradewind_model::write_json`] wrote them). Other records (invalid ones, trades MySQL refused)
+/// neither count nor move a partition's clock.
+pub fn expected_log(brokers: &str, topic: &str, expected: &[OwnedTrade]) -> Vec<(i32, OwnedTrade)> {
+    let mut wanted: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    for t in expected {
+        let mut p = Vec::new();
+        tradewind_model::write_json(&t.as_trade(), &mut p);
+        *wanted.entry(p).or_default() += 1;
+    }
+    read_log(brokers, topic)
+        .into_iter()
+        .filter_map(|(p, _, payload)| {
+            let left = wanted.get_mut(&payload)?;
+            *left = left.checked_sub(1)?;
+            let t =
+                tradewind_model::validate(&payload, tradewind_model::now_ms(), &Default::default())
+                    .ok()?
+                    .to_owned_trade();
+            Some((p, t))
+        })
+        .collect()
+}
+
+/// Sets the expected `revision` of every row of `rows` (windows of `window_ms`, keyed by `key`)
+/// from `log` ([`expected_log`]), by the lateness rule written out plainly: a partition's watermark
+/// before a trade is the largest event time of that partition's earlier trades minus the
+/// out-of-orderness bound; a trade whose window had ended by then is a correction (one revision of
+/// its row), unless it ended more than the allowed lateness before (too late: not in the tables).
+pub fn expect_revisions<K: Ord>(
+    rows: &mut BTreeMap<K, Row>,
+    log: &[(i32, OwnedTrade)],
+    window_ms: i64,
+    lateness: Lateness,
+    key: impl Fn(&OwnedTrade, i64) -> K,
+) {
+    for r in rows.values_mut() {
+        r.revision = Some(0);
+    }
+    let mut max_event: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    for (p, t) in log {
+        let ws = t.timestamp.div_euclid(window_ms) * window_ms;
+        let end = ws + window_ms;
+        if let Some(wm) = max_event.get(p).map(|m| m - lateness.out_of_orderness_ms) {
+            let too_late = end + lateness.allowed_ms <= wm;
+            if end <= wm && !too_late {
+                if let Some(r) = rows.get_mut(&key(t, ws)) {
+                    *r.revision.get_or_insert(0) += 1;
+                }
+            }
+        }
+        let m = max_event.entry(*p).or_insert(t.timestamp);
+        *m = (*m).max(t.timestamp);
+    }
+}
+
+/// Key of a market row for [`expect_revisions`].
+pub fn market_key(t: &OwnedTrade, ws: i64) -> MarketKey {
+    (t.exchange.clone(), t.base.clone(), t.quote.clone(), ws)
+}
+
+/// Key of an asset row for [`expect_revisions`].
+pub fn asset_key(t: &OwnedTrade, ws: i64) -> AssetKey {
+    (t.base.clone(), ws)
 }
 
 /// Asserts the tables equal the oracle: same keys (nothing missing, nothing extra) and agreeing rows.
