@@ -665,24 +665,37 @@ impl Engine {
             .filter(|&i| accepted[i])
             .map(|i| raw.partitions[i])
             .collect();
-        // Records read again after a refused commit were routed already.
-        let routed = |i: usize| {
-            self.routed
-                .get(&raw.partitions[i])
-                .is_some_and(|&o| raw.offsets[i] < o)
-        };
-        let rejected: Rejected = decoded
-            .rejects
-            .iter()
-            .map(|(i, r)| (*i as usize, r.clone()))
-            .filter(|(i, _)| !routed(*i))
-            .collect();
+        let rejected = self.rejects_to_route(raw, &decoded);
         if commit_each {
             self.commit_batch(rt, polled, &decoded, rejected, &in_batch, shutdown)?;
             self.end_isolation();
         } else {
             self.fold_batch(rt, polled, &decoded, &rejected, &in_batch)?;
         }
+        self.remember_routed(raw, &accepted);
+        self.reseek_stalled();
+        Ok(self.caught_up(polled, &assigned))
+    }
+
+    /// The rejects of `decoded` still to dead-letter: records read again after a refused commit
+    /// were routed already.
+    fn rejects_to_route(&self, raw: &RawBatch, decoded: &Decoded) -> Rejected {
+        let routed = |i: usize| {
+            self.routed
+                .get(&raw.partitions[i])
+                .is_some_and(|&o| raw.offsets[i] < o)
+        };
+        decoded
+            .rejects
+            .iter()
+            .map(|(i, r)| (*i as usize, r.clone()))
+            .filter(|(i, _)| !routed(*i))
+            .collect()
+    }
+
+    /// Records how far each partition's accepted records have been routed (dead-lettered or sent
+    /// to the late topic), so that a re-read after a refused commit does not route them twice.
+    fn remember_routed(&mut self, raw: &RawBatch, accepted: &[bool]) {
         for (p, run) in partition_runs(&raw.partitions) {
             let last = run
                 .filter(|&i| accepted[i])
@@ -693,18 +706,21 @@ impl Engine {
                 *o = (*o).max(next);
             }
         }
-        self.reseek_stalled();
+    }
+
+    /// Whether every assigned partition is caught up: the poll came back empty at the end of each
+    /// of them, and no partition is still being read again up to where it had been.
+    fn caught_up(&mut self, polled: &Polled, assigned: &BTreeSet<i32>) -> bool {
         let parts = &self.parts;
         self.reread.retain(|p, until| {
             parts
                 .get(p)
                 .is_some_and(|st| st.next.is_none_or(|n| n < *until))
         });
-        let caught_up = !assigned.is_empty()
-            && raw.is_empty()
+        !assigned.is_empty()
+            && polled.raw.is_empty()
             && self.reread.is_empty()
-            && assigned.iter().all(|p| polled.eof.contains(p));
-        Ok(caught_up)
+            && assigned.iter().all(|p| polled.eof.contains(p))
     }
 
     /// Aggregates the valid rows of `decoded` (minus `excluded` raw indices) into each view's
