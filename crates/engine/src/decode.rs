@@ -76,23 +76,25 @@ impl BatchDecoder {
         let run = |(from, to): (usize, usize)| {
             decode_range(raw, from..to, now_ms, &self.policy, &self.schema, skip)
         };
-        let results: Vec<Result<Decoded, ArrowError>> = if parts == 1 {
-            bounds.into_iter().map(run).collect()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = bounds
-                    .into_iter()
-                    .map(|b| scope.spawn(move || run(b)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(ArrowError::ComputeError("decode thread panicked".into()))
-                        })
-                    })
-                    .collect()
-            })
+        let results: Vec<Result<Decoded, ArrowError>> = match bounds.split_first() {
+            Some((&first, rest)) if !rest.is_empty() => {
+                // The first part is decoded on this thread, the others on threads of their own.
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> =
+                        rest.iter().map(|&b| scope.spawn(move || run(b))).collect();
+                    let panicked = |_| Err(ArrowError::ComputeError("decode panicked".into()));
+                    let here =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(first)));
+                    std::iter::once(here.unwrap_or_else(panicked))
+                        .chain(
+                            handles
+                                .into_iter()
+                                .map(|h| h.join().unwrap_or_else(panicked)),
+                        )
+                        .collect()
+                })
+            }
+            _ => bounds.into_iter().map(run).collect(),
         };
         let mut parts = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         if parts.len() == 1 {
