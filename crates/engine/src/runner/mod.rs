@@ -92,22 +92,7 @@ pub async fn run_engine(
         return Ok(EngineSummary::default());
     };
     let retention = prepare(&args, &sink, &pipeline, registry, &shutdown).await?;
-    // The run's own options (in-process runs and tests have no process-wide ones).
-    let options = tradewind_kafka::ClientOptions::parse(&args.kafka_options, None)?;
-    let mut producer_config = tradewind_kafka::producer_config(&args.brokers);
-    let mut config = tradewind_kafka::consumer_config(&args.brokers, &args.group);
-    options.apply(&mut producer_config);
-    options.apply(&mut config);
-    // Created on the first dead letter or late trade: an idle producer costs a polling thread.
-    let producer = tradewind_kafka::LazyProducer::new(producer_config);
-    let context = EngineContext::new(&args.topic, metrics.consumer_lag.clone());
-    let consumer: EngineConsumer = config.create_with_context(context)?;
-    let consumer = Arc::new(consumer);
-    // Live mode joins the group (replicas split the partitions); `--drain` assigns every partition
-    // directly once it has loaded their offsets from MySQL (Engine::assign_all): no group join.
-    if !args.drain {
-        consumer.subscribe(&[args.topic.as_str()])?;
-    }
+    let (producer, consumer) = kafka_clients(&args, &metrics)?;
     let heartbeat = Arc::new(AtomicI64::new(now_ms()));
     let watchdog = tokio::spawn(watch_liveness(
         heartbeat.clone(),
@@ -146,6 +131,30 @@ pub async fn run_engine(
         tracing::debug!(error = %e, "mysql disconnect");
     }
     result
+}
+
+/// The run's Kafka clients: the (lazily created) producer of the dead-letter and late topics, and
+/// the consumer of the trades topic, with `--kafka-option`s applied (in-process runs and tests have
+/// no process-wide ones).
+fn kafka_clients(
+    args: &EngineConfig,
+    metrics: &EngineMetrics,
+) -> anyhow::Result<(tradewind_kafka::LazyProducer, Arc<EngineConsumer>)> {
+    let options = tradewind_kafka::ClientOptions::parse(&args.kafka_options, None)?;
+    let mut producer_config = tradewind_kafka::producer_config(&args.brokers);
+    let mut config = tradewind_kafka::consumer_config(&args.brokers, &args.group);
+    options.apply(&mut producer_config);
+    options.apply(&mut config);
+    // Created on the first dead letter or late trade: an idle producer costs a polling thread.
+    let producer = tradewind_kafka::LazyProducer::new(producer_config);
+    let context = EngineContext::new(&args.topic, metrics.consumer_lag.clone());
+    let consumer: EngineConsumer = config.create_with_context(context)?;
+    // Live mode joins the group (replicas split the partitions); `--drain` assigns every partition
+    // directly once it has loaded their offsets from MySQL (Engine::assign_all): no group join.
+    if !args.drain {
+        consumer.subscribe(&[args.topic.as_str()])?;
+    }
+    Ok((producer, Arc::new(consumer)))
 }
 
 /// Before consuming: the schema (with `--migrate`), the retention task (with `--retention`) and the
