@@ -32,8 +32,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_same_rows, assert_tables_match, free_port, http_get, oracle, produce_spread, read_full,
-    read_log, read_tables, valid_trades, Relay, TestDb,
+    assert_same_rows, assert_tables_match, asset_key, expect_revisions, free_port, http_get,
+    market_key, oracle, produce_spread, read_full, read_log, read_tables, valid_trades,
+    valid_trades_by_partition, Relay, TestDb, DEFAULT_LATENESS,
 };
 use mysql_async::prelude::Queryable;
 use rdkafka::config::ClientConfig;
@@ -1427,7 +1428,27 @@ fn chaos_spread_partitions_hostile_records_kills_and_a_mysql_restart() {
     let log = read_log(&brokers, &chain.topic);
     assert_eq!(log.len(), records.len(), "every record is in the topic");
     let good = valid_trades(&log);
-    let expected = oracle(&good, WINDOW_MS);
+    let mut expected = oracle(&good, WINDOW_MS);
+    // Revisions too: a correction applied twice (a replayed batch after a kill) would show here.
+    let by_partition = valid_trades_by_partition(&log);
+    expect_revisions(
+        &mut expected.market,
+        &by_partition,
+        WINDOW_MS,
+        DEFAULT_LATENESS,
+        market_key,
+    );
+    expect_revisions(
+        &mut expected.asset,
+        &by_partition,
+        WINDOW_MS,
+        DEFAULT_LATENESS,
+        asset_key,
+    );
+    assert!(
+        expected.asset.values().any(|r| r.revision > Some(0)),
+        "the late trades corrected no closed window"
+    );
     let pool = chain.db.pool();
     let actual = rt.block_on(read_tables(&pool));
     assert_tables_match(&actual, &expected);

@@ -662,11 +662,20 @@ pub fn read_log(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
 /// The valid trades of a log read by [`read_log`], in (partition, offset) order: the order in which
 /// the engine breaks open/close ties between trades of the same millisecond.
 pub fn valid_trades(log: &[(i32, i64, Vec<u8>)]) -> Vec<OwnedTrade> {
+    valid_trades_by_partition(log)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// The valid trades of a log read by [`read_log`] with their partition, in (partition, offset) order
+/// (for [`expect_revisions`]).
+pub fn valid_trades_by_partition(log: &[(i32, i64, Vec<u8>)]) -> Vec<(i32, OwnedTrade)> {
     log.iter()
-        .filter_map(|(_, _, p)| {
+        .filter_map(|(partition, _, p)| {
             tradewind_model::validate(p, tradewind_model::now_ms(), &Default::default())
                 .ok()
-                .map(|t| t.to_owned_trade())
+                .map(|t| (*partition, t.to_owned_trade()))
         })
         .collect()
 }
