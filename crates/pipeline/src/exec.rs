@@ -161,8 +161,15 @@ struct Rollup {
 #[derive(Debug)]
 pub struct ViewExec {
     view: View,
+    /// The trades and hidden columns ([`crate::input_schema`]).
     schema: SchemaRef,
+    /// `schema` plus one boolean column per distinct `FILTER` clause: what the aggregation reads.
+    planned_schema: SchemaRef,
     filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The distinct `FILTER (WHERE ...)` clauses of the view's states, each evaluated once per
+    /// micro-batch into its column of `planned_schema` (the built-in views ask `direction = 'buy'`
+    /// of every trade twice: for the count and for the volume).
+    state_filters: Vec<Arc<dyn PhysicalExpr>>,
     planned: Planned,
     rollup: Option<Rollup>,
     /// Re-aggregation of this view's own contribution rows ([`ViewExec::combine`]), planned on
@@ -183,9 +190,18 @@ fn udaf(kind: StateKind) -> Arc<AggregateUDF> {
 }
 
 struct Planner {
+    /// The aggregation's input: the trades, hidden columns and state filter columns.
     schema: SchemaRef,
+    /// The trades and hidden columns, for expressions over them.
     df_schema: DFSchema,
     props: ExecutionProps,
+    /// The distinct state filters; the `k`-th is column [`filter_column`]`(k)` of `schema`.
+    state_filters: Vec<Expr>,
+}
+
+/// The name of the column holding the `k`-th distinct state filter of a view.
+fn filter_column(k: usize) -> String {
+    format!("__tw_filter_{k}")
 }
 
 impl Planner {
@@ -213,7 +229,10 @@ impl Planner {
         }
         let filter = match (&s.filter, s.kind) {
             (_, StateKind::Late) => Some(col(LATE_COLUMN, &self.schema)?),
-            (Some(f), _) => Some(self.physical(f)?),
+            (Some(f), _) => match self.state_filters.iter().position(|x| x == f) {
+                Some(k) => Some(col(&filter_column(k), &self.schema)?),
+                None => Some(self.physical(f)?),
+            },
             (None, _) => None,
         };
         Ok((Arc::new(b.build()?), filter))
@@ -224,10 +243,28 @@ impl ViewExec {
     /// Plans `view`'s state aggregation once.
     pub fn new(view: View) -> Result<ViewExec, PipelineError> {
         let schema = crate::input_schema();
+        let mut state_filters: Vec<Expr> = Vec::new();
+        for s in view.states.iter().filter(|s| s.kind != StateKind::Late) {
+            if let Some(f) = &s.filter {
+                if !state_filters.contains(f) {
+                    state_filters.push(f.clone());
+                }
+            }
+        }
+        let mut fields: Vec<arrow_schema::FieldRef> = schema.fields().iter().cloned().collect();
+        fields.extend((0..state_filters.len()).map(|k| {
+            Arc::new(arrow_schema::Field::new(
+                filter_column(k),
+                DataType::Boolean,
+                true,
+            ))
+        }));
+        let planned_schema = Arc::new(arrow_schema::Schema::new(fields));
         let planner = Planner {
-            schema: schema.clone(),
+            schema: planned_schema.clone(),
             df_schema: DFSchema::try_from_qualified_schema("trades", &schema)?,
             props: ExecutionProps::new(),
+            state_filters,
         };
         let filter = view
             .filter
@@ -246,11 +283,18 @@ impl ViewExec {
             aggs.push(a);
             filters.push(f);
         }
-        let planned = Planned::new(schema.clone(), groups, aggs, filters)?;
+        let planned = Planned::new(planned_schema.clone(), groups, aggs, filters)?;
+        let state_filters = planner
+            .state_filters
+            .iter()
+            .map(|f| planner.physical(f))
+            .collect::<DfResult<Vec<_>>>()?;
         Ok(ViewExec {
             view,
             schema,
+            planned_schema,
             filter,
+            state_filters,
             planned,
             rollup: None,
             combined: std::sync::OnceLock::new(),
@@ -338,10 +382,26 @@ impl ViewExec {
             })?;
             mask = arrow_arith::boolean::and(&mask, v)?;
         }
-        if mask.true_count() == n {
+        let batch = if mask.true_count() == n {
+            batch
+        } else {
+            arrow_select::filter::filter_record_batch(&batch, &mask)?
+        };
+        self.with_state_filters(batch)
+    }
+
+    /// `batch` (the rows the view aggregates) with a column per distinct state filter, evaluated
+    /// over exactly those rows, as the aggregation would evaluate each `FILTER` clause.
+    fn with_state_filters(&self, batch: RecordBatch) -> Result<RecordBatch, PipelineError> {
+        if self.state_filters.is_empty() {
             return Ok(batch);
         }
-        Ok(arrow_select::filter::filter_record_batch(&batch, &mask)?)
+        let n = batch.num_rows();
+        let mut columns = batch.columns().to_vec();
+        for f in &self.state_filters {
+            columns.push(f.evaluate(&batch)?.into_array(n)?);
+        }
+        Ok(RecordBatch::try_new(self.planned_schema.clone(), columns)?)
     }
 
     /// This view's contribution from the source view's contribution `source` (same trades, same
