@@ -158,11 +158,8 @@ fn check_against_oracle(
         .filter_map(|(_, p)| tradewind_model::validate(p, now_ms(), &Default::default()).ok())
         .map(|t| t.to_owned_trade())
         .collect();
-    let log = expected_log(
-        brokers,
-        "trades",
-        &[inp.good.clone(), late.clone()].concat(),
-    );
+    let with_late = [inp.good.clone(), late].concat();
+    let log = expected_log(brokers, "trades", &with_late);
     let mut expected = oracle(&inp.good, WINDOW_MS);
     assert!(
         expected.asset.len() >= 20,
@@ -196,7 +193,7 @@ fn check_against_oracle(
         },
     );
     let days = rt.block_on(read_asset_table(&pool, "asset_1d"));
-    let mut want_days = oracle(&[inp.good.clone(), late].concat(), 86_400_000).asset;
+    let mut want_days = oracle(&with_late, 86_400_000).asset;
     revisions(&mut want_days, 86_400_000);
     assert_tables_match(
         &Tables {

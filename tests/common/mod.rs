@@ -315,18 +315,14 @@ pub fn expected_log(brokers: &str, topic: &str, expected: &[OwnedTrade]) -> Vec<
         tradewind_model::write_json(&t.as_trade(), &mut p);
         *wanted.entry(p).or_default() += 1;
     }
-    read_log(brokers, topic)
-        .into_iter()
-        .filter_map(|(p, _, payload)| {
-            let left = wanted.get_mut(&payload)?;
-            *left = left.checked_sub(1)?;
-            let t =
-                tradewind_model::validate(&payload, tradewind_model::now_ms(), &Default::default())
-                    .ok()?
-                    .to_owned_trade();
-            Some((p, t))
-        })
-        .collect()
+    let mut log = read_log(brokers, topic);
+    log.retain(|(_, _, payload)| {
+        wanted
+            .get_mut(payload)
+            .and_then(|left| left.checked_sub(1).map(|l| *left = l))
+            .is_some()
+    });
+    valid_trades_by_partition(&log)
 }
 
 /// Sets the expected `revision` of every row of `rows` (windows of `window_ms`, keyed by `key`)

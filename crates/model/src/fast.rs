@@ -182,7 +182,8 @@ fn number(b: &[u8], at: usize) -> Option<Number> {
     }
     let value = exact(m, exp10).map(|x| if negative { -x } else { x });
     // Written as an integer: no fraction or exponent consumed a digit or a sign.
-    let int = (i == integral_end && !integral.overflow && integral.value <= MAX_EXACT).then(|| {
+    // (`overflow` also covers digits above 2^53.)
+    let int = (i == integral_end && !integral.overflow).then(|| {
         let v = integral.value as i64;
         if negative {
             -v

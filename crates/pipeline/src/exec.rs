@@ -199,6 +199,28 @@ struct Planner {
     state_filters: Vec<Expr>,
 }
 
+/// The distinct `FILTER` clauses of `view`'s states (the late count's is the hidden late column),
+/// and `schema` with a boolean column for each, named by [`filter_column`].
+fn state_filter_columns(view: &View, schema: &SchemaRef) -> (Vec<Expr>, SchemaRef) {
+    let mut filters: Vec<Expr> = Vec::new();
+    for s in view.states.iter().filter(|s| s.kind != StateKind::Late) {
+        if let Some(f) = &s.filter {
+            if !filters.contains(f) {
+                filters.push(f.clone());
+            }
+        }
+    }
+    let mut fields: Vec<arrow_schema::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.extend((0..filters.len()).map(|k| {
+        Arc::new(arrow_schema::Field::new(
+            filter_column(k),
+            DataType::Boolean,
+            true,
+        ))
+    }));
+    (filters, Arc::new(arrow_schema::Schema::new(fields)))
+}
+
 /// The name of the column holding the `k`-th distinct state filter of a view.
 fn filter_column(k: usize) -> String {
     format!("__tw_filter_{k}")
@@ -229,10 +251,18 @@ impl Planner {
         }
         let filter = match (&s.filter, s.kind) {
             (_, StateKind::Late) => Some(col(LATE_COLUMN, &self.schema)?),
-            (Some(f), _) => match self.state_filters.iter().position(|x| x == f) {
-                Some(k) => Some(col(&filter_column(k), &self.schema)?),
-                None => Some(self.physical(f)?),
-            },
+            (Some(f), _) => {
+                let k = self
+                    .state_filters
+                    .iter()
+                    .position(|x| x == f)
+                    .ok_or_else(|| {
+                        datafusion_common::DataFusionError::Internal(
+                            "a state filter without its column".into(),
+                        )
+                    })?;
+                Some(col(&filter_column(k), &self.schema)?)
+            }
             (None, _) => None,
         };
         Ok((Arc::new(b.build()?), filter))
@@ -243,23 +273,7 @@ impl ViewExec {
     /// Plans `view`'s state aggregation once.
     pub fn new(view: View) -> Result<ViewExec, PipelineError> {
         let schema = crate::input_schema();
-        let mut state_filters: Vec<Expr> = Vec::new();
-        for s in view.states.iter().filter(|s| s.kind != StateKind::Late) {
-            if let Some(f) = &s.filter {
-                if !state_filters.contains(f) {
-                    state_filters.push(f.clone());
-                }
-            }
-        }
-        let mut fields: Vec<arrow_schema::FieldRef> = schema.fields().iter().cloned().collect();
-        fields.extend((0..state_filters.len()).map(|k| {
-            Arc::new(arrow_schema::Field::new(
-                filter_column(k),
-                DataType::Boolean,
-                true,
-            ))
-        }));
-        let planned_schema = Arc::new(arrow_schema::Schema::new(fields));
+        let (state_filters, planned_schema) = state_filter_columns(&view, &schema);
         let planner = Planner {
             schema: planned_schema.clone(),
             df_schema: DFSchema::try_from_qualified_schema("trades", &schema)?,
