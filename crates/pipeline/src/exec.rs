@@ -189,6 +189,20 @@ fn udaf(kind: StateKind) -> Arc<AggregateUDF> {
     }
 }
 
+/// The typed first/last aggregate ([`crate::by_ord`]) for a state of `kind` over `value`, ordered
+/// by `key`: for `DOUBLE` values and `DECIMAL(38,0)` keys (every price of the built-in views); `None`
+/// leaves other types to DataFusion's `first_value` / `last_value`.
+fn by_ord_udaf(kind: StateKind, value: &DataType, key: &DataType) -> Option<Arc<AggregateUDF>> {
+    if *value != DataType::Float64 || *key != DataType::Decimal128(38, 0) {
+        return None;
+    }
+    match kind {
+        StateKind::First => Some(crate::by_ord::first_by_ord()),
+        StateKind::Last => Some(crate::by_ord::last_by_ord()),
+        _ => None,
+    }
+}
+
 struct Planner {
     /// The aggregation's input: the trades, hidden columns and state filter columns.
     schema: SchemaRef,
@@ -243,12 +257,23 @@ impl Planner {
             (Some(a), _) => self.physical(a)?,
             (None, _) => ord.clone(),
         };
-        let mut b = AggregateExprBuilder::new(udaf(s.kind), vec![arg])
-            .schema(self.schema.clone())
-            .alias(s.column.clone());
-        if matches!(s.kind, StateKind::First | StateKind::Last) {
-            b = b.order_by(vec![PhysicalSortExpr::new(ord, SortOptions::default())]);
-        }
+        let typed = by_ord_udaf(
+            s.kind,
+            &arg.data_type(&self.schema)?,
+            &ord.data_type(&self.schema)?,
+        );
+        let mut b = match typed {
+            Some(f) => AggregateExprBuilder::new(f, vec![arg, ord]),
+            None => {
+                let b = AggregateExprBuilder::new(udaf(s.kind), vec![arg]);
+                if matches!(s.kind, StateKind::First | StateKind::Last) {
+                    b.order_by(vec![PhysicalSortExpr::new(ord, SortOptions::default())])
+                } else {
+                    b
+                }
+            }
+        };
+        b = b.schema(self.schema.clone()).alias(s.column.clone());
         let filter = match (&s.filter, s.kind) {
             (_, StateKind::Late) => Some(col(LATE_COLUMN, &self.schema)?),
             (Some(f), _) => {
@@ -538,18 +563,30 @@ impl ViewExec {
                 StateKind::Count | StateKind::Late | StateKind::SumOrZero => StateKind::Sum,
                 other => other,
             };
-            let mut b = AggregateExprBuilder::new(udaf(kind), vec![col(&source.column, &schema)?])
-                .schema(schema.clone())
-                .alias(s.column.clone());
-            if let Some(key) = &source.order_key {
-                // A source row without a first/last (its FILTER matched nothing) has a NULL key:
-                // it must lose, so NULLs sort last for first values and first for last values.
-                let options = SortOptions {
-                    descending: false,
-                    nulls_first: s.kind == StateKind::Last,
-                };
-                b = b.order_by(vec![PhysicalSortExpr::new(col(key, &schema)?, options)]);
-            }
+            let value = col(&source.column, &schema)?;
+            let mut b = match &source.order_key {
+                Some(key) => {
+                    let key = col(key, &schema)?;
+                    let typed =
+                        by_ord_udaf(kind, &value.data_type(&schema)?, &key.data_type(&schema)?);
+                    match typed {
+                        // A NULL key (a source row whose FILTER matched nothing) never wins.
+                        Some(f) => AggregateExprBuilder::new(f, vec![value, key]),
+                        None => {
+                            // The same rule for DataFusion's first/last: NULLs sort last for
+                            // first values and first for last values.
+                            let options = SortOptions {
+                                descending: false,
+                                nulls_first: s.kind == StateKind::Last,
+                            };
+                            AggregateExprBuilder::new(udaf(kind), vec![value])
+                                .order_by(vec![PhysicalSortExpr::new(key, options)])
+                        }
+                    }
+                }
+                None => AggregateExprBuilder::new(udaf(kind), vec![value]),
+            };
+            b = b.schema(schema.clone()).alias(s.column.clone());
             aggs.push(Arc::new(b.build()?));
         }
         let filters = vec![None; aggs.len()];

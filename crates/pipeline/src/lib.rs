@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod by_ord;
 mod compile;
 pub mod ddl;
 pub mod derived;
