@@ -32,6 +32,16 @@ enum End {
     Last,
 }
 
+impl End {
+    /// The SQL name of the aggregate keeping this end.
+    fn function(self) -> &'static str {
+        match self {
+            End::First => "first_by_ord",
+            End::Last => "last_by_ord",
+        }
+    }
+}
+
 /// The aggregate function (see the module documentation).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ByOrd {
@@ -61,10 +71,7 @@ fn udaf(end: End) -> Arc<AggregateUDF> {
 
 impl AggregateUDFImpl for ByOrd {
     fn name(&self) -> &str {
-        match self.end {
-            End::First => "first_by_ord",
-            End::Last => "last_by_ord",
-        }
+        self.end.function()
     }
 
     fn signature(&self) -> &Signature {
@@ -147,18 +154,18 @@ impl Groups {
         total: usize,
     ) -> Result<()> {
         let (Some(values), Some(ords)) = (args.first(), args.get(1)) else {
-            return exec_err!("{:?}_by_ord takes a value and a key", self.end);
+            return exec_err!("{} takes a value and a key", self.end.function());
         };
         let (Some(values), Some(ords)) = (
             values.as_primitive_opt::<Float64Type>(),
             ords.as_primitive_opt::<Decimal128Type>(),
         ) else {
-            return exec_err!("{:?}_by_ord takes a DOUBLE and a DECIMAL(38,0)", self.end);
+            return exec_err!("{} takes a DOUBLE and a DECIMAL(38,0)", self.end.function());
         };
         if values.len() != groups.len() || ords.len() != groups.len() {
             return exec_err!(
-                "{:?}_by_ord: arguments and groups differ in length",
-                self.end
+                "{}: arguments and groups differ in length",
+                self.end.function()
             );
         }
         self.resize(total);
@@ -254,13 +261,13 @@ impl GroupsAccumulator for Groups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let (Some(value), Some(ord)) = (values.first(), values.get(1)) else {
-            return exec_err!("{:?}_by_ord takes a value and a key", self.end);
+            return exec_err!("{} takes a value and a key", self.end.function());
         };
         let Some(filter) = opt_filter else {
             return Ok(vec![value.clone(), ord.clone()]);
         };
         let Some(ords) = ord.as_primitive_opt::<Decimal128Type>() else {
-            return exec_err!("{:?}_by_ord takes a DECIMAL(38,0) key", self.end);
+            return exec_err!("{} takes a DECIMAL(38,0) key", self.end.function());
         };
         let kept = BooleanBuffer::collect_bool(ords.len(), |i| {
             ords.is_valid(i) && filter.is_valid(i) && filter.value(i)
@@ -383,6 +390,25 @@ mod tests {
         assert_eq!(
             out.as_primitive::<Float64Type>().iter().collect::<Vec<_>>(),
             vec![Some(2.0)]
+        );
+    }
+
+    #[test]
+    fn converts_rows_to_states_that_merge_like_the_rows() {
+        let g = Groups::new(End::Last);
+        let a = args(
+            &[Some(1.0), Some(2.0), Some(3.0)],
+            &[Some(1), Some(9), Some(5)],
+        );
+        let f = BooleanArray::from(vec![Some(true), Some(false), None]);
+        let state = g.convert_to_state(&a, Some(&f)).expect("convert");
+        let mut h = Groups::new(End::Last);
+        h.merge_batch(&state, &[0, 0, 0], 1).expect("merge");
+        let out = h.evaluate(EmitTo::All).expect("evaluate");
+        // Only the first row passes its filter: the refused rows become unset states.
+        assert_eq!(
+            out.as_primitive::<Float64Type>().iter().collect::<Vec<_>>(),
+            vec![Some(1.0)]
         );
     }
 
