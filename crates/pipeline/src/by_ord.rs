@@ -206,11 +206,10 @@ impl Groups {
     }
 }
 
-/// The output array: NULL where the group had no keyed row or its winner's value is NULL.
-fn value_array(values: Vec<f64>, valid: &[bool], set: &[bool]) -> Float64Array {
-    let nulls = NullBuffer::new(BooleanBuffer::collect_bool(values.len(), |i| {
-        valid[i] && set[i]
-    }));
+/// The output array: NULL where the group had no keyed row or its winner's value is NULL (`valid`
+/// is only ever raised with `set`).
+fn value_array(values: Vec<f64>, valid: &[bool]) -> Float64Array {
+    let nulls = NullBuffer::new(BooleanBuffer::collect_bool(values.len(), |i| valid[i]));
     Float64Array::new(values.into(), Some(nulls))
 }
 
@@ -232,14 +231,14 @@ impl GroupsAccumulator for Groups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (values, _, valid, set) = self.take(emit_to);
-        Ok(Arc::new(value_array(values, &valid, &set)))
+        let (values, _, valid, _) = self.take(emit_to);
+        Ok(Arc::new(value_array(values, &valid)))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let (values, ords, valid, set) = self.take(emit_to);
         Ok(vec![
-            Arc::new(value_array(values, &valid, &set)),
+            Arc::new(value_array(values, &valid)),
             Arc::new(ord_array(ords, &set)?),
         ])
     }

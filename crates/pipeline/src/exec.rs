@@ -189,18 +189,35 @@ fn udaf(kind: StateKind) -> Arc<AggregateUDF> {
     }
 }
 
-/// The typed first/last aggregate ([`crate::by_ord`]) for a state of `kind` over `value`, ordered
-/// by `key`: for `DOUBLE` values and `DECIMAL(38,0)` keys (every price of the built-in views); `None`
-/// leaves other types to DataFusion's `first_value` / `last_value`.
-fn by_ord_udaf(kind: StateKind, value: &DataType, key: &DataType) -> Option<Arc<AggregateUDF>> {
-    if *value != DataType::Float64 || *key != DataType::Decimal128(38, 0) {
-        return None;
-    }
-    match kind {
-        StateKind::First => Some(crate::by_ord::first_by_ord()),
-        StateKind::Last => Some(crate::by_ord::last_by_ord()),
-        _ => None,
-    }
+/// The aggregate of one state of `kind` over `value`. A first/last state is ordered by `key`: a
+/// `DOUBLE` by a `DECIMAL(38,0)` key runs on the typed aggregates of [`crate::by_ord`], where a NULL
+/// key never wins; any other type on DataFusion's `first_value` / `last_value`, with NULL keys
+/// sorted so that they lose the same way (last for first values, first for last values).
+fn state_aggregate(
+    kind: StateKind,
+    value: Arc<dyn PhysicalExpr>,
+    key: Option<Arc<dyn PhysicalExpr>>,
+    schema: &SchemaRef,
+) -> DfResult<AggregateExprBuilder> {
+    let Some(key) = key.filter(|_| matches!(kind, StateKind::First | StateKind::Last)) else {
+        return Ok(AggregateExprBuilder::new(udaf(kind), vec![value]));
+    };
+    let typed = value.data_type(schema)? == DataType::Float64
+        && key.data_type(schema)? == DataType::Decimal128(38, 0);
+    Ok(match (typed, kind) {
+        (true, StateKind::First) => {
+            AggregateExprBuilder::new(crate::by_ord::first_by_ord(), vec![value, key])
+        }
+        (true, _) => AggregateExprBuilder::new(crate::by_ord::last_by_ord(), vec![value, key]),
+        (false, _) => {
+            let options = SortOptions {
+                descending: false,
+                nulls_first: kind == StateKind::Last,
+            };
+            AggregateExprBuilder::new(udaf(kind), vec![value])
+                .order_by(vec![PhysicalSortExpr::new(key, options)])
+        }
+    })
 }
 
 struct Planner {
@@ -257,23 +274,9 @@ impl Planner {
             (Some(a), _) => self.physical(a)?,
             (None, _) => ord.clone(),
         };
-        let typed = by_ord_udaf(
-            s.kind,
-            &arg.data_type(&self.schema)?,
-            &ord.data_type(&self.schema)?,
-        );
-        let mut b = match typed {
-            Some(f) => AggregateExprBuilder::new(f, vec![arg, ord]),
-            None => {
-                let b = AggregateExprBuilder::new(udaf(s.kind), vec![arg]);
-                if matches!(s.kind, StateKind::First | StateKind::Last) {
-                    b.order_by(vec![PhysicalSortExpr::new(ord, SortOptions::default())])
-                } else {
-                    b
-                }
-            }
-        };
-        b = b.schema(self.schema.clone()).alias(s.column.clone());
+        let b = state_aggregate(s.kind, arg, Some(ord), &self.schema)?
+            .schema(self.schema.clone())
+            .alias(s.column.clone());
         let filter = match (&s.filter, s.kind) {
             (_, StateKind::Late) => Some(col(LATE_COLUMN, &self.schema)?),
             (Some(f), _) => {
@@ -563,30 +566,14 @@ impl ViewExec {
                 StateKind::Count | StateKind::Late | StateKind::SumOrZero => StateKind::Sum,
                 other => other,
             };
-            let value = col(&source.column, &schema)?;
-            let mut b = match &source.order_key {
-                Some(key) => {
-                    let key = col(key, &schema)?;
-                    let typed =
-                        by_ord_udaf(kind, &value.data_type(&schema)?, &key.data_type(&schema)?);
-                    match typed {
-                        // A NULL key (a source row whose FILTER matched nothing) never wins.
-                        Some(f) => AggregateExprBuilder::new(f, vec![value, key]),
-                        None => {
-                            // The same rule for DataFusion's first/last: NULLs sort last for
-                            // first values and first for last values.
-                            let options = SortOptions {
-                                descending: false,
-                                nulls_first: s.kind == StateKind::Last,
-                            };
-                            AggregateExprBuilder::new(udaf(kind), vec![value])
-                                .order_by(vec![PhysicalSortExpr::new(key, options)])
-                        }
-                    }
-                }
-                None => AggregateExprBuilder::new(udaf(kind), vec![value]),
-            };
-            b = b.schema(schema.clone()).alias(s.column.clone());
+            let key = source
+                .order_key
+                .as_ref()
+                .map(|k| col(k, &schema))
+                .transpose()?;
+            let b = state_aggregate(kind, col(&source.column, &schema)?, key, &schema)?
+                .schema(schema.clone())
+                .alias(s.column.clone());
             aggs.push(Arc::new(b.build()?));
         }
         let filters = vec![None; aggs.len()];
