@@ -60,6 +60,56 @@ impl DExpr {
         v.is_finite().then_some(v)
     }
 
+    /// Evaluates the expression for `rows` rows at once, one operator at a time over whole columns:
+    /// row for row what [`DExpr::eval`] gives. `column(name)` gives a state column's values (`None`
+    /// for a column it does not know: NULL in every row).
+    pub fn eval_rows(
+        &self,
+        rows: usize,
+        column: &dyn Fn(&str) -> Option<Vec<Option<f64>>>,
+    ) -> Vec<Option<f64>> {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        match self {
+            DExpr::State { column: c, .. } => match column(c) {
+                Some(values) => values.into_iter().map(|v| v.and_then(finite)).collect(),
+                None => vec![None; rows],
+            },
+            DExpr::Lit(x) => vec![finite(*x); rows],
+            DExpr::Neg(e) => e
+                .eval_rows(rows, column)
+                .into_iter()
+                .map(|v| v.and_then(|v| finite(-v)))
+                .collect(),
+            DExpr::Bin(op, a, b) => {
+                let (a, b) = (a.eval_rows(rows, column), b.eval_rows(rows, column));
+                a.into_iter()
+                    .zip(b)
+                    .map(|(a, b)| {
+                        let (a, b) = (a?, b?);
+                        finite(match op {
+                            Op::Add => a + b,
+                            Op::Sub => a - b,
+                            Op::Mul => a * b,
+                            Op::Div if b == 0.0 => return None,
+                            Op::Div => a / b,
+                        })
+                    })
+                    .collect()
+            }
+            DExpr::Coalesce(args) => {
+                let mut out = vec![None; rows];
+                for a in args {
+                    for (o, v) in out.iter_mut().zip(a.eval_rows(rows, column)) {
+                        if o.is_none() {
+                            *o = v;
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// The MySQL expression over the stored (merged) columns.
     pub fn to_sql(&self) -> String {
         match self {
@@ -100,6 +150,66 @@ mod tests {
             column: c.into(),
             integer: c == "n",
         })
+    }
+
+    /// A random expression over the states `a`, `b`, `n`, from `next`.
+    fn random_expr(next: &mut dyn FnMut() -> u64, depth: u32) -> DExpr {
+        let leaf = depth == 0 || next() % 3 == 0;
+        match (leaf, next() % 4) {
+            (true, 0) => DExpr::Lit([0.0, 1.5, -2.0, f64::MAX][(next() % 4) as usize]),
+            (true, k) => *st(["a", "b", "n"][(k - 1) as usize]),
+            (false, 0) => DExpr::Neg(Box::new(random_expr(next, depth - 1))),
+            (false, 1) => DExpr::Coalesce(vec![
+                random_expr(next, depth - 1),
+                random_expr(next, depth - 1),
+            ]),
+            (false, _) => DExpr::Bin(
+                [Op::Add, Op::Sub, Op::Mul, Op::Div][(next() % 4) as usize],
+                Box::new(random_expr(next, depth - 1)),
+                Box::new(random_expr(next, depth - 1)),
+            ),
+        }
+    }
+
+    #[test]
+    fn evaluates_whole_columns_as_it_evaluates_each_row() {
+        let mut seed: u64 = 11;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let values = [
+            None,
+            Some(0.0),
+            Some(-0.0),
+            Some(1.0),
+            Some(-3.25),
+            Some(1e308),
+            Some(f64::INFINITY),
+            Some(f64::NAN),
+        ];
+        for _ in 0..2_000 {
+            let e = random_expr(&mut next, 4);
+            let rows = 16;
+            let mut cols: Vec<Vec<Option<f64>>> = Vec::new();
+            for _ in 0..3 {
+                cols.push((0..rows).map(|_| values[(next() % 8) as usize]).collect());
+            }
+            let slot = |c: &str| ["a", "b", "n"].iter().position(|x| *x == c);
+            let whole = e.eval_rows(rows, &|c| slot(c).map(|i| cols[i].clone()));
+            for (r, got) in whole.iter().enumerate() {
+                let want = e.eval(&|c| slot(c).and_then(|i| cols[i][r]));
+                assert_eq!(
+                    got.map(f64::to_bits),
+                    want.map(f64::to_bits),
+                    "{e:?} row {r}"
+                );
+            }
+        }
+        let unknown = DExpr::Bin(Op::Add, st("zz"), Box::new(DExpr::Lit(1.0)));
+        assert_eq!(unknown.eval_rows(3, &|_| None), vec![None; 3]);
     }
 
     #[test]

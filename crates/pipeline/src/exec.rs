@@ -617,23 +617,47 @@ impl ViewExec {
             names.push(s.column.clone());
             columns.push(a);
         }
-        let index: std::collections::HashMap<&str, usize> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
-            .collect();
-        let value_of = |column: &str, row: usize| -> Option<f64> {
-            number(&columns[*index.get(column)?], row)
-        };
-        let mut derived = Vec::new();
-        for (name, e) in v.derived() {
-            let values: Float64Array = (0..rows).map(|r| e.eval(&|c| value_of(c, r))).collect();
-            derived.push((name.to_string(), Arc::new(values) as ArrayRef));
-        }
+        let derived = self.derived_columns(&names, &columns, rows);
         for (n, a) in derived {
             names.push(n);
             columns.push(a);
         }
+        self.bookkeeping_columns(revision, rows, now_ms, &mut names, &mut columns);
+        Ok(RecordBatch::try_from_iter(names.into_iter().zip(columns))?)
+    }
+
+    /// The view's derived columns (e.g. `vwap_usd`) over the contribution's state columns
+    /// (`names`, `columns`), evaluated a whole column at a time.
+    fn derived_columns(
+        &self,
+        names: &[String],
+        columns: &[ArrayRef],
+        rows: usize,
+    ) -> Vec<(String, ArrayRef)> {
+        let column = |name: &str| -> Option<Vec<Option<f64>>> {
+            let i = names.iter().position(|n| n == name)?;
+            Some(numbers(&columns[i]))
+        };
+        self.view
+            .derived()
+            .map(|(name, e)| {
+                let values = Float64Array::from(e.eval_rows(rows, &column));
+                (name.to_string(), Arc::new(values) as ArrayRef)
+            })
+            .collect()
+    }
+
+    /// The columns the sink keeps beside the view's own: the trend and its repair flag (for a view
+    /// with a trend), `is_final`, `revision` (the late-trade count, 0 without one) and `updated_at`.
+    fn bookkeeping_columns(
+        &self,
+        revision: Option<ArrayRef>,
+        rows: usize,
+        now_ms: i64,
+        names: &mut Vec<String>,
+        columns: &mut Vec<ArrayRef>,
+    ) {
+        let v = &self.view;
         if let Some(t) = &v.trend {
             // A row holding late trades may be created behind a final successor: flagged, so the
             // commit repairs the successor's trend (see `tradewind_sink::Trend::stale`).
@@ -662,19 +686,20 @@ impl ViewExec {
         columns.push(Arc::new(
             TimestampMillisecondArray::from(vec![now_ms; rows]).with_timezone(UTC),
         ));
-        Ok(RecordBatch::try_from_iter(names.into_iter().zip(columns))?)
     }
 }
 
-/// A numeric state's value at `row` as a double (`None` for NULL or a non-number).
-fn number(a: &ArrayRef, row: usize) -> Option<f64> {
-    if a.is_null(row) {
-        return None;
-    }
+/// A numeric state column's values as doubles (`None` for NULL; every row `None` for a column
+/// that is not a number).
+fn numbers(a: &ArrayRef) -> Vec<Option<f64>> {
     match a.data_type() {
-        DataType::Float64 => Some(a.as_primitive::<Float64Type>().value(row)),
-        DataType::Int64 => Some(a.as_primitive::<Int64Type>().value(row) as f64),
-        _ => None,
+        DataType::Float64 => a.as_primitive::<Float64Type>().iter().collect(),
+        DataType::Int64 => a
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(|x| x as f64))
+            .collect(),
+        _ => vec![None; a.len()],
     }
 }
 
