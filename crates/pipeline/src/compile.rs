@@ -165,19 +165,7 @@ pub(crate) fn compile(plan: &LogicalPlan, origin: &Origin<'_>) -> Result<View, P
     let LogicalPlan::Projection(projection) = plan else {
         return Err(unsupported_node(plan, origin));
     };
-    let LogicalPlan::Aggregate(agg) = projection.input.as_ref() else {
-        return Err(match projection.input.as_ref() {
-            LogicalPlan::Window(_) => origin.unsupported(
-                "over",
-                "window functions (OVER): views are tumbling windows, use date_bin in GROUP BY",
-            ),
-            LogicalPlan::Filter(_) | LogicalPlan::TableScan(_) => origin.unsupported(
-                "select",
-                "a view must aggregate: GROUP BY its keys and date_bin(INTERVAL '<n> <unit>', ts)",
-            ),
-            other => unsupported_node(other, origin),
-        });
-    };
+    let agg = aggregate_of(projection, origin)?;
     let filter = row_filter(&agg.input, origin)?;
     let mut c = Compiler {
         origin,
@@ -201,25 +189,7 @@ pub(crate) fn compile(plan: &LogicalPlan, origin: &Origin<'_>) -> Result<View, P
     };
     let outputs = c.outputs(&projection.expr)?;
     c.check_unique(&outputs)?;
-    for (key, _) in &c.keys {
-        if !outputs
-            .iter()
-            .any(|(_, k)| matches!(k, OutputKind::Key(t) if t == key))
-        {
-            return Err(origin.unsupported(
-                key,
-                format!(
-                    "group key `{key}` must be selected: it is part of the table's primary key"
-                ),
-            ));
-        }
-    }
-    if !outputs.iter().any(|(_, k)| matches!(k, OutputKind::Window)) {
-        return Err(origin.unsupported(
-            "date_bin",
-            "select the window as date_bin(...) AS window_start",
-        ));
-    }
+    check_selected(&c.keys, &outputs, origin)?;
     let late = StateAgg {
         column: REVISION.into(),
         kind: StateKind::Late,
@@ -247,6 +217,53 @@ pub(crate) fn compile(plan: &LogicalPlan, origin: &Origin<'_>) -> Result<View, P
         outputs,
         trend: None,
     })
+}
+
+/// The aggregation a view's projection reads (the error names what stands there instead).
+fn aggregate_of<'a>(
+    projection: &'a datafusion_expr::logical_plan::Projection,
+    origin: &Origin<'_>,
+) -> Result<&'a datafusion_expr::logical_plan::Aggregate, PipelineError> {
+    match projection.input.as_ref() {
+        LogicalPlan::Aggregate(agg) => Ok(agg),
+        LogicalPlan::Window(_) => Err(origin.unsupported(
+            "over",
+            "window functions (OVER): views are tumbling windows, use date_bin in GROUP BY",
+        )),
+        LogicalPlan::Filter(_) | LogicalPlan::TableScan(_) => Err(origin.unsupported(
+            "select",
+            "a view must aggregate: GROUP BY its keys and date_bin(INTERVAL '<n> <unit>', ts)",
+        )),
+        other => Err(unsupported_node(other, origin)),
+    }
+}
+
+/// Every group key and the window must be selected: they are the table's primary key.
+fn check_selected(
+    keys: &[(String, usize)],
+    outputs: &[(String, OutputKind)],
+    origin: &Origin<'_>,
+) -> Result<(), PipelineError> {
+    for (key, _) in keys {
+        if !outputs
+            .iter()
+            .any(|(_, k)| matches!(k, OutputKind::Key(t) if t == key))
+        {
+            return Err(origin.unsupported(
+                key,
+                format!(
+                    "group key `{key}` must be selected: it is part of the table's primary key"
+                ),
+            ));
+        }
+    }
+    if !outputs.iter().any(|(_, k)| matches!(k, OutputKind::Window)) {
+        return Err(origin.unsupported(
+            "date_bin",
+            "select the window as date_bin(...) AS window_start",
+        ));
+    }
+    Ok(())
 }
 
 fn unsupported_node(plan: &LogicalPlan, origin: &Origin<'_>) -> PipelineError {

@@ -168,39 +168,11 @@ impl MySqlSink {
             opts.tcp_port(),
             tls::describe(&opts)
         );
-        // What to check when the server refuses the login (the password is never shown).
-        let connecting = |e: mysql_async::Error| {
-            let denied = matches!(&e, mysql_async::Error::Server(s) if s.code == 1045);
-            let context = if denied {
-                format!(
-                    "connecting to {endpoint} (check the user and password in --mysql-url / \
-                     TRADEWIND_MYSQL_URL)"
-                )
-            } else {
-                format!("connecting to {endpoint}")
-            };
-            SinkError::Mysql { context, source: e }
-        };
+        let connecting = |e| connect_error(&endpoint, e);
         if let Some(db) = opts.db_name().filter(|d| !d.is_empty()) {
             let no_db = OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
             let mut conn = mysql_async::Conn::new(no_db).await.map_err(connecting)?;
-            // Look first, so a user with rights on an existing database only does not need CREATE.
-            let exists: Option<Row> = conn
-                .exec_first(
-                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-                    (db,),
-                )
-                .await
-                .map_err(SinkError::mysql(format!("looking up database `{db}`")))?;
-            if exists.is_none() {
-                let mut sql = String::from("CREATE DATABASE IF NOT EXISTS ");
-                encode::write_ident(db, &mut sql);
-                sql.push_str(" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
-                conn.query_drop(sql)
-                    .await
-                    .map_err(SinkError::mysql(format!("creating database `{db}`")))?;
-                tracing::info!(database = db, "created database");
-            }
+            create_database(&mut conn, db).await?;
             // Best effort: the database exists either way.
             let _ = conn.disconnect().await;
         }
@@ -213,15 +185,9 @@ impl MySqlSink {
              'SIMULTANEOUS_ASSIGNMENT', '')",
         ]);
         let pool = Pool::new(opts);
-        let max_allowed_packet = {
-            let mut conn = pool.get_conn().await.map_err(connecting)?;
-            let v: Option<Row> = conn
-                .query_first("SELECT @@max_allowed_packet")
-                .await
-                .map_err(SinkError::mysql("reading max_allowed_packet"))?;
-            v.and_then(|r| r.get_opt::<u64, _>(0).and_then(Result::ok))
-                .map_or(4 << 20, |v| usize::try_from(v).unwrap_or(usize::MAX))
-        };
+        let mut conn = pool.get_conn().await.map_err(connecting)?;
+        let max_allowed_packet = max_allowed_packet(&mut conn).await?;
+        drop(conn);
         tracing::info!(%endpoint, max_allowed_packet, "connected to MySQL");
         Ok(MySqlSink {
             pool,
@@ -507,6 +473,53 @@ impl MySqlSink {
         }
         Ok(batch.num_rows() as u64)
     }
+}
+
+/// The error of a failed connection to `endpoint`; when the server refuses the login, it says what to
+/// check (the password is never shown).
+fn connect_error(endpoint: &str, e: mysql_async::Error) -> SinkError {
+    let denied = matches!(&e, mysql_async::Error::Server(s) if s.code == 1045);
+    let context = if denied {
+        format!(
+            "connecting to {endpoint} (check the user and password in --mysql-url / \
+             TRADEWIND_MYSQL_URL)"
+        )
+    } else {
+        format!("connecting to {endpoint}")
+    };
+    SinkError::Mysql { context, source: e }
+}
+
+/// Creates database `db` (utf8mb4, binary collation) unless it exists. It looks first, so a user with
+/// rights on an existing database only does not need CREATE.
+async fn create_database(conn: &mut mysql_async::Conn, db: &str) -> Result<(), SinkError> {
+    let exists: Option<Row> = conn
+        .exec_first(
+            "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db,),
+        )
+        .await
+        .map_err(SinkError::mysql(format!("looking up database `{db}`")))?;
+    if exists.is_none() {
+        let mut sql = String::from("CREATE DATABASE IF NOT EXISTS ");
+        encode::write_ident(db, &mut sql);
+        sql.push_str(" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+        conn.query_drop(sql)
+            .await
+            .map_err(SinkError::mysql(format!("creating database `{db}`")))?;
+        tracing::info!(database = db, "created database");
+    }
+    Ok(())
+}
+
+/// The server's `max_allowed_packet` (4 MiB, MySQL's default, if it cannot be read as a number).
+async fn max_allowed_packet(conn: &mut mysql_async::Conn) -> Result<usize, SinkError> {
+    let v: Option<Row> = conn
+        .query_first("SELECT @@max_allowed_packet")
+        .await
+        .map_err(SinkError::mysql("reading max_allowed_packet"))?;
+    Ok(v.and_then(|r| r.get_opt::<u64, _>(0).and_then(Result::ok))
+        .map_or(4 << 20, |v| usize::try_from(v).unwrap_or(usize::MAX)))
 }
 
 /// Step 1 of [`MySqlSink::commit`]: compare-and-set of every partition's offset. Returns the fenced

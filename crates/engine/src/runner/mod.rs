@@ -380,16 +380,9 @@ impl Engine {
             }
             let polled = match waiting.take() {
                 Some(p) => p,
-                None => match poller.batches.recv_timeout(Duration::from_millis(500)) {
-                    Ok(p) => p,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        self.reseek_stalled();
-                        self.flush(rt, shutdown)?;
-                        continue;
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                        anyhow::bail!("consumer thread stopped")
-                    }
+                None => match self.next_batch(rt, poller, shutdown)? {
+                    Some(p) => p,
+                    None => continue,
                 },
             };
             let started = Instant::now();
@@ -411,17 +404,7 @@ impl Engine {
                 .metrics
                 .batch_duration
                 .observe(started.elapsed().as_secs_f64());
-            if self
-                .io
-                .consumer
-                .context()
-                .brokers_down
-                .load(Ordering::Relaxed)
-            {
-                self.set_ready(false, "all Kafka brokers down");
-            } else {
-                self.set_ready(true, "ok");
-            }
+            self.report_brokers();
             // Caught up only if no commit was undone meanwhile (its records are to be read again).
             if self.args.drain && caught_up && self.settle(rt, shutdown)? && self.undone == undone {
                 tracing::info!(
@@ -430,6 +413,42 @@ impl Engine {
                 self.commit_drained(rt, shutdown)?;
                 return Ok(());
             }
+        }
+    }
+
+    /// The next polled micro-batch, or `None` when none came within half a second (stalled
+    /// partitions are sought again and the fold is committed meanwhile).
+    fn next_batch(
+        &mut self,
+        rt: &Handle,
+        poller: &Poller,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Polled>> {
+        match poller.batches.recv_timeout(Duration::from_millis(500)) {
+            Ok(p) => Ok(Some(p)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.reseek_stalled();
+                self.flush(rt, shutdown)?;
+                Ok(None)
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("consumer thread stopped")
+            }
+        }
+    }
+
+    /// Readiness follows the Kafka brokers: not ready while librdkafka reports them all down.
+    fn report_brokers(&self) {
+        let down = self
+            .io
+            .consumer
+            .context()
+            .brokers_down
+            .load(Ordering::Relaxed);
+        if down {
+            self.set_ready(false, "all Kafka brokers down");
+        } else {
+            self.set_ready(true, "ok");
         }
     }
 
