@@ -634,9 +634,12 @@ impl ViewExec {
         columns: &[ArrayRef],
         rows: usize,
     ) -> Vec<(String, ArrayRef)> {
-        let column = |name: &str| -> Option<Vec<Option<f64>>> {
+        // Each column is converted once, when an expression first reads it.
+        let converted: Vec<std::cell::OnceCell<Vec<Option<f64>>>> =
+            columns.iter().map(|_| std::cell::OnceCell::new()).collect();
+        let column = |name: &str| -> Option<&[Option<f64>]> {
             let i = names.iter().position(|n| n == name)?;
-            Some(numbers(&columns[i]))
+            Some(converted[i].get_or_init(|| numbers(&columns[i])).as_slice())
         };
         self.view
             .derived()
