@@ -156,8 +156,8 @@ fn limit_malloc_arenas() {
 
 /// mysql_async keeps up to 128 spent packet buffers for reuse, each shrunk to at most
 /// `MYSQL_ASYNC_BUFFER_SIZE_CAP` bytes (4 MiB by default). The sink's statements are up to 1 MiB, so
-/// the buffers it kept were 1 MiB each: 15 MB of a drain's peak heap in heaptrack, 4.6 MB with a
-/// 64 KiB cap. Larger buffers are allocated per statement instead (a few dozen per second at most).
+/// the buffers it kept were 1 MiB each: 15-16 MB of a drain's peak heap in heaptrack, under 3 MB
+/// with a 64 KiB cap. Larger buffers are allocated per statement instead (a few dozen per second at most).
 /// A value in the environment still wins. Called before any thread starts, like the arena limit.
 fn cap_mysql_buffers() {
     const VAR: &str = "MYSQL_ASYNC_BUFFER_SIZE_CAP";
