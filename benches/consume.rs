@@ -8,7 +8,7 @@
 //! Two ways to read (`TW_CONSUME_MODE`):
 //! - `batch` (default): the engine's own consumer path (`tradewind_engine::consumer`: every partition
 //!   forwarded to one queue, `rd_kafka_consume_batch_queue` on the poll thread, payloads copied into
-//!   50,000-record raw batches) with nothing done to the batches: the engine's floor;
+//!   raw batches of the engine's default size) with nothing done to the batches: the engine's floor;
 //! - `poll`: one `BaseConsumer::poll` per message, as a plain rdkafka application reads.
 //!
 //! Run: `TRADEWIND_BROKERS=127.0.0.1:19092 TW_CONSUME_TOPIC=bench cargo bench --bench consume`
@@ -106,7 +106,12 @@ fn batch_mode(cfg: &rdkafka::ClientConfig, topic: &str, t_start: Instant) -> any
     let (parts, tpl) = every_partition(&consumer, topic)?;
     consumer.context().forward_partitions(&consumer, &tpl);
     consumer.assign(&tpl)?;
-    let poller = Poller::start(consumer.clone(), queue, 50_000, Duration::from_millis(100));
+    let poller = Poller::start(
+        consumer.clone(),
+        queue,
+        tradewind_engine::DEFAULT_MAX_BATCH_ROWS,
+        Duration::from_millis(100),
+    );
     let (mut count, mut bytes) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
     loop {

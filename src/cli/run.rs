@@ -58,8 +58,8 @@ pub struct RunArgs {
     #[arg(long, env = "TRADEWIND_LATE_TOPIC", default_value = "trades.late")]
     pub late_topic: String,
     /// Largest micro-batch, in records; a batch is also cut once its payloads reach 256 bytes per
-    /// record of this limit (12.8 MB at the default), so large messages cannot make it unbounded.
-    #[arg(long, env = "TRADEWIND_MAX_BATCH_ROWS", default_value_t = 50_000)]
+    /// record of this limit (5.1 MB at the default), so large messages cannot make it unbounded.
+    #[arg(long, env = "TRADEWIND_MAX_BATCH_ROWS", default_value_t = tradewind_engine::DEFAULT_MAX_BATCH_ROWS)]
     pub max_batch_rows: usize,
     /// Longest time to gather one micro-batch (e.g. 100ms).
     #[arg(long, env = "TRADEWIND_MAX_BATCH_WAIT", default_value = "100ms", value_parser = parse_duration)]
