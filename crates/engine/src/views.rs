@@ -201,14 +201,18 @@ impl Views {
         for exec in &self.execs {
             let size = exec.view().window_ms;
             let end = |r: usize| window_start(ts[r], size).saturating_add(size);
-            let judged = |r: usize| marks[r] > NO_WATERMARK;
-            let too_late = |r: usize| judged(r) && end(r).saturating_add(allowed) <= marks[r];
+            // A window ends after each of its trades, so a trade at or after the watermark is on
+            // time for every view: only the (few) older ones need their window computed.
+            let may_be_late = |r: usize| marks[r] > NO_WATERMARK && ts[r] < marks[r];
+            let too_late = |r: usize| may_be_late(r) && end(r).saturating_add(allowed) <= marks[r];
             keep.push(BooleanArray::new(
                 BooleanBuffer::collect_bool(n, |r| marks[r] != NO_ROW && !too_late(r)),
                 None,
             ));
             late.push(BooleanArray::new(
-                BooleanBuffer::collect_bool(n, |r| judged(r) && end(r) <= marks[r] && !too_late(r)),
+                BooleanBuffer::collect_bool(n, |r| {
+                    may_be_late(r) && end(r) <= marks[r] && !too_late(r)
+                }),
                 None,
             ));
         }

@@ -171,8 +171,14 @@ impl Groups {
         self.resize(total);
         let (v, o) = (values.values(), ords.values());
         let last = self.end == End::Last;
+        // A filter that keeps every row (the usual case: no trade too late) and keys without nulls
+        // are not looked at row by row.
+        let filter = filter.filter(|f| f.null_count() > 0 || f.true_count() < f.len());
+        let ord_nulls = ords.null_count() > 0;
         for (row, &g) in groups.iter().enumerate() {
-            if filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) || ords.is_null(row) {
+            if filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+                || (ord_nulls && ords.is_null(row))
+            {
                 continue;
             }
             let Some(set) = self.set.get_mut(g) else {
