@@ -6,7 +6,8 @@
 //! and joined into a [`RawBatch`] exactly as the Kafka consumer builds one (key = base asset).
 //!
 //! Run: `cargo bench --bench kernels` (about a minute; reports trades/s as criterion "elem/s").
-//! Env: `TW_BENCH_MARKETS` (default 1000), `TW_BENCH_ROWS` (batch size, default 100,000).
+//! Env: `TW_BENCH_MARKETS` (default 1000), `TW_BENCH_ROWS` (batch size, default the engine's,
+//! `tradewind_engine::DEFAULT_MAX_BATCH_ROWS`).
 //! Direct mode (no criterion, for the e2e harness): `TW_KERNELS_DIRECT=N` decodes and folds N trades in
 //! batches of `TW_BENCH_ROWS` and prints one JSON line {trades, seconds, trades_per_s, ...};
 //! with `TW_KERNELS_FILE=trades.jsonl` it uses that file's lines instead (the e2e data set), and
@@ -201,7 +202,7 @@ fn direct(n: usize, markets: usize, rows: usize) {
 
 fn main() {
     let markets = env_usize("TW_BENCH_MARKETS", 1000);
-    let rows = env_usize("TW_BENCH_ROWS", 100_000);
+    let rows = env_usize("TW_BENCH_ROWS", tradewind_engine::DEFAULT_MAX_BATCH_ROWS);
     if let Some(n) = std::env::var("TW_KERNELS_DIRECT")
         .ok()
         .and_then(|v| v.replace('_', "").parse::<usize>().ok())

@@ -5,8 +5,9 @@
 #
 # On one seeded JSON-lines data set (the e2e one: `tradewind simulate --write-jsonl`, seed 42):
 #   1. tradewind decode + the built-in pipeline's four views (market_1m, asset_1m, asset_1h, asset_1d;
-#      DataFusion AggregateExec per view), payloads in memory, 20,000-trade micro-batches (the engine's
-#      default; decode uses both cores for large batches; rows out = contribution rows summed over batches)
+#      DataFusion AggregateExec per view), payloads in memory, micro-batches of the engine's default
+#      size (the kernels bench's default; decode uses both cores for large batches; rows out =
+#      contribution rows summed over batches)
 #      (benches/kernels.rs direct mode; best of 3 passes);
 #   2. the same plus one user view (5-minute bars per exchange with FILTER, first/last, arithmetic and a
 #      row filter): the difference is the per-view cost;
@@ -49,9 +50,9 @@ fi
 
 log "load before: $(uptime)"
 log "tradewind decode + built-in views (1 thread)"
-TW_KERNELS_DIRECT=0 TW_KERNELS_FILE="$FILE" TW_BENCH_ROWS=20000 "$TW_KERNELS_BIN" | tee "$OUT/tw.json"
+TW_KERNELS_DIRECT=0 TW_KERNELS_FILE="$FILE" "$TW_KERNELS_BIN" | tee "$OUT/tw.json"
 log "tradewind decode + built-in views + one user view"
-TW_KERNELS_DIRECT=0 TW_KERNELS_FILE="$FILE" TW_BENCH_ROWS=20000 TW_KERNELS_USER_VIEW=1 "$TW_KERNELS_BIN" | tee "$OUT/tw_user.json"
+TW_KERNELS_DIRECT=0 TW_KERNELS_FILE="$FILE" TW_KERNELS_USER_VIEW=1 "$TW_KERNELS_BIN" | tee "$OUT/tw_user.json"
 for t in 1 2; do
     log "DuckDB, $t thread(s)"
     "$VENV/bin/python" "$TW_ROOT/benches/peers/duckdb_views.py" "$FILE" --threads "$t" | tail -1 | tee "$OUT/duck$t.json"
