@@ -178,9 +178,106 @@ impl From<FutureProducer> for LazyProducer {
     }
 }
 
+/// Largest payload a dead-letter record carries, in bytes (64 KiB). A longer record is cut to its
+/// first `MAX_DEAD_LETTER_PAYLOAD` bytes, with its length in [`HEADER_ORIGINAL_LENGTH`] and the
+/// SHA-256 of the whole of it in [`HEADER_SHA256`]. Far under the broker's and librdkafka's 1 MB
+/// `message.max.bytes`: a dead letter never fails for its size, whatever was rejected.
+pub const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+
+/// Largest key, `tw-detail` or `tw-origin` value a dead-letter record carries, in bytes; longer ones
+/// are cut (on a character boundary for the headers). Keeps the record's size bounded when a
+/// rejected frame's content leaks into the detail (an over-long id or symbol).
+pub const MAX_DEAD_LETTER_FIELD: usize = 1024;
+
+/// Header of a cut dead-letter record: the length in bytes of the whole rejected record (decimal).
+pub const HEADER_ORIGINAL_LENGTH: &str = "tw-original-length";
+
+/// Header of a cut dead-letter record: the SHA-256 of the whole rejected record (64 lower-case hex
+/// digits, as `sha256sum` prints it), to match the record against the source.
+pub const HEADER_SHA256: &str = "tw-sha256";
+
+/// A dead-letter payload bounded to [`MAX_DEAD_LETTER_PAYLOAD`]: the record itself, or its first
+/// bytes with the whole record's length and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundedPayload<'a> {
+    bytes: std::borrow::Cow<'a, [u8]>,
+    original_len: usize,
+    sha256: Option<[u8; 32]>,
+}
+
+impl<'a> BoundedPayload<'a> {
+    /// `payload` as is when it fits; otherwise its first [`MAX_DEAD_LETTER_PAYLOAD`] bytes, its length
+    /// and its SHA-256 (hashing costs about a millisecond per MB; only cut records pay it).
+    pub fn new(payload: &'a [u8]) -> Self {
+        if payload.len() <= MAX_DEAD_LETTER_PAYLOAD {
+            return BoundedPayload {
+                bytes: std::borrow::Cow::Borrowed(payload),
+                original_len: payload.len(),
+                sha256: None,
+            };
+        }
+        use sha2::Digest as _;
+        BoundedPayload {
+            bytes: std::borrow::Cow::Borrowed(&payload[..MAX_DEAD_LETTER_PAYLOAD]),
+            original_len: payload.len(),
+            sha256: Some(sha2::Sha256::digest(payload).into()),
+        }
+    }
+
+    /// The same payload owning its (at most [`MAX_DEAD_LETTER_PAYLOAD`]) bytes, e.g. to send it
+    /// from another task without copying the whole record.
+    pub fn into_owned(self) -> BoundedPayload<'static> {
+        BoundedPayload {
+            bytes: std::borrow::Cow::Owned(self.bytes.into_owned()),
+            original_len: self.original_len,
+            sha256: self.sha256,
+        }
+    }
+
+    /// The bytes the dead-letter record carries.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The length of the whole rejected record.
+    pub fn original_len(&self) -> usize {
+        self.original_len
+    }
+
+    /// Whether the record was cut.
+    pub fn is_cut(&self) -> bool {
+        self.sha256.is_some()
+    }
+
+    /// The SHA-256 of the whole record in lower-case hex, when it was cut.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.sha256.map(|d| {
+            d.iter().fold(String::with_capacity(64), |mut s, b| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+        })
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn cut_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Writes rejected records to a dead-letter (or late-trades) topic, unchanged, with the reason in
 /// headers: `tw-reason` (machine label), `tw-detail` (human detail), `tw-stage` (who rejected it) and,
-/// when known, `tw-origin` (`topic/partition/offset` of the source record).
+/// when known, `tw-origin` (`topic/partition/offset` of the source record). A record over
+/// [`MAX_DEAD_LETTER_PAYLOAD`] is cut, with `tw-original-length` and `tw-sha256` headers (see
+/// [`BoundedPayload`]); key, detail and origin are cut at [`MAX_DEAD_LETTER_FIELD`] bytes.
 #[derive(Clone)]
 pub struct DeadLetter {
     producer: LazyProducer,
@@ -238,7 +335,26 @@ impl DeadLetter {
         stage: &str,
         origin: Option<&str>,
     ) -> anyhow::Result<()> {
-        let mut headers = OwnedHeaders::new_with_capacity(4)
+        let payload = BoundedPayload::new(payload);
+        self.send_bounded(key, &payload, reason, detail, stage, origin)
+            .await
+    }
+
+    /// Like [`DeadLetter::send_labelled`] with the payload already bounded (a caller that sends from
+    /// another task keeps only the cut bytes, not the whole record).
+    pub async fn send_bounded(
+        &self,
+        key: Option<&[u8]>,
+        payload: &BoundedPayload<'_>,
+        reason: &str,
+        detail: &str,
+        stage: &str,
+        origin: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let detail = cut_str(detail, MAX_DEAD_LETTER_FIELD);
+        let original_len = payload.original_len().to_string();
+        let sha256 = payload.sha256_hex();
+        let mut headers = OwnedHeaders::new_with_capacity(6)
             .insert(Header {
                 key: HEADER_REASON,
                 value: Some(reason),
@@ -254,14 +370,25 @@ impl DeadLetter {
         if let Some(origin) = origin {
             headers = headers.insert(Header {
                 key: HEADER_ORIGIN,
-                value: Some(origin),
+                value: Some(cut_str(origin, MAX_DEAD_LETTER_FIELD)),
             });
         }
+        if let Some(sha256) = &sha256 {
+            headers = headers
+                .insert(Header {
+                    key: HEADER_ORIGINAL_LENGTH,
+                    value: Some(&original_len),
+                })
+                .insert(Header {
+                    key: HEADER_SHA256,
+                    value: Some(sha256),
+                });
+        }
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-            .payload(payload)
+            .payload(payload.bytes())
             .headers(headers);
         if let Some(key) = key {
-            record = record.key(key);
+            record = record.key(&key[..key.len().min(MAX_DEAD_LETTER_FIELD)]);
         }
         self.producer
             .get()?
@@ -487,5 +614,74 @@ mod tests {
         assert_eq!(h(HEADER_DETAIL), Some("truncated"));
         assert_eq!(h(HEADER_STAGE), Some("test"));
         assert_eq!(h(HEADER_ORIGIN), Some("trades/0/1"));
+        assert_eq!(h(HEADER_ORIGINAL_LENGTH), None, "a small record is not cut");
+        assert_eq!(h(HEADER_SHA256), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_over_the_broker_limit_is_dead_lettered_cut_with_its_length_and_digest() {
+        let cluster = EmbeddedCluster::start(1, &[("trades.dlq", 1)]).expect("mock cluster");
+        let brokers = cluster.bootstrap_servers().to_string();
+        let producer: FutureProducer = producer_config(&brokers).create().expect("producer");
+        let dl = DeadLetter::new(producer, "trades.dlq");
+        // 2 MB: over librdkafka's and the broker's 1 MB message.max.bytes. The detail echoes a piece
+        // of it (as a normaliser's "unknown symbol `...`" would), with a multi-byte character at the cut.
+        let payload: Vec<u8> = (0..2_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let detail = format!("x{}", "é".repeat(5_000));
+        dl.send_labelled(
+            Some(&[7u8; 5_000]),
+            &payload,
+            "syntax",
+            &detail,
+            "test",
+            None,
+        )
+        .await
+        .expect("a dead letter is acknowledged whatever its size");
+        let (got, headers) = first_record(&brokers, "trades.dlq");
+        assert_eq!(got.len(), MAX_DEAD_LETTER_PAYLOAD);
+        assert_eq!(
+            got,
+            payload[..MAX_DEAD_LETTER_PAYLOAD],
+            "the first bytes, unchanged"
+        );
+        let h = |k: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(h(HEADER_ORIGINAL_LENGTH), Some("2000000"));
+        let want = BoundedPayload::new(&payload).sha256_hex();
+        assert_eq!(h(HEADER_SHA256), want.as_deref());
+        let d = h(HEADER_DETAIL).unwrap_or_default();
+        assert!(
+            d.len() <= MAX_DEAD_LETTER_FIELD && d.len() > 1_000,
+            "{}",
+            d.len()
+        );
+        assert!(detail.starts_with(d));
+    }
+
+    #[test]
+    fn bounded_payload_digest_is_sha256_of_the_whole_record() {
+        let small = BoundedPayload::new(b"abc");
+        assert!(!small.is_cut());
+        assert_eq!(small.bytes(), b"abc");
+        assert_eq!(small.sha256_hex(), None);
+        let whole = vec![b'z'; MAX_DEAD_LETTER_PAYLOAD + 1];
+        let cut = BoundedPayload::new(&whole).into_owned();
+        assert!(cut.is_cut());
+        assert_eq!(cut.bytes().len(), MAX_DEAD_LETTER_PAYLOAD);
+        assert_eq!(cut.original_len(), MAX_DEAD_LETTER_PAYLOAD + 1);
+        // What `sha256sum` prints for 65,536 dots then `abc` (checked with Python's hashlib).
+        let mut rec = vec![b'.'; MAX_DEAD_LETTER_PAYLOAD];
+        rec.extend_from_slice(b"abc");
+        assert_eq!(
+            BoundedPayload::new(&rec).sha256_hex().as_deref(),
+            Some("aee4faab52af54bf566053785cf06c4abda0d9b880750710bbce64c83138a396")
+        );
+        assert_eq!(cut_str("aé", 2), "a");
+        assert_eq!(cut_str("aé", 3), "aé");
     }
 }
