@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tradewind_ingest::pipeline::PipelineConfig;
-use tradewind_ingest::source::DEFAULT_SOURCE;
+use tradewind_ingest::pipeline::{PipelineConfig, DEFAULT_MAX_FRAME_BYTES};
+use tradewind_ingest::source::{DEFAULT_SOURCE, DEFAULT_WS_MAX_MESSAGE_BYTES};
 use tradewind_ingest::{BackfillConfig, IngestConfig};
 
 use super::parse_duration;
@@ -71,6 +71,15 @@ pub struct IngestArgs {
     /// How long shutdown waits for outstanding deliveries.
     #[arg(long, env = "TRADEWIND_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub flush_timeout: Duration,
+    /// Trade frames longer than this (bytes) are dead-lettered unparsed with reason `too_large` (a
+    /// CoinCap trade is about 170 bytes). Dead letters over 64 KiB keep their first 64 KiB, with
+    /// `tw-original-length` and `tw-sha256` headers.
+    #[arg(long, env = "TRADEWIND_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+    /// Largest websocket message read (bytes). A longer one is not read: the connection is dropped
+    /// and re-opened, and tradewind_ingest_frames_too_large_total counts it.
+    #[arg(long, env = "TRADEWIND_WS_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_WS_MAX_MESSAGE_BYTES)]
+    pub ws_max_message_bytes: usize,
 }
 
 impl From<IngestArgs> for IngestConfig {
@@ -84,6 +93,8 @@ impl From<IngestArgs> for IngestConfig {
             flush_timeout: a.flush_timeout,
             topic: a.kafka.topic,
             dlq_topic: a.dlq_topic,
+            max_frame_bytes: a.max_frame_bytes,
+            ws_max_message_bytes: a.ws_max_message_bytes,
             ..IngestConfig::new(a.sources, a.kafka.brokers)
         }
     }
@@ -113,6 +124,9 @@ pub struct ProduceArgs {
     /// How long the final flush waits for outstanding deliveries.
     #[arg(long, env = "TRADEWIND_FLUSH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub flush_timeout: Duration,
+    /// Lines longer than this (bytes) are dead-lettered unparsed with reason `too_large`.
+    #[arg(long, env = "TRADEWIND_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
 }
 
 impl From<ProduceArgs> for BackfillConfig {
@@ -126,6 +140,7 @@ impl From<ProduceArgs> for BackfillConfig {
                 max_inflight: a.max_inflight,
                 future_tolerance: a.future_tolerance,
                 flush_timeout: a.flush_timeout,
+                max_frame_bytes: a.max_frame_bytes,
             },
             partitions: (a.partitions > 0).then_some(a.partitions),
             progress: true,
@@ -162,6 +177,8 @@ mod tests {
             "0",
             "--flush-timeout",
             "2m",
+            "--ws-max-message-bytes",
+            "1048576",
         ]) else {
             panic!("ingest flags parse");
         };
@@ -181,6 +198,8 @@ mod tests {
         assert_eq!(c.future_tolerance, Duration::from_secs(60));
         assert_eq!(c.max_inflight, 100_000);
         assert_eq!(c.partitions, None, "0 partitions: leave topics alone");
+        assert_eq!(c.max_frame_bytes, 16 * 1024);
+        assert_eq!(c.ws_max_message_bytes, 1 << 20);
         // What the flags do not set keeps the library's defaults.
         let lib = IngestConfig::new(vec![], "");
         assert_eq!(
@@ -209,6 +228,7 @@ mod tests {
         assert_eq!(c.pipeline.topic, "t");
         assert_eq!(c.pipeline.max_inflight, 10);
         assert_eq!(c.pipeline.flush_timeout, Duration::from_secs(60));
+        assert_eq!(c.pipeline.max_frame_bytes, 16 * 1024);
         assert!(
             Cli::try_parse_from(["tw", "produce"]).is_err(),
             "--file is required"

@@ -3,7 +3,10 @@
 //! Every frame is validated against the shared trade model ([`tradewind_model::validate`]). Good frames
 //! are produced **unchanged** (bytes as received) keyed by `base`, so one asset stays in one partition
 //! and in order; bad frames go to the dead-letter topic with the reason in the `tw-reason` header,
-//! are counted, and never stop ingestion. The producer is idempotent and lz4-compressed; a bounded
+//! are counted, and never stop ingestion. A frame over 16 KiB ([`IngestConfig::max_frame_bytes`]) is
+//! not a trade: it is dead-lettered as `too_large` before any parse. A dead letter over 64 KiB keeps
+//! its first 64 KiB, with the whole frame's length and SHA-256 in headers
+//! ([`tradewind_kafka::BoundedPayload`]), so every rejected frame leaves a record, whatever its size. The producer is idempotent and lz4-compressed; a bounded
 //! in-flight window (`--max-inflight`) backpressures the socket read loop instead of growing memory;
 //! shutdown stops reading and flushes, so nothing already received is lost.
 //!
@@ -71,6 +74,12 @@ pub struct IngestConfig {
     pub backoff_max: Duration,
     /// Readiness reporting (ready once the producer exists and the sources start).
     pub health: Option<Arc<tradewind_telemetry::Health>>,
+    /// Trade frames longer than this many bytes are dead-lettered as `too_large`, unparsed
+    /// ([`pipeline::DEFAULT_MAX_FRAME_BYTES`]).
+    pub max_frame_bytes: usize,
+    /// Largest websocket message read; a longer one drops the connection and is counted in
+    /// `tradewind_ingest_frames_too_large_total` ([`source::DEFAULT_WS_MAX_MESSAGE_BYTES`]).
+    pub ws_max_message_bytes: usize,
 }
 
 impl IngestConfig {
@@ -90,6 +99,8 @@ impl IngestConfig {
             backoff_initial: Duration::from_millis(125),
             backoff_max: Duration::from_secs(60),
             health: None,
+            max_frame_bytes: pipeline::DEFAULT_MAX_FRAME_BYTES,
+            ws_max_message_bytes: source::DEFAULT_WS_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -105,6 +116,8 @@ pub struct IngestStats {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Source reconnects.
     pub reconnects: u64,
+    /// Websocket messages over the websocket size limit (not read; each cost a reconnect).
+    pub frames_too_large: u64,
     /// Failed deliveries.
     pub delivery_errors: u64,
     /// CoinCap prices received.
@@ -121,6 +134,7 @@ impl IngestStats {
             produced: metrics.produced.get(),
             rejected: metrics.rejected_by_reason(),
             reconnects: metrics.reconnects.get(),
+            frames_too_large: metrics.frames_too_large.get(),
             delivery_errors: metrics.delivery_errors.get(),
             price_updates: metrics.price_updates.get(),
             flushed,
@@ -170,6 +184,7 @@ pub async fn ingest(
         produced = stats.produced,
         rejected = stats.rejected_total(),
         reconnects = stats.reconnects,
+        frames_too_large = stats.frames_too_large,
         delivery_errors = stats.delivery_errors,
         flushed = stats.flushed,
         secs = started.elapsed().as_secs_f64(),
@@ -187,6 +202,7 @@ fn pipeline_config(cfg: &IngestConfig) -> PipelineConfig {
         max_inflight: cfg.max_inflight,
         future_tolerance: cfg.future_tolerance,
         flush_timeout: cfg.flush_timeout,
+        max_frame_bytes: cfg.max_frame_bytes,
     }
 }
 
@@ -203,6 +219,7 @@ async fn run_sources(
         idle_timeout: cfg.idle_timeout,
         backoff_initial: cfg.backoff_initial,
         backoff_max: cfg.backoff_max,
+        ws_max_message_bytes: cfg.ws_max_message_bytes,
         ..SourceOptions::default()
     };
     let mut tasks = tokio::task::JoinSet::new();

@@ -3,6 +3,8 @@
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tradewind_model::RejectKind;
 
+use crate::pipeline::TOO_LARGE;
+
 /// Every counter, gauge and histogram the ingestor updates, registered on one [`Registry`].
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -10,8 +12,11 @@ pub struct IngestMetrics {
     pub frames: IntCounter,
     /// Records acknowledged by Kafka on the trade topic.
     pub produced: IntCounter,
-    /// Records routed to the dead-letter topic, by reason label.
+    /// Records routed to the dead-letter topic, by reason label (the model's reasons and
+    /// [`TOO_LARGE`]).
     pub rejected: IntCounterVec,
+    /// Websocket messages over the websocket size limit: not read, the connection was dropped.
+    pub frames_too_large: IntCounter,
     /// Reconnects of any source.
     pub reconnects: IntCounter,
     /// Records whose delivery failed after librdkafka's retries (trade or dead-letter topic).
@@ -43,6 +48,10 @@ impl IngestMetrics {
                 ),
                 &["reason"],
             )?,
+            frames_too_large: IntCounter::new(
+                "tradewind_ingest_frames_too_large_total",
+                "Websocket messages over the websocket size limit (not read; the source was reconnected)",
+            )?,
             reconnects: IntCounter::new(
                 "tradewind_ingest_reconnects_total",
                 "Source websocket reconnects",
@@ -73,9 +82,11 @@ impl IngestMetrics {
         for k in RejectKind::ALL {
             m.rejected.with_label_values(&[k.label()]);
         }
+        m.rejected.with_label_values(&[TOO_LARGE]);
         registry.register(Box::new(m.frames.clone()))?;
         registry.register(Box::new(m.produced.clone()))?;
         registry.register(Box::new(m.rejected.clone()))?;
+        registry.register(Box::new(m.frames_too_large.clone()))?;
         registry.register(Box::new(m.reconnects.clone()))?;
         registry.register(Box::new(m.delivery_errors.clone()))?;
         registry.register(Box::new(m.delivery_latency.clone()))?;
@@ -88,12 +99,9 @@ impl IngestMetrics {
     pub fn rejected_by_reason(&self) -> std::collections::BTreeMap<&'static str, u64> {
         RejectKind::ALL
             .iter()
-            .map(|k| {
-                (
-                    k.label(),
-                    self.rejected.with_label_values(&[k.label()]).get(),
-                )
-            })
+            .map(|k| k.label())
+            .chain([TOO_LARGE])
+            .map(|label| (label, self.rejected.with_label_values(&[label]).get()))
             .filter(|(_, n)| *n > 0)
             .collect()
     }

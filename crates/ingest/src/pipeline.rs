@@ -1,6 +1,11 @@
 //! The produce path shared by live ingestion and file backfill: validate a frame, produce good frames
 //! unchanged (keyed by `base`) through a bounded in-flight window, route bad frames to the dead-letter
 //! topic, and flush everything at the end.
+//!
+//! A frame over [`PipelineConfig::max_frame_bytes`] is not parsed: it is dead-lettered as
+//! [`TOO_LARGE`]. Every dead letter is bounded by [`tradewind_kafka::BoundedPayload`]: over 64 KiB,
+//! only its first 64 KiB are written, with its length and SHA-256 in headers, so a dead letter never
+//! fails for its size.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,13 +17,23 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use tokio::sync::Semaphore;
-use tradewind_kafka::DeadLetter;
+use tradewind_kafka::{BoundedPayload, DeadLetter};
 use tradewind_model::{validate, Reject, Validator};
 
 use crate::metrics::IngestMetrics;
 
 /// The `tw-stage` header value of records this crate dead-letters.
 pub const STAGE: &str = "ingest";
+
+/// The `tw-reason` header and `reason` metric label of a frame over
+/// [`PipelineConfig::max_frame_bytes`], rejected before any parse.
+pub const TOO_LARGE: &str = "too_large";
+
+/// Default bound on a trade frame, in bytes (16 KiB): a CoinCap trade is about 170 bytes and a
+/// Binance or Coinbase trade frame about 300, so anything this large is not a trade. Larger frames
+/// are dead-lettered as [`TOO_LARGE`] without being parsed, and nothing larger reaches the trade
+/// topic.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024;
 
 /// State the delivery callback needs: the in-flight window and the metrics.
 struct Shared {
@@ -72,6 +87,9 @@ pub struct PipelineConfig {
     pub future_tolerance: Duration,
     /// How long shutdown waits for outstanding deliveries.
     pub flush_timeout: Duration,
+    /// Frames longer than this many bytes are dead-lettered as [`TOO_LARGE`], unparsed (default
+    /// [`DEFAULT_MAX_FRAME_BYTES`]).
+    pub max_frame_bytes: usize,
 }
 
 /// Validate-and-produce stage: one per ingest run or backfill, shared by all sources.
@@ -83,6 +101,7 @@ pub struct Pipeline {
     validator: Validator,
     max_inflight: usize,
     flush_timeout: Duration,
+    max_frame_bytes: usize,
 }
 
 /// Whether a submitted frame was accepted for production or dead-lettered.
@@ -126,6 +145,7 @@ impl Pipeline {
             },
             max_inflight,
             flush_timeout: cfg.flush_timeout,
+            max_frame_bytes: cfg.max_frame_bytes,
         })
     }
 
@@ -134,9 +154,13 @@ impl Pipeline {
         &self.shared.metrics
     }
 
-    /// Validates `frame` and produces it unchanged keyed by its `base`, or dead-letters it. Waits for a
-    /// free in-flight slot first, which is what backpressures the caller's read loop.
+    /// Validates `frame` and produces it unchanged keyed by its `base`, or dead-letters it (unparsed,
+    /// as [`TOO_LARGE`], when it is over the frame bound). Waits for a free in-flight slot first,
+    /// which is what backpressures the caller's read loop.
     pub async fn submit(&self, frame: &[u8], origin: Option<&str>) -> Outcome {
+        if self.reject_if_too_large(frame, origin).await {
+            return Outcome::Rejected;
+        }
         self.shared.metrics.frames.inc();
         match validate(frame, tradewind_model::now_ms(), &self.validator) {
             Ok(trade) => {
@@ -144,7 +168,8 @@ impl Pipeline {
                 Outcome::Produced
             }
             Err(reject) => {
-                self.reject(frame, reject, origin).await;
+                self.reject(frame, reject.kind.label(), &reject.detail, origin)
+                    .await;
                 Outcome::Rejected
             }
         }
@@ -154,7 +179,25 @@ impl Pipeline {
     /// before model validation (binary frames, source errors, normalisation failures).
     pub async fn submit_rejected(&self, frame: &[u8], reject: Reject, origin: Option<&str>) {
         self.shared.metrics.frames.inc();
-        self.reject(frame, reject, origin).await;
+        self.reject(frame, reject.kind.label(), &reject.detail, origin)
+            .await;
+    }
+
+    /// When `frame` is over the frame bound, counts it and dead-letters it as [`TOO_LARGE`] (cut to
+    /// the dead-letter bound) without looking inside, and returns true; otherwise does nothing and
+    /// returns false. Sources call it before normalising; [`Pipeline::submit`] calls it first too.
+    pub async fn reject_if_too_large(&self, frame: &[u8], origin: Option<&str>) -> bool {
+        if frame.len() <= self.max_frame_bytes {
+            return false;
+        }
+        self.shared.metrics.frames.inc();
+        let detail = format!(
+            "frame of {} bytes is over the {}-byte trade frame bound (--max-frame-bytes); not parsed",
+            frame.len(),
+            self.max_frame_bytes
+        );
+        self.reject(frame, TOO_LARGE, &detail, origin).await;
+        true
     }
 
     async fn acquire_slot(&self) {
@@ -198,13 +241,15 @@ impl Pipeline {
         }
     }
 
-    async fn reject(&self, frame: &[u8], reject: Reject, origin: Option<&str>) {
+    /// Dead-letters `frame` with reason label `reason` (a [`tradewind_model::RejectKind`] label or
+    /// [`TOO_LARGE`]) on its own task.
+    async fn reject(&self, frame: &[u8], reason: &'static str, detail: &str, origin: Option<&str>) {
         self.shared
             .metrics
             .rejected
-            .with_label_values(&[reject.kind.label()])
+            .with_label_values(&[reason])
             .inc();
-        tracing::debug!(reason = reject.kind.label(), detail = %reject.detail, "frame rejected");
+        tracing::debug!(reason, detail, bytes = frame.len(), "frame rejected");
         // Dead letters are rare: send each on its own task (bounded by the same window) so a burst of
         // bad frames does not serialise the read loop on broker round trips.
         let permit = match Arc::clone(&self.shared.window).acquire_owned().await {
@@ -214,15 +259,18 @@ impl Pipeline {
         self.shared.metrics.inflight.inc();
         let dl = self.dead_letter.clone();
         let shared = Arc::clone(&self.shared);
-        let payload = frame.to_vec();
+        // Cut here (hashing the whole frame when it is over the bound): the task holds at most the
+        // dead-letter bound, not a frame of many megabytes.
+        let payload = BoundedPayload::new(frame).into_owned();
+        let detail = detail.to_owned();
         let origin = origin.map(str::to_owned);
         tokio::spawn(async move {
             if let Err(e) = dl
-                .send(None, &payload, &reject, STAGE, origin.as_deref())
+                .send_bounded(None, &payload, reason, &detail, STAGE, origin.as_deref())
                 .await
             {
                 shared.metrics.delivery_errors.inc();
-                tracing::error!(error = %e, reason = reject.kind.label(), "dead-letter delivery failed");
+                tracing::error!(error = %e, reason, "dead-letter delivery failed");
             }
             shared.metrics.inflight.dec();
             drop(permit);

@@ -5,6 +5,11 @@
 //! errors or stays silent for the idle timeout, then reconnect with exponential backoff (125 ms doubling
 //! to a 60 s cap, reset after a session that delivered data; the delays come from `backon`). Pings are
 //! answered by tungstenite on the next read; the loop flushes the queued pong right away.
+//!
+//! Sizes: a websocket message over [`SourceOptions::ws_max_message_bytes`] is not read at all
+//! (tungstenite refuses it and the connection is lost): it is counted in
+//! `tradewind_ingest_frames_too_large_total` and logged with what to do. A trade source's frame over
+//! the pipeline's frame bound is dead-lettered as `too_large` before any normaliser parses it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Sleep;
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tradewind_model::{Reject, RejectKind};
@@ -31,6 +37,11 @@ pub const COINCAP_V3_PRICES: &str = "wss://wss.coincap.io/prices";
 pub const BINANCE_WS: &str = "wss://stream.binance.com:9443";
 /// Coinbase Exchange market-data feed.
 pub const COINBASE_WS: &str = "wss://ws-feed.exchange.coinbase.com";
+/// Default websocket message (and frame) size limit, in bytes (16 MiB, tungstenite's frame limit):
+/// a longer message is refused unread and the connection dropped. Messages between the trade frame
+/// bound ([`crate::pipeline::DEFAULT_MAX_FRAME_BYTES`]) and this limit are read and dead-lettered as
+/// `too_large`, cut; the limit bounds the memory one message can take.
+pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// Which protocol a source speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,6 +208,9 @@ pub struct SourceOptions {
     pub backoff_max: Duration,
     /// Timeout of the TCP + TLS + websocket handshake.
     pub connect_timeout: Duration,
+    /// Largest websocket message (and frame) read, in bytes; a longer one drops the connection and
+    /// is counted in `tradewind_ingest_frames_too_large_total`.
+    pub ws_max_message_bytes: usize,
 }
 
 impl Default for SourceOptions {
@@ -206,6 +220,7 @@ impl Default for SourceOptions {
             backoff_initial: Duration::from_millis(125),
             backoff_max: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
+            ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -289,11 +304,12 @@ async fn connect(
     opts: &SourceOptions,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Connect {
-    let connect = tokio_tungstenite::connect_async_with_config(
-        spec.url.as_str(),
-        Some(WebSocketConfig::default()),
-        true,
-    );
+    let limit = opts.ws_max_message_bytes.max(1);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let connect =
+        tokio_tungstenite::connect_async_with_config(spec.url.as_str(), Some(config), true);
     let attempt = tokio::select! {
         r = tokio::time::timeout(opts.connect_timeout, connect) => r,
         _ = crate::shutdown_requested(shutdown) => return Connect::Shutdown,
@@ -321,6 +337,11 @@ enum Read {
     Message(Message),
     Shutdown,
     Lost(String),
+    /// A message over the websocket size limit: refused unread, the connection is unusable.
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
 }
 
 /// Waits for the next websocket message, the shutdown signal, or `idle_timeout` of silence since
@@ -349,6 +370,12 @@ async fn read_message(
         };
         return match next {
             None => Read::Lost("server ended the stream".into()),
+            Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(
+                CapacityError::MessageTooLong { size, max_size },
+            ))) => Read::TooLarge {
+                size,
+                limit: max_size,
+            },
             Some(Err(e)) => Read::Lost(format!("read error: {e}")),
             Some(Ok(m)) => Read::Message(m),
         };
@@ -405,6 +432,7 @@ impl<'a> Session<'a> {
                 Read::Message(m) => m,
                 Read::Shutdown => return SessionEnd::Shutdown,
                 Read::Lost(reason) => return self.lost(reason),
+                Read::TooLarge { size, limit } => return self.too_large(size, limit),
             };
             last_frame = Instant::now();
             if let Err(reason) = self.on_message(ws, msg).await {
@@ -413,8 +441,49 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A message over the websocket limit: counted, logged with what to do, and the session ends
+    /// (tungstenite does not read past it).
+    fn too_large(&self, size: usize, limit: usize) -> SessionEnd {
+        self.pipeline.metrics().frames_too_large.inc();
+        tracing::error!(
+            source = %self.spec.label,
+            size,
+            limit,
+            "source sent a websocket message of {size} bytes, over the {limit}-byte limit: it was \
+             not read and is not in the dead-letter topic, and the connection is dropped (a trade is \
+             about 170 bytes). Check the source; to keep such messages in the dead-letter topic \
+             (cut, with their length and SHA-256) instead, raise --ws-max-message-bytes \
+             (TRADEWIND_WS_MAX_MESSAGE_BYTES) above {size}"
+        );
+        self.lost(format!(
+            "websocket message of {size} bytes over the {limit}-byte limit \
+             (--ws-max-message-bytes)"
+        ))
+    }
+
+    /// Whether this source's frames are trades (bounded by the pipeline's frame bound); prices
+    /// frames are not produced and may list many assets.
+    fn carries_trades(&self) -> bool {
+        self.spec.kind != SourceKind::CoinCapPrices
+    }
+
     /// Handles one message; `Err` ends the session with that reason.
     async fn on_message(&mut self, ws: &mut Ws, msg: Message) -> Result<(), String> {
+        let frame: Option<&[u8]> = match &msg {
+            Message::Text(t) => Some(t.as_bytes()),
+            Message::Binary(b) => Some(b),
+            _ => None,
+        };
+        // Before any parse: a trade source's frame far larger than a trade is dead-lettered as is.
+        if let Some(frame) = frame.filter(|_| self.carries_trades()) {
+            if self
+                .pipeline
+                .reject_if_too_large(frame, self.origin())
+                .await
+            {
+                return Ok(());
+            }
+        }
         match msg {
             Message::Text(text) => self.on_text(text.as_bytes()).await,
             Message::Binary(bytes) => {

@@ -57,6 +57,7 @@ async fn backfill_delivers_good_lines_and_dead_letters_bad_ones() {
                 max_inflight: 5_000,
                 future_tolerance: Duration::from_secs(60),
                 flush_timeout: Duration::from_secs(60),
+                max_frame_bytes: tradewind_ingest::pipeline::DEFAULT_MAX_FRAME_BYTES,
             },
             partitions: None,
             progress: false,
