@@ -111,6 +111,7 @@ fn batch_mode(cfg: &rdkafka::ClientConfig, topic: &str, t_start: Instant) -> any
         queue,
         tradewind_engine::DEFAULT_MAX_BATCH_ROWS,
         Duration::from_millis(100),
+        None,
     );
     let (mut count, mut bytes) = (0u64, 0u64);
     let mut first: Option<Instant> = None;

@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// Testing only: the engine loop stops moving after the N-th commit (proves /healthz fails).
     #[arg(long, env = "TRADEWIND_FAULT_STALL_AFTER_COMMITS")]
     pub fault_stall_after_commits: Option<u64>,
+    /// Testing only: gather each micro-batch in two halves with this pause between them, so that
+    /// seeks land inside batches being gathered (proves no record is skipped then).
+    #[arg(long, env = "TRADEWIND_FAULT_GATHER_PAUSE", value_parser = parse_duration)]
+    pub fault_gather_pause: Option<Duration>,
 }
 
 impl RunArgs {
@@ -141,6 +145,7 @@ impl RunArgs {
             retention: self.retention,
             fault_abort_after_commits: self.fault_abort_after_commits,
             fault_stall_after_commits: self.fault_stall_after_commits,
+            fault_gather_pause: self.fault_gather_pause,
         }
     }
 }

@@ -315,11 +315,14 @@ pub struct Poller {
 impl Poller {
     /// Starts taking messages from `queue` (attached to `consumer`) into batches of at most
     /// `max_rows` messages or `max_wait`, serving `consumer`'s events between batches.
+    /// `gather_pause` (testing only): each micro-batch is gathered in two halves with this pause
+    /// between them, so that a seek the engine issues meanwhile lands inside a batch being gathered.
     pub fn start(
         consumer: Arc<EngineConsumer>,
         queue: Arc<FetchQueue>,
         max_rows: usize,
         max_wait: Duration,
+        gather_pause: Option<Duration>,
     ) -> Self {
         let (tx, rx) = sync_channel(1);
         let (recycle, recycled) = sync_channel(2);
@@ -332,6 +335,7 @@ impl Poller {
             max_rows,
             max_bytes: max_rows.saturating_mul(crate::raw::BYTES_PER_ROW),
             max_wait,
+            gather_pause,
             stop: stop.clone(),
             seek_gen: seek_gen.clone(),
             eof: BTreeSet::new(),
@@ -370,6 +374,8 @@ struct PollThread {
     /// A batch is cut once its payloads reach this many bytes (at most one message beyond it).
     max_bytes: usize,
     max_wait: Duration,
+    /// Testing only: gather each batch in two halves with this pause between them.
+    gather_pause: Option<Duration>,
     stop: Arc<AtomicBool>,
     seek_gen: Arc<AtomicU64>,
     /// Partitions at their end (and nothing newer seen since).
@@ -398,18 +404,29 @@ impl PollThread {
             self.serve_events(&mut raw);
             // One librdkafka call fills the batch, or returns when the batch window is over.
             let deadline = Instant::now() + self.max_wait;
+            let mut paused = self.gather_pause.is_none();
             loop {
                 let mut failed = self.take(&mut taken, &mut raw);
                 if self.full(&raw) || !taken.is_empty() || self.stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let wait = deadline.saturating_duration_since(Instant::now());
-                let room = self.max_rows - raw.len();
+                let mut room = self.max_rows - raw.len();
+                if !paused && raw.is_empty() {
+                    room = room.div_ceil(2);
+                }
                 let n = self.queue.consume(wait, room, &mut taken);
                 failed |= self.take(&mut taken, &mut raw);
                 if failed {
                     // librdkafka reconnects by itself; do not spin (or flood the log) meanwhile.
                     std::thread::sleep(Duration::from_millis(250));
+                }
+                if let (false, Some(pause)) = (paused, self.gather_pause) {
+                    if !raw.is_empty() && !self.full(&raw) {
+                        paused = true;
+                        std::thread::sleep(pause);
+                        continue;
+                    }
                 }
                 if self.full(&raw) || wait.is_zero() || (n < room && Instant::now() >= deadline) {
                     break;

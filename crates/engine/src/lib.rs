@@ -7,12 +7,13 @@
 //! bytes) → [`partition`] (which records are new, seeks) → [`decode`] (the model's validator into
 //! Arrow builders) → [`views`] (per-partition, per-view lateness, then each view's aggregation:
 //! contribution batches for the sink; [`window`] holds the ordering key and partition clocks) →
-//! [`pending`] (micro-batches folded until the next commit) → [`runner`] (the loop: commit, fencing, data-error isolation, retry, liveness, drain). [`metrics`]
+//! [`pending`] (micro-batches folded until the next commit) → [`audit`] (every committed offset accounted for) → [`runner`] (the loop: commit, fencing, data-error isolation, retry, liveness, drain). [`metrics`]
 //! holds the Prometheus metrics, and [`retention`] deletes old final rows in a task of its own
 //! (`--retention`).
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod consumer;
 pub mod decode;
 pub mod metrics;
@@ -99,6 +100,9 @@ pub struct EngineConfig {
     pub fault_abort_after_commits: Option<u64>,
     /// Testing only: the engine loop stops moving after the N-th commit (proves /healthz fails).
     pub fault_stall_after_commits: Option<u64>,
+    /// Testing only: the poll thread gathers each micro-batch in two halves with this pause between
+    /// them, so that seeks land inside batches being gathered (the straddle of issue 31).
+    pub fault_gather_pause: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -129,6 +133,7 @@ impl EngineConfig {
             retention: Vec::new(),
             fault_abort_after_commits: None,
             fault_stall_after_commits: None,
+            fault_gather_pause: None,
         }
     }
 }

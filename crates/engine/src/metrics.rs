@@ -41,6 +41,11 @@ pub struct EngineMetrics {
     pub sink_errors: IntCounter,
     /// 1 when the engine is consuming and committing, 0 otherwise.
     pub ready: IntGauge,
+    /// Offsets the log did not deliver inside committed ranges (control records, compaction,
+    /// retention), by partition.
+    pub offset_gaps: IntCounterVec,
+    /// Commits whose offsets and records disagreed (records may be missing from MySQL), by partition.
+    pub audit_mismatches: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -110,6 +115,18 @@ impl EngineMetrics {
                 "Failed sink operations (retried with backoff).",
             )?,
             ready: r.int_gauge("ready", "1 when the engine is consuming and committing.")?,
+            offset_gaps: r.counters(
+                "offset_gaps_total",
+                "Offsets inside committed ranges that the log did not deliver (control records, \
+                 compaction, retention), by partition.",
+                &["partition"],
+            )?,
+            audit_mismatches: r.counters(
+                "audit_mismatches_total",
+                "Commits whose offset range and accounted records disagreed (records may be \
+                 missing from MySQL; alert on any), by partition.",
+                &["partition"],
+            )?,
         };
         // Pre-create label values so dashboards see zeros, not gaps.
         for k in RejectKind::ALL {

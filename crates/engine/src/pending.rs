@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use tradewind_pipeline::RowOrder;
 
+use crate::audit::{self, Tallies};
 use crate::views::{BatchPlan, Views};
 use crate::window::PartitionClock;
 
@@ -26,8 +27,10 @@ pub struct Pending {
     parts: Vec<Vec<RecordBatch>>,
     /// Partition clocks after the last folded micro-batch.
     pub clocks: HashMap<i32, PartitionClock>,
-    /// Partitions that delivered records to a folded micro-batch.
+    /// Partitions that delivered records (or counted gaps) to a folded micro-batch.
     pub partitions: BTreeSet<i32>,
+    /// Per partition, what the folded micro-batches did with their records (the offset audit).
+    pub tally: Tallies,
     /// Trades windowed by at least one view.
     trades: u64,
     /// Late trades folded in as corrections.
@@ -55,6 +58,7 @@ impl Pending {
         views: &Views,
         plan: BatchPlan,
         in_batch: &BTreeSet<i32>,
+        tally: &Tallies,
         polled_at: Instant,
         now_ms: i64,
     ) -> anyhow::Result<()> {
@@ -75,6 +79,7 @@ impl Pending {
         }
         self.clocks.extend(plan.clocks);
         self.partitions.extend(in_batch.iter().copied());
+        audit::merge(&mut self.tally, tally);
         self.trades += plan.trades;
         self.corrected += plan.corrected;
         self.micro_batches += 1;

@@ -21,6 +21,7 @@ use tradewind_sink::{
 
 use super::retry::{retry_async, RetryIo};
 use super::{Engine, Rejected};
+use crate::audit::{self, Tallies};
 use crate::consumer::Polled;
 use crate::decode::Decoded;
 use crate::views::BatchPlan;
@@ -35,8 +36,17 @@ pub(super) struct InFlight {
     progress: Vec<PartitionProgress>,
     /// Partitions with records in the commit.
     partitions: BTreeSet<i32>,
+    /// What the commit holds per partition (the offset audit).
+    tally: Tallies,
     polled_at: Instant,
     started: Instant,
+}
+
+impl InFlight {
+    /// Whether partition `p` takes part in this commit (records or a status change).
+    pub(super) fn holds(&self, p: i32) -> bool {
+        self.partitions.contains(&p) || self.progress.iter().any(|pp| pp.partition == p)
+    }
 }
 
 /// One sink transaction, owned, so that it can run on the runtime while the engine reads on (a
@@ -96,6 +106,7 @@ impl Engine {
         let polled_at = self.pending.since().unwrap_or_else(Instant::now);
         let plan = self.pending.take(&self.views, now_ms())?;
         let partitions = std::mem::take(&mut self.pending.partitions);
+        let tally = std::mem::take(&mut self.pending.tally);
         self.pending.clear();
         // The next fold judges lateness from where this one left the clocks, not from the
         // committed ones (this commit is not applied until it is settled).
@@ -111,6 +122,7 @@ impl Engine {
             plan,
             progress,
             partitions,
+            tally,
             polled_at,
             started: Instant::now(),
         });
@@ -135,16 +147,22 @@ impl Engine {
             .observe((done_at - f.started).as_secs_f64());
         match self.committed(rt, shutdown, result, &f.progress, f.polled_at, done_at)? {
             Committed::Done => {
-                self.apply(&f.plan, &f.progress);
+                self.apply(&f.plan, &f.progress, &f.tally);
                 return Ok(true);
             }
-            Committed::Interrupted | Committed::Fenced => {}
+            Committed::Interrupted => {
+                // Nothing committed: its partitions are read again from what MySQL holds.
+                for p in f.partitions {
+                    self.rewind(p);
+                }
+            }
+            Committed::Fenced => {}
             Committed::DataError(e) => {
                 self.summary.refused_folds += 1;
                 tracing::warn!(error = %e, partitions = ?f.partitions, "MySQL refused values of a folded commit; reading its partitions again one micro-batch per commit to isolate the rows");
                 for p in f.partitions {
                     // Up to where this partition was read (the fold since included).
-                    if let Some(n) = self.parts.get(&p).and_then(|st| st.next) {
+                    if let Some(n) = self.parts.get(&p).map(|st| st.next) {
                         self.isolate_until.insert(p, n);
                     }
                     self.rewind(p);
@@ -164,18 +182,22 @@ impl Engine {
     /// Records how far partition `p` had been read, before it is sought back: a drain is not
     /// caught up until it is read there again.
     fn remember_read_to(&mut self, p: i32) {
-        if let Some(n) = self.parts.get(&p).and_then(|st| st.next) {
+        if let Some(n) = self.parts.get(&p).map(|st| st.next) {
             let until = self.reread.entry(p).or_insert(n);
             *until = (*until).max(n);
         }
     }
 
-    /// Reads partition `p` again from its committed offset.
+    /// Reads partition `p` again from its committed offset: one seek, unless one to that offset is
+    /// already in flight (a partition the fence path reloaded is not sought twice).
     pub(super) fn rewind(&mut self, p: i32) {
         self.remember_read_to(p);
-        if let Some(st) = self.parts.get_mut(&p) {
-            st.rewind();
-            self.seek_loaded(p);
+        let Some(st) = self.parts.get_mut(&p) else {
+            return;
+        };
+        let to = st.rewind();
+        if !st.seeking_to(to) {
+            self.seek_partition(p, to);
         }
     }
 
@@ -198,6 +220,7 @@ impl Engine {
         decoded: &Decoded,
         mut rejected: Rejected,
         in_batch: &BTreeSet<i32>,
+        tally: Tallies,
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let raw = &polled.raw;
@@ -222,10 +245,29 @@ impl Engine {
             let batches = &plan.batches;
             match self.commit(rt, shutdown, &progress, batches, polled.at)? {
                 Committed::Done => {
-                    self.apply(&plan, &progress);
+                    let mut tally = tally;
+                    // Trades behind rows MySQL refused were dead-lettered, not merged.
+                    let refused = excluded.iter().copied();
+                    audit::count_by_partition(&mut tally, raw, refused.clone(), |t| {
+                        &mut t.dead_lettered
+                    });
+                    for i in refused {
+                        if let Some(t) = tally.get_mut(&raw.partitions[i]) {
+                            t.trades = t.trades.saturating_sub(1);
+                        }
+                    }
+                    let late = plan.too_late.iter().map(|(i, _, _)| *i);
+                    audit::count_by_partition(&mut tally, raw, late, |t| &mut t.late);
+                    self.apply(&plan, &progress, &tally);
                     return Ok(());
                 }
-                Committed::Interrupted | Committed::Fenced => return Ok(()),
+                Committed::Interrupted => {
+                    for &p in in_batch {
+                        self.rewind(p);
+                    }
+                    return Ok(());
+                }
+                Committed::Fenced => return Ok(()),
                 Committed::DataError(e) => {
                     let bad =
                         self.find_bad_trades(rt, shutdown, decoded, &excluded, batches, &e)?;
@@ -257,7 +299,7 @@ impl Engine {
         for p in ids {
             let st = &self.parts[p];
             let status = force.unwrap_or_else(|| st.desired_status(self.args.idle_timeout));
-            let advanced = in_batch.contains(p) && st.next != st.committed;
+            let advanced = in_batch.contains(p) && st.next != st.resume_at();
             if !advanced && st.status == Some(status) {
                 continue;
             }
@@ -265,10 +307,13 @@ impl Engine {
                 continue; // nothing to say yet about a partition that delivered nothing
             }
             let clock = plan.clocks.get(p).copied().unwrap_or(st.clock);
+            // Only a partition with records in this commit advances; a status change keeps the
+            // committed offset (the read position may be ahead of what this commit merges).
+            let next_offset = if advanced { st.next } else { st.resume_at() };
             out.push(PartitionProgress {
                 partition: *p,
                 expected_offset: st.committed,
-                next_offset: st.next.or(st.committed).unwrap_or(0),
+                next_offset,
                 max_event_ms: clock.max_event_ms,
                 watermark_ms: clock.watermark(ooo),
                 status,
@@ -277,20 +322,40 @@ impl Engine {
         out
     }
 
-    /// Takes a committed batch's effects into the engine's state.
-    pub(super) fn apply(&mut self, plan: &BatchPlan, progress: &[PartitionProgress]) {
+    /// Takes a committed batch's effects into the engine's state, and its offsets and records
+    /// (`tally`) into the offset audit.
+    pub(super) fn apply(
+        &mut self,
+        plan: &BatchPlan,
+        progress: &[PartitionProgress],
+        tally: &Tallies,
+    ) {
         let mut tpl = TopicPartitionList::new();
         for pp in progress {
             if let Some(st) = self.parts.get_mut(&pp.partition) {
-                st.committed = Some(pp.next_offset);
-                // Records read since (folded for the next commit) keep `next` ahead.
-                if st.next.is_none_or(|n| n < pp.next_offset) {
-                    st.next = Some(pp.next_offset);
+                let from = st.resume_at();
+                let t = tally.get(&pp.partition).copied().unwrap_or_default();
+                if let Some(m) = self
+                    .summary
+                    .audit
+                    .record(pp.partition, from, pp.next_offset, t)
+                {
+                    tracing::error!(mismatch = %m, "offset audit: a commit's offsets and records disagree");
+                    self.io
+                        .metrics
+                        .audit_mismatches
+                        .with_label_values(&[&pp.partition.to_string()])
+                        .inc();
                 }
-                st.status = Some(pp.status);
-                if let Some(c) = plan.clocks.get(&pp.partition) {
-                    st.clock = *c;
+                if t.gaps > 0 {
+                    self.io
+                        .metrics
+                        .offset_gaps
+                        .with_label_values(&[&pp.partition.to_string()])
+                        .inc_by(t.gaps);
                 }
+                let clock = plan.clocks.get(&pp.partition).copied();
+                st.committed_to(pp.next_offset, pp.status, clock);
             }
             self.io
                 .consumer
@@ -349,7 +414,7 @@ impl Engine {
         if let Committed::Done =
             self.commit(rt, shutdown, &progress, &plan.batches, Instant::now())?
         {
-            self.apply(&plan, &progress);
+            self.apply(&plan, &progress, &Tallies::new());
         }
         Ok(())
     }
@@ -427,9 +492,11 @@ impl Engine {
                 // The whole transaction was rolled back: every partition in it reloads.
                 for pp in progress {
                     self.remember_read_to(pp.partition);
-                    self.parts.remove(&pp.partition);
-                    if self.load(rt, pp.partition, shutdown)? {
-                        self.seek_loaded(pp.partition);
+                    let base = self.parts.remove(&pp.partition).map(|st| st.base);
+                    if self.load(rt, pp.partition, base, shutdown)? {
+                        if let Some(to) = self.parts.get(&pp.partition).map(|st| st.next) {
+                            self.seek_partition(pp.partition, to);
+                        }
                     }
                 }
                 Ok(Committed::Fenced)

@@ -26,10 +26,11 @@ use tradewind_pipeline::RowOrder;
 use tradewind_sink::MySqlSink;
 use tradewind_telemetry::{Backoff, Health};
 
+use crate::audit::{self, Audit, Tallies};
 use crate::consumer::{EngineConsumer, EngineContext, FetchQueue, Polled, Poller};
 use crate::decode::{BatchDecoder, Decoded};
 use crate::metrics::EngineMetrics;
-use crate::partition::{Admit, PartState, Seek};
+use crate::partition::{Admit, PartState};
 use crate::pending::Pending;
 use crate::raw::RawBatch;
 use crate::views::{BatchPlan, Lateness, Origins, Views};
@@ -68,6 +69,8 @@ pub struct EngineSummary {
     pub refused_folds: u64,
     /// Payload bytes of the largest micro-batch read (batches are cut by rows, time and bytes).
     pub largest_batch_bytes: u64,
+    /// Per partition: the offsets this run committed and what was in them.
+    pub audit: Audit,
 }
 
 /// Runs the engine until `shutdown` flips (or, with `--drain`, until caught up).
@@ -313,6 +316,13 @@ struct Engine {
     reread: HashMap<i32, i64>,
 }
 
+/// One micro-batch's admission: which raw records are new, and per partition how many (and the
+/// gaps the log left before them).
+struct Admission {
+    accepted: Vec<bool>,
+    tally: Tallies,
+}
+
 /// Records set aside before the fold: raw index -> reason (validator or MySQL).
 type Rejected = Vec<(usize, Reject)>;
 
@@ -355,11 +365,22 @@ impl Engine {
             queue,
             self.args.max_batch_rows,
             self.args.max_batch_wait,
+            self.args.fault_gather_pause,
         );
         self.seek_gen = poller.seek_gen.clone();
         let result = self.run_loop(rt, &poller, &shutdown);
         poller.stop();
-        result.map(|()| self.summary.clone())
+        result?;
+        self.summary.audit.log();
+        let mismatches = self.summary.audit.mismatches();
+        if !mismatches.is_empty() {
+            let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
+            anyhow::bail!(
+                "offset audit failed: committed offsets and records disagree (records may be missing from MySQL): {}",
+                list.join("; ")
+            );
+        }
+        Ok(self.summary.clone())
     }
 
     fn run_loop(
@@ -461,11 +482,14 @@ impl Engine {
         self.io.metrics.ready.set(ready as i64);
     }
 
-    /// Loads partition `p` from MySQL, retrying transient errors; `false` on shutdown.
+    /// Loads partition `p` from MySQL, retrying transient errors; `false` on shutdown. Where MySQL
+    /// holds no offset the partition is read from `base` (what an earlier state of it read from),
+    /// else from the log's start as the broker reports it.
     fn load(
         &mut self,
         rt: &Handle,
         p: i32,
+        base: Option<i64>,
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<bool> {
         let (sink, group, topic) = (&self.io.sink, &self.args.group, &self.args.topic);
@@ -481,15 +505,61 @@ impl Engine {
             max_event_ms = ?snap.max_event_ms,
             "partition loaded from MySQL"
         );
-        if let Some(n) = snap.next_offset {
-            self.io.consumer.context().remember_offset(p, n);
-        }
-        self.parts.insert(p, PartState::loaded(snap));
+        let base = match (snap.next_offset, base) {
+            (Some(n), _) => {
+                self.io.consumer.context().remember_offset(p, n);
+                base.unwrap_or(n)
+            }
+            (None, Some(b)) => b,
+            (None, None) => match self.log_start(p, shutdown)? {
+                Some(low) => low,
+                None => return Ok(false),
+            },
+        };
+        self.parts.insert(p, PartState::loaded(snap, base));
         Ok(true)
     }
 
+    /// The first offset the log of partition `p` holds (the broker's low watermark), retried while
+    /// the broker does not answer; `None` on shutdown. A partition MySQL holds no offset for is read
+    /// from here, never from the logical beginning: a seek then has a target the first record it
+    /// delivers is checked against.
+    fn log_start(&self, p: i32, shutdown: &watch::Receiver<bool>) -> anyhow::Result<Option<i64>> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.beat();
+            match self
+                .io
+                .consumer
+                .fetch_watermarks(&self.args.topic, p, Duration::from_secs(5))
+            {
+                Ok((low, _high)) => {
+                    tracing::info!(
+                        partition = p,
+                        log_start = low,
+                        "no offset in MySQL: reading from the log's start"
+                    );
+                    return Ok(Some(low));
+                }
+                Err(e) => {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "cannot read where partition {p} of {} starts: {e}",
+                        self.args.topic
+                    );
+                    tracing::warn!(partition = p, error = %e, "cannot read where the partition's log starts; retrying");
+                }
+            }
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+            std::thread::sleep(backoff.next_delay());
+        }
+    }
+
     /// `--drain`: assigns every partition of the topic directly, each at the offset MySQL holds (the
-    /// log's beginning when it holds none), with no consumer-group join. Several drain replicas may
+    /// log's start, as the broker reports it, when it holds none), with no consumer-group join. Several drain replicas may
     /// run at once: each reads every partition, and the offsets' compare-and-set in MySQL fences the
     /// commits that lose a race (the loser reloads and seeks). `false` on shutdown during a load.
     fn assign_all(
@@ -502,15 +572,13 @@ impl Engine {
         };
         let mut tpl = TopicPartitionList::new();
         for &p in &partitions {
-            if !self.load(rt, p, shutdown)? {
+            if !self.load(rt, p, None, shutdown)? {
                 return Ok(false);
             }
-            let start = self
-                .parts
-                .get(&p)
-                .and_then(|st| st.committed)
-                .map_or(Offset::Beginning, Offset::Offset);
-            tpl.add_partition_offset(&self.args.topic, p, start)?;
+            let Some(st) = self.parts.get(&p) else {
+                continue;
+            };
+            tpl.add_partition_offset(&self.args.topic, p, Offset::Offset(st.next))?;
         }
         let consumer = &self.io.consumer;
         consumer.context().forward_partitions(consumer, &tpl);
@@ -581,13 +649,20 @@ impl Engine {
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default();
         let in_batch: BTreeSet<i32> = raw.partitions.iter().copied().collect();
-        // A partition revoked with folded records stays until the next commit, which carries its
-        // offsets (the compare-and-set fences it if the new owner committed first).
+        // A partition revoked with folded records, or in the commit in flight, stays until that
+        // commit is taken in: it carries its offsets (the compare-and-set fences it if the new
+        // owner committed first), and a reload now would read the pre-commit offset and then take
+        // the commit's outcome as its own (records merged twice).
         let pending = &self.pending.partitions;
-        self.parts
-            .retain(|p, _| assigned.contains(p) || in_batch.contains(p) || pending.contains(p));
+        let in_flight = self.in_flight.as_ref();
+        self.parts.retain(|p, _| {
+            assigned.contains(p)
+                || in_batch.contains(p)
+                || pending.contains(p)
+                || in_flight.is_some_and(|f| f.holds(*p))
+        });
         for p in assigned.iter().chain(in_batch.iter()) {
-            if !self.parts.contains_key(p) && !self.load(rt, *p, shutdown)? {
+            if !self.parts.contains_key(p) && !self.load(rt, *p, None, shutdown)? {
                 return Ok(None);
             }
         }
@@ -626,40 +701,95 @@ impl Engine {
         self.partition_count = self.partition_count.max(highest);
     }
 
-    /// Marks which records of `polled` are new (see [`PartState::admit`]) and seeks where needed.
-    fn admit(&mut self, polled: &Polled) -> Vec<bool> {
+    /// Marks which records of `polled` are new (see [`PartState::admit`]), seeks where needed, and
+    /// counts per partition the records accepted and the gaps the log left before them.
+    fn admit(&mut self, polled: &Polled) -> Admission {
         let raw = &polled.raw;
         for (p, st) in self.parts.iter_mut() {
             st.at_eof = polled.eof.contains(p);
         }
         let mut accepted = vec![false; raw.len()];
+        let mut tally = Tallies::new();
         let now = Instant::now();
         // Messages come in runs of one partition (a fetched batch each): one lookup per run.
         for (p, run) in partition_runs(&raw.partitions) {
             let Some(st) = self.parts.get_mut(&p) else {
                 continue;
             };
+            let (mut records, mut gaps, mut seek) = (0u64, 0u64, None);
             for i in run {
                 match st.admit(raw.offsets[i], polled.gen) {
-                    Admit::Accept => {
+                    Admit::Accept { gap } => {
                         accepted[i] = true;
                         st.last_activity = now;
+                        records += 1;
+                        if gap > 0 {
+                            gaps += gap;
+                            let from = raw.offsets[i] - gap as i64;
+                            tracing::warn!(
+                                partition = p,
+                                from,
+                                to = raw.offsets[i],
+                                "offset gap in the log (control records or compaction); counted"
+                            );
+                        }
                     }
                     Admit::Skip => {}
-                    Admit::SkipAndSeek(n) => {
-                        let gen = seek(
-                            &self.io.consumer,
-                            &self.seek_gen,
-                            &self.args.topic,
-                            p,
-                            Offset::Offset(n),
-                        );
-                        st.seek = Seek::Pending { gen };
+                    Admit::SeekTo(n) => {
+                        // The rest of the run is skipped: the seek delivers it again from `n`.
+                        seek = Some((n, raw.offsets[i]));
+                        break;
                     }
                 }
             }
+            if let Some((to, served)) = seek {
+                gaps += self.seek_to(p, to, served);
+            }
+            if records > 0 || gaps > 0 {
+                let t = tally.entry(p).or_default();
+                t.records += records;
+                t.gaps += gaps;
+            }
         }
-        accepted
+        self.retry_failed_seeks();
+        Admission { accepted, tally }
+    }
+
+    /// Seeks partition `p` to `to` because the consumer delivered `served` instead. When the log no
+    /// longer holds `to` (retention removed records never read), reading goes on from the log's
+    /// start instead; returns the offsets so skipped, a gap for the audit.
+    fn seek_to(&mut self, p: i32, to: i64, served: i64) -> u64 {
+        let mut gap = 0;
+        let mut to = to;
+        if served > to {
+            if let Ok((low, _)) =
+                self.io
+                    .consumer
+                    .fetch_watermarks(&self.args.topic, p, Duration::from_secs(5))
+            {
+                if low > to {
+                    if let Some(st) = self.parts.get_mut(&p) {
+                        gap = st.skip_deleted(low);
+                        to = st.next;
+                    }
+                    tracing::error!(partition = p, from = to - gap as i64, to, "records removed from the log before they were read (retention); counted as a gap");
+                }
+            }
+        }
+        self.seek_partition(p, to);
+        gap
+    }
+
+    /// Issues again the seeks whose call failed (once per micro-batch).
+    fn retry_failed_seeks(&mut self) {
+        let failed: Vec<(i32, i64)> = self
+            .parts
+            .iter()
+            .filter_map(|(p, st)| st.seek_to_retry().map(|to| (*p, to)))
+            .collect();
+        for (p, to) in failed {
+            self.seek_partition(p, to);
+        }
     }
 
     /// Processes one polled batch. Returns whether every assigned partition is caught up.
@@ -679,7 +809,10 @@ impl Engine {
         let Some(assigned) = self.sync_partitions(rt, raw, shutdown)? else {
             return Ok(false);
         };
-        let accepted = self.admit(polled);
+        let Admission {
+            accepted,
+            mut tally,
+        } = self.admit(polled);
         let records = accepted.iter().filter(|a| **a).count();
         self.io.metrics.records_in.inc_by(records as u64);
         self.summary.records += records as u64;
@@ -689,16 +822,18 @@ impl Engine {
             .metrics
             .decoded
             .inc_by(decoded.batch.num_rows() as u64);
-        let in_batch: BTreeSet<i32> = (0..raw.len())
-            .filter(|&i| accepted[i])
-            .map(|i| raw.partitions[i])
-            .collect();
+        // Partitions with records (or counted gaps) in this batch: their offsets advance.
+        let in_batch: BTreeSet<i32> = tally.keys().copied().collect();
+        let sources = decoded.source.iter().map(|&i| i as usize);
+        audit::count_by_partition(&mut tally, raw, sources, |t| &mut t.trades);
+        let invalid = decoded.rejects.iter().map(|(i, _)| *i as usize);
+        audit::count_by_partition(&mut tally, raw, invalid, |t| &mut t.dead_lettered);
         let rejected = self.rejects_to_route(raw, &decoded);
         if commit_each {
-            self.commit_batch(rt, polled, &decoded, rejected, &in_batch, shutdown)?;
+            self.commit_batch(rt, polled, &decoded, rejected, &in_batch, tally, shutdown)?;
             self.end_isolation();
         } else {
-            self.fold_batch(rt, polled, &decoded, &rejected, &in_batch)?;
+            self.fold_batch(rt, polled, &decoded, &rejected, &in_batch, tally)?;
         }
         self.remember_routed(raw, &accepted);
         self.reseek_stalled();
@@ -740,11 +875,8 @@ impl Engine {
     /// of them, and no partition is still being read again up to where it had been.
     fn caught_up(&mut self, polled: &Polled, assigned: &BTreeSet<i32>) -> bool {
         let parts = &self.parts;
-        self.reread.retain(|p, until| {
-            parts
-                .get(p)
-                .is_some_and(|st| st.next.is_none_or(|n| n < *until))
-        });
+        self.reread
+            .retain(|p, until| parts.get(p).is_some_and(|st| st.next < *until));
         !assigned.is_empty()
             && polled.raw.is_empty()
             && self.reread.is_empty()
@@ -776,15 +908,27 @@ impl Engine {
             .plan(decoded, &origins, clock, excluded, now_ms(), order)?)
     }
 
-    /// After a reload: seek a partition to its stored offset.
-    fn seek_loaded(&mut self, p: i32) {
-        if let Some(st) = self.parts.get_mut(&p) {
-            // Nothing committed yet and nothing read (a fenced partition reloaded): back to the
-            // log's beginning. Continuing from the consumer's position would skip records.
-            let to = st.next.map_or(Offset::Beginning, Offset::Offset);
-            let gen = seek(&self.io.consumer, &self.seek_gen, &self.args.topic, p, to);
-            st.seek = Seek::Pending { gen };
-            st.sought_at = Some(Instant::now());
+    /// Seeks partition `p` to `to` (its state records the seek, or that the call failed, in which
+    /// case it is issued again with the next micro-batch).
+    pub(super) fn seek_partition(&mut self, p: i32, to: i64) {
+        let Some(st) = self.parts.get_mut(&p) else {
+            return;
+        };
+        let offset = Offset::Offset(to);
+        match self
+            .io
+            .consumer
+            .seek(&self.args.topic, p, offset, Duration::from_secs(5))
+        {
+            Ok(()) => {
+                let gen = self.seek_gen.fetch_add(1, Ordering::AcqRel) + 1;
+                st.sought(to, gen);
+                tracing::info!(partition = p, offset = to, "sought");
+            }
+            Err(e) => {
+                st.seek_failed(to);
+                tracing::warn!(partition = p, offset = to, error = %e, "seek failed; only that offset is accepted until it is issued again");
+            }
         }
     }
 
@@ -799,7 +943,7 @@ impl Engine {
             .copied()
             .filter(|p| {
                 self.parts.get(p).is_some_and(|st| {
-                    matches!(st.seek, Seek::Pending { .. })
+                    st.seeking_to(st.next)
                         && st
                             .sought_at
                             .is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
@@ -811,7 +955,9 @@ impl Engine {
                 partition = p,
                 "nothing read 5 s after seeking back; seeking again"
             );
-            self.seek_loaded(p);
+            if let Some(to) = self.parts.get(&p).map(|st| st.next) {
+                self.seek_partition(p, to);
+            }
         }
     }
 }
@@ -826,28 +972,6 @@ fn partition_runs(partitions: &[i32]) -> impl Iterator<Item = (i32, std::ops::Ra
         from += len;
         Some((p, run))
     })
-}
-
-/// Seeks `partition` to `offset`; returns the seek generation from which polled batches are known
-/// to hold only post-seek messages.
-fn seek(
-    consumer: &EngineConsumer,
-    seek_gen: &std::sync::atomic::AtomicU64,
-    topic: &str,
-    partition: i32,
-    offset: Offset,
-) -> u64 {
-    match consumer.seek(topic, partition, offset, Duration::from_secs(5)) {
-        Ok(()) => tracing::info!(
-            partition,
-            ?offset,
-            "seeked to the offset committed in MySQL"
-        ),
-        Err(e) => {
-            tracing::warn!(partition, ?offset, error = %e, "seek failed; records are filtered instead")
-        }
-    }
-    seek_gen.fetch_add(1, Ordering::AcqRel) + 1
 }
 
 #[cfg(test)]

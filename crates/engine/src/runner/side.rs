@@ -14,6 +14,7 @@ use tradewind_sink::SinkError;
 
 use super::retry::retry;
 use super::Engine;
+use crate::audit::{self, Tallies};
 use crate::consumer::Polled;
 use crate::decode::Decoded;
 use crate::raw::RawBatch;
@@ -27,6 +28,7 @@ impl Engine {
         decoded: &Decoded,
         rejected: &[(usize, Reject)],
         in_batch: &BTreeSet<i32>,
+        mut tally: Tallies,
     ) -> anyhow::Result<()> {
         let raw = &polled.raw;
         // Folded again before it is committed: the commit's fold sorts the rows once.
@@ -37,8 +39,10 @@ impl Engine {
         if in_batch.is_empty() {
             return Ok(());
         }
+        let late = plan.too_late.iter().map(|(i, _, _)| *i);
+        audit::count_by_partition(&mut tally, raw, late, |t| &mut t.late);
         self.pending
-            .fold(&self.views, plan, in_batch, polled.at, now_ms())
+            .fold(&self.views, plan, in_batch, &tally, polled.at, now_ms())
     }
 
     /// The too-late trades of `late` not routed before (records read again after a refused commit).
