@@ -777,6 +777,55 @@ fn two_drain_replicas_with_seeks_inside_gathered_batches_lose_nothing() {
     }
 }
 
+/// Issue 24, point 1: a database's window tables belong to one consumer group and topic. Draining
+/// the same topic into the same database as a second group is refused at start-up with a message
+/// that names the owner and says how to reprocess, and counts nothing again; the owner goes on.
+#[test]
+fn a_second_consumer_group_is_refused_and_counts_nothing_again() {
+    let inp = input(5_000, 1_000, 0.0, 24);
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    produce_all(brokers, "trades", &inp.records);
+    let db = TestDb::new("owner");
+    let rt = runtime();
+    let first = drain_in_process(&rt, engine_args(brokers, &db, "g1"));
+    assert_eq!(first.trades as usize, inp.good.len());
+    let total = |rt: &tokio::runtime::Runtime| -> u64 {
+        let pool = db.pool();
+        let t = rt.block_on(read_tables(&pool));
+        rt.block_on(pool.disconnect()).ok();
+        t.asset.values().map(|r| r.trades).sum()
+    };
+    assert_eq!(total(&rt), inp.good.len() as u64);
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let second = rt.block_on(tradewind_engine::run_engine(
+        engine_args(brokers, &db, "g2"),
+        &prometheus::Registry::new(),
+        tradewind_telemetry::Health::new(),
+        rx,
+    ));
+    let err = format!("{:#}", second.expect_err("a second group was let in"));
+    assert!(
+        err.contains("`g1`") && err.contains("`g2`") && err.contains("new database"),
+        "{err}"
+    );
+    assert_eq!(total(&rt), inp.good.len() as u64, "counted again");
+    // A second topic into the same tables is refused the same way; the owner itself goes on.
+    let mut other_topic = engine_args(brokers, &db, "g1");
+    other_topic.topic = "trades.dlq".into();
+    let (_tx2, rx2) = tokio::sync::watch::channel(false);
+    let third = rt.block_on(tradewind_engine::run_engine(
+        other_topic,
+        &prometheus::Registry::new(),
+        tradewind_telemetry::Health::new(),
+        rx2,
+    ));
+    assert!(third.is_err(), "a second topic was let in");
+    let again = drain_in_process(&rt, engine_args(brokers, &db, "g1"));
+    assert_eq!(again.records, 0);
+    assert_eq!(total(&rt), inp.good.len() as u64);
+}
+
 /// The schema drifted (asset_1m.base narrowed): MySQL refuses the rows of a long but valid base
 /// (error 1406). Those trades go to the dead-letter topic with the MySQL error; everything else
 /// commits and equals the oracle, and the engine goes on. Both ways of committing: micro-batches

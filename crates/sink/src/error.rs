@@ -47,6 +47,23 @@ pub enum SinkError {
         /// The statement size limit.
         limit: usize,
     },
+    /// The database's window tables belong to another consumer group or topic (`tw_owner`).
+    #[error(
+        "this database's window tables belong to consumer group `{owner_group}` on topic `{owner_topic}`; \
+         running group `{group}` on topic `{topic}` into them would count every trade again. \
+         To reprocess the topic, point --mysql-url at a new database; to go on, run with \
+         --group {owner_group} --topic {owner_topic}"
+    )]
+    OwnedByAnother {
+        /// The group that owns the tables.
+        owner_group: String,
+        /// The topic that owns the tables.
+        owner_topic: String,
+        /// The group asked for.
+        group: String,
+        /// The topic asked for.
+        topic: String,
+    },
 }
 
 /// Server error codes caused by the values of a row (see [`SinkError::is_data_error`]).

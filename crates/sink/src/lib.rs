@@ -181,8 +181,10 @@ impl MySqlSink {
             "SET time_zone = '+00:00'",
             // The string escaping relies on backslash escapes being enabled, and merge-on-write on
             // MySQL's left-to-right `ON DUPLICATE KEY UPDATE` (MariaDB's SIMULTANEOUS_ASSIGNMENT off).
-            "SET sql_mode = REPLACE(REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), \
-             'SIMULTANEOUS_ASSIGNMENT', '')",
+            // Strict whatever the server's global mode: a value that does not fit is an error
+            // (isolated to its trades), never a silent truncation.
+            "SET sql_mode = CONCAT(REPLACE(REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), \
+             'SIMULTANEOUS_ASSIGNMENT', ''), ',STRICT_ALL_TABLES')",
         ]);
         let pool = Pool::new(opts);
         let mut conn = pool.get_conn().await.map_err(connecting)?;
@@ -276,6 +278,50 @@ impl MySqlSink {
             }
             None => PartitionSnapshot::default(),
         })
+    }
+
+    /// Claims this database's window tables for `group` on `topic` (the `tw_owner` row, written
+    /// once), or refuses with [`SinkError::OwnedByAnother`] when another group or topic owns them:
+    /// their offsets in `tw_offsets` are another group's, so this one would count every trade again.
+    /// A database from before `tw_owner` is claimed only if `tw_offsets` holds no other group's rows.
+    pub async fn claim_owner(&self, group: &str, topic: &str) -> Result<(), SinkError> {
+        let ctx = || format!("claiming the window tables for {group}/{topic} (tw_owner)");
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(SinkError::mysql(ctx()))?;
+        conn.exec_drop(
+            "INSERT IGNORE INTO tw_owner (id, group_id, topic, claimed_at) \
+             SELECT 1, ?, ?, UTC_TIMESTAMP(3) FROM DUAL WHERE NOT EXISTS \
+             (SELECT 1 FROM tw_offsets WHERE group_id <> ? OR topic <> ?)",
+            (group, topic, group, topic),
+        )
+        .await
+        .map_err(SinkError::mysql(ctx()))?;
+        let owner: Option<(String, String)> = conn
+            .exec_first("SELECT group_id, topic FROM tw_owner WHERE id = 1", ())
+            .await
+            .map_err(SinkError::mysql(ctx()))?;
+        let owner = match owner {
+            Some(o) => Some(o),
+            None => conn
+                .exec_first(
+                    "SELECT group_id, topic FROM tw_offsets WHERE group_id <> ? OR topic <> ? LIMIT 1",
+                    (group, topic),
+                )
+                .await
+                .map_err(SinkError::mysql(ctx()))?,
+        };
+        match owner {
+            Some((g, t)) if g != group || t != topic => Err(SinkError::OwnedByAnother {
+                owner_group: g,
+                owner_topic: t,
+                group: group.to_string(),
+                topic: topic.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The exactly-once commit, in ONE `READ COMMITTED` transaction:

@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "011_rollup_views",
         include_str!("../../../schemas/mysql/011_rollup_views.sql"),
     ),
+    (
+        "012_owner",
+        include_str!("../../../schemas/mysql/012_owner.sql"),
+    ),
 ];
 
 /// Splits a migration file into statements: a statement ends at a line ending with `;`.

@@ -266,6 +266,7 @@ async fn connect_creates_database_and_migrate_is_idempotent() {
         ("coincap_analysis", "VIEW"),
         ("market_1m", "BASE TABLE"),
         ("tw_offsets", "BASE TABLE"),
+        ("tw_owner", "BASE TABLE"),
         ("tw_schema_migrations", "BASE TABLE"),
         ("v_asset_day", "VIEW"),
         ("v_asset_hour", "VIEW"),
@@ -1096,5 +1097,46 @@ async fn concurrent_owners_cannot_both_commit() {
         );
     }
     other.disconnect().await.unwrap();
+    cleanup(sink, &db).await;
+}
+
+/// Issue 24, point 12: on a server whose global `sql_mode` is not strict, the sink's sessions are
+/// strict anyway, so a value that does not fit is an error (isolated to its trades) and never a
+/// silent truncation. The global mode is changed for the moment the sink connects and restored.
+#[tokio::test]
+async fn sessions_are_strict_on_a_server_that_is_not() {
+    let root = mysql_async::Pool::new("mysql://root@127.0.0.1:3306/test");
+    let mut admin = root.get_conn().await.unwrap();
+    let global: String = admin
+        .query_first("SELECT @@GLOBAL.sql_mode")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    admin.query_drop("SET GLOBAL sql_mode = ''").await.unwrap();
+    let db = db_name();
+    let connected = MySqlSink::connect(&format!("mysql://root@127.0.0.1:3306/{db}")).await;
+    admin
+        .exec_drop("SET GLOBAL sql_mode = ?", (global,))
+        .await
+        .unwrap();
+    let sink = connected.expect("connect while the server is not strict");
+    let mode: String = {
+        let mut c = sink.pool().get_conn().await.unwrap();
+        c.query_first("SELECT @@SESSION.sql_mode")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(mode.contains("STRICT_ALL_TABLES"), "session mode {mode:?}");
+    // And it shows: a too-long value is refused, not cut.
+    let mut c = sink.pool().get_conn().await.unwrap();
+    c.query_drop("CREATE TABLE narrow (s VARCHAR(3))")
+        .await
+        .unwrap();
+    let r = c.query_drop("INSERT INTO narrow VALUES ('abcdef')").await;
+    assert!(r.is_err(), "a value too long for its column was accepted");
+    drop(c);
+    drop(admin);
+    root.disconnect().await.ok();
     cleanup(sink, &db).await;
 }

@@ -95,6 +95,10 @@ pub async fn run_engine(
         return Ok(EngineSummary::default());
     };
     let retention = prepare(&args, &sink, &pipeline, registry, &shutdown).await?;
+    // One owner per set of window tables: a second group would count every trade again.
+    sink.claim_owner(&args.group, &args.topic)
+        .await
+        .context("checking who owns the window tables")?;
     let (producer, consumer) = kafka_clients(&args, &metrics)?;
     let heartbeat = Arc::new(AtomicI64::new(now_ms()));
     let watchdog = tokio::spawn(watch_liveness(
