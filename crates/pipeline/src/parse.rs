@@ -168,6 +168,13 @@ pub(crate) fn parse_views(sql: &str, source_name: &str) -> Result<Vec<View>, Pip
             .trim_matches('`')
             .trim_matches('"')
             .to_string();
+        // The built-in views' tables are the schema's own: only users' names are checked.
+        if let Some(why) = (source_name != "builtin")
+            .then(|| reserved_name(&origin.view))
+            .flatten()
+        {
+            return Err(origin.unsupported("", why));
+        }
         if !cv.materialized {
             return Err(origin.unsupported("view", "the view must be MATERIALIZED"));
         }
@@ -193,6 +200,53 @@ pub(crate) fn parse_views(sql: &str, source_name: &str) -> Result<Vec<View>, Pip
         });
     }
     Ok(views)
+}
+
+/// The longest view name: its table's index names (`idx_<name>_trend_stale`) must fit MySQL's
+/// 64-character identifiers.
+pub const MAX_VIEW_NAME: usize = 48;
+
+/// Why `name` cannot be a view's (its table's) name, if it cannot: too long, or one of the tables
+/// and views tradewind's own schema keeps (`migrate` would otherwise alter them).
+pub(crate) fn reserved_name(name: &str) -> Option<String> {
+    if name.chars().count() > MAX_VIEW_NAME {
+        return Some(format!(
+            "a view name of {} characters: at most {MAX_VIEW_NAME} (its table's index names must fit MySQL's 64)",
+            name.chars().count()
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("tw_") || lower.starts_with("v_") {
+        return Some(format!(
+            "the view name `{name}`: names starting with tw_ or v_ are reserved for tradewind's own tables and views"
+        ));
+    }
+    if schema_objects().iter().any(|o| *o == lower) {
+        return Some(format!(
+            "the view name `{name}`: tradewind's schema keeps a table or view of that name"
+        ));
+    }
+    None
+}
+
+/// The tables and views the schema migrations create, lower-case.
+fn schema_objects() -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, sql) in tradewind_sink::MIGRATIONS {
+        let words: Vec<&str> = sql.split_whitespace().collect();
+        for w in words.windows(6) {
+            let name = match w {
+                ["CREATE", "TABLE", "IF", "NOT", "EXISTS", n, ..] => n,
+                ["CREATE", "OR", "REPLACE", "VIEW", n, ..] => n,
+                _ => continue,
+            };
+            let n = name
+                .trim_matches(|c: char| c == '`' || c == '(')
+                .to_ascii_lowercase();
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// The source text from `line` to the statement's closing `;` (for error line numbers).

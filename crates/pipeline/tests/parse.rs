@@ -184,3 +184,34 @@ fn syntax_errors_and_name_clashes_are_refused() {
     assert_eq!(line, 2);
     assert!(what.contains("twice"), "{what}");
 }
+
+/// Issue 24, point 14: a view named like a table or view tradewind keeps would make `migrate`
+/// alter it, and a name over 48 characters makes an index name over MySQL's 64: both are refused
+/// at parse, with the file's line.
+#[test]
+fn reserved_and_overlong_view_names_are_refused_at_parse() {
+    let named = |name: &str| {
+        format!(
+            "\n\nCREATE MATERIALIZED VIEW {name} AS SELECT base, date_bin(INTERVAL '5 minutes', ts) AS window_start, \
+             count(*) AS n FROM trades GROUP BY base, date_bin(INTERVAL '5 minutes', ts);"
+        )
+    };
+    for name in [
+        "tw_offsets",
+        "TW_owner",
+        "v_asset_minute",
+        "coincap_analysis",
+    ] {
+        let (line, construct) = refused(&named(name));
+        assert_eq!(line, 3, "{name}");
+        assert!(
+            construct.contains("reserved") || construct.contains("schema keeps"),
+            "{name}: {construct}"
+        );
+    }
+    let long = "x".repeat(49);
+    let (line, construct) = refused(&named(&long));
+    assert_eq!(line, 3);
+    assert!(construct.contains("at most 48"), "{construct}");
+    assert!(Pipeline::parse(&named(&"x".repeat(48)), "user.sql").is_ok());
+}
