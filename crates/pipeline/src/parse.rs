@@ -221,7 +221,7 @@ pub(crate) fn reserved_name(name: &str) -> Option<String> {
             "the view name `{name}`: names starting with tw_ or v_ are reserved for tradewind's own tables and views"
         ));
     }
-    if schema_objects().iter().any(|o| *o == lower) {
+    if schema_objects().contains(&lower) {
         return Some(format!(
             "the view name `{name}`: tradewind's schema keeps a table or view of that name"
         ));

@@ -211,7 +211,8 @@ impl Engine {
         });
     }
 
-    /// Plans, routes side outputs and commits one batch; on a MySQL data error, sets the trades
+    /// Plans, routes side outputs and commits one batch (`tally`: what it holds per partition; the
+    /// partitions in it advance); on a MySQL data error, sets the trades
     /// behind the refused rows aside (dead-letter topic, reason `mysql_<code>`) and tries again.
     pub(super) fn commit_batch(
         &mut self,
@@ -219,10 +220,11 @@ impl Engine {
         polled: &Polled,
         decoded: &Decoded,
         mut rejected: Rejected,
-        in_batch: &BTreeSet<i32>,
         tally: Tallies,
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // Partitions with records (or counted gaps) in this batch: their offsets advance.
+        let in_batch: &BTreeSet<i32> = &tally.keys().copied().collect();
         let raw = &polled.raw;
         let mut excluded: HashSet<usize> = HashSet::new();
         let mut sent_dlq = 0usize;

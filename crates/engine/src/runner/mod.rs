@@ -834,7 +834,7 @@ impl Engine {
         audit::count_by_partition(&mut tally, raw, invalid, |t| &mut t.dead_lettered);
         let rejected = self.rejects_to_route(raw, &decoded);
         if commit_each {
-            self.commit_batch(rt, polled, &decoded, rejected, &in_batch, tally, shutdown)?;
+            self.commit_batch(rt, polled, &decoded, rejected, tally, shutdown)?;
             self.end_isolation();
         } else {
             self.fold_batch(rt, polled, &decoded, &rejected, &in_batch, tally)?;
