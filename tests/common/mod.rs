@@ -140,7 +140,10 @@ pub fn oracle(trades: &[OwnedTrade], window_ms: i64) -> Tables {
     // Trend against the previous window of the same key.
     let trend = |now: f64, prev: Option<&Row>| {
         prev.map(|p| {
-            if now > p.vwap_usd {
+            let tolerance = tradewind_sink::TREND_TOLERANCE * now.abs().max(p.vwap_usd.abs());
+            if (now - p.vwap_usd).abs() <= tolerance {
+                "flat"
+            } else if now > p.vwap_usd {
                 "up"
             } else if now < p.vwap_usd {
                 "down"

@@ -668,6 +668,9 @@ async fn low_watermark(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Optio
     )
 }
 
+/// Relative difference under which two windows' trend values count as equal (`flat`).
+pub const TREND_TOLERANCE: f64 = 1e-9;
+
 /// The SQL pieces of a table's trend: the previous-window join and the up/down/flat expression.
 struct TrendSql<'a> {
     table: &'a MergeTable,
@@ -709,12 +712,15 @@ impl<'a> TrendSql<'a> {
         )
     }
 
-    /// The trend of row `c` against its previous window `p` (NULL without one).
+    /// The trend of row `c` against its previous window `p` (NULL without one). Values within a
+    /// relative [`TREND_TOLERANCE`] of each other are `flat`: a flat market's VWAP differs in its
+    /// last bits with summation order, which differs between replica layouts.
     fn case(&self, c: &str, p: &str) -> String {
         let v = &self.value;
         format!(
-            "CASE WHEN {p}.{v} IS NULL THEN NULL WHEN {c}.{v} > {p}.{v} THEN 'up' \
-             WHEN {c}.{v} < {p}.{v} THEN 'down' ELSE 'flat' END"
+            "CASE WHEN {p}.{v} IS NULL THEN NULL \
+             WHEN ABS({c}.{v} - {p}.{v}) <= {TREND_TOLERANCE:e} * GREATEST(ABS({c}.{v}), ABS({p}.{v})) \
+             THEN 'flat' WHEN {c}.{v} > {p}.{v} THEN 'up' ELSE 'down' END"
         )
     }
 }

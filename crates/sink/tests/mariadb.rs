@@ -1140,3 +1140,46 @@ async fn sessions_are_strict_on_a_server_that_is_not() {
     root.disconnect().await.ok();
     cleanup(sink, &db).await;
 }
+
+/// Issue 24, point 11: a flat market's VWAP differs in its last bits with summation order (one
+/// replica against three), so the trend compares with a relative tolerance of 1e-9: the same
+/// verdict on every replica.
+#[tokio::test]
+async fn the_trend_of_a_flat_market_does_not_depend_on_summation_order() {
+    let (sink, db) = fresh().await;
+    let w = window_table(&sink).await;
+    // Minute 0 at 0.9999090000000002, minute 1 at 0.9999089999999999 (one ulp-scale apart), minute
+    // 2 clearly up.
+    let b = contribution(&[
+        ("x", 0, 1, 0.999_909_000_000_000_2, (1, 1.0), (1, 1.0), 0),
+        ("x", 1, 1, 0.999_908_999_999_999_9, (2, 1.0), (2, 1.0), 0),
+        ("x", 2, 1, 1.000_1, (3, 1.0), (3, 1.0), 0),
+    ]);
+    let drained = [PartitionProgress {
+        status: PartitionStatus::Drained,
+        watermark_ms: Some(T0 + 600_000),
+        ..progress(0, None, 3)
+    }];
+    let merges = [(&w, &b)];
+    let c = Commit {
+        group: "grp",
+        topic: "trades",
+        partition_count: 1,
+        partitions: &drained,
+        merges: &merges,
+    };
+    sink.commit(&c).await.unwrap();
+    let t: Vec<Option<String>> = rows(
+        &sink,
+        "SELECT CAST(trend AS CHAR) FROM w ORDER BY window_start",
+    )
+    .await
+    .into_iter()
+    .map(mysql_async::from_row)
+    .collect();
+    assert_eq!(
+        t,
+        vec![None, Some("flat".to_string()), Some("up".to_string())]
+    );
+    cleanup(sink, &db).await;
+}
