@@ -61,7 +61,7 @@ fn input(n: u64, jitter_ms: u32, late_fraction: f64, seed: u64) -> Input {
         r#"{{"exchange":"binance","base":"{}","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":1700000000000,"priceUsd":10}}"#,
         "x".repeat(5_000)
     );
-    let bad: [(&str, &[u8], &str); 8] = [
+    let bad: [(&str, &[u8], &str); 9] = [
         ("bitcoin", b"{\"exchange\":\"binance\",\"base\":", "syntax"),
         ("bitcoin", b"[1,2,3]", "not_object"),
         (
@@ -90,6 +90,12 @@ fn input(n: u64, jitter_ms: u32, late_fraction: f64, seed: u64) -> Input {
             "bitcoin",
             br#"{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":10,"volume":1e400,"timestamp":1700000000000,"priceUsd":10}"#,
             "non_finite",
+        ),
+        // A trailing space: one group in DataFusion, merged with `bitcoin` by MySQL's PAD SPACE.
+        (
+            "bitcoin",
+            br#"{"exchange":"binance","base":"bitcoin ","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":1700000000000,"priceUsd":10}"#,
+            "invalid_id",
         ),
     ];
     for (i, (key, payload, reason)) in bad.iter().enumerate() {

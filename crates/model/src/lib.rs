@@ -248,7 +248,8 @@ pub enum RejectKind {
     FutureTimestamp,
     /// A control frame of the source, e.g. CoinCap's `Unauthorized` text frame.
     SourceError,
-    /// An id is longer than [`MAX_ID_CHARS`] or holds control characters.
+    /// An id is longer than [`MAX_ID_CHARS`], holds control characters, or has leading or
+    /// trailing spaces.
     InvalidId,
     /// A number is outside the model's range (see [`MAX_AMOUNT`], [`MIN_TIMESTAMP_MS`]).
     OutOfRange,
@@ -473,6 +474,14 @@ fn id_length<'a>(inner: &'a str, chars: usize, name: &str) -> Result<&'a str, Re
         return Err(Reject::new(
             RejectKind::InvalidId,
             format!("field `{name}` is {chars} characters long (at most {MAX_ID_CHARS})"),
+        ));
+    }
+    // MySQL compares `utf8mb4_bin` with PAD SPACE: "bitcoin " and "bitcoin" would be two groups in
+    // the engine and one row in the table. No CoinCap id has surrounding spaces.
+    if inner.starts_with(' ') || inner.ends_with(' ') {
+        return Err(Reject::new(
+            RejectKind::InvalidId,
+            format!("field `{name}` has leading or trailing spaces ({:?})", clip(inner)),
         ));
     }
     Ok(inner)
