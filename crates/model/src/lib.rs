@@ -481,7 +481,10 @@ fn id_length<'a>(inner: &'a str, chars: usize, name: &str) -> Result<&'a str, Re
     if inner.starts_with(' ') || inner.ends_with(' ') {
         return Err(Reject::new(
             RejectKind::InvalidId,
-            format!("field `{name}` has leading or trailing spaces ({:?})", clip(inner)),
+            format!(
+                "field `{name}` has leading or trailing spaces ({:?})",
+                clip(inner)
+            ),
         ));
     }
     Ok(inner)

@@ -632,7 +632,8 @@ async fn advance_offsets(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Vec
 }
 
 /// Step 4 of [`MySqlSink::commit`]: the topic-wide low watermark, from every partition's stored
-/// row. `None` while some partition has no row or an active partition has no watermark yet;
+/// row. `None` while the partition count is unknown (0), some partition has no row or an active
+/// partition has no watermark yet;
 /// `i64::MAX` when every partition is drained.
 async fn low_watermark(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Option<i64>, SinkError> {
     let row: Option<Row> = tx
@@ -656,7 +657,8 @@ async fn low_watermark(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Optio
         i64,
     ) = from_row(row, "tw_offsets")?;
     Ok(
-        if count < i64::from(c.partition_count) || active_unknown > 0 {
+        // An unknown partition count (0) makes nothing final: the partitions seen are not all.
+        if c.partition_count <= 0 || count < i64::from(c.partition_count) || active_unknown > 0 {
             None
         } else if active > 0 {
             active_min

@@ -1183,3 +1183,48 @@ async fn the_trend_of_a_flat_market_does_not_depend_on_summation_order() {
     );
     cleanup(sink, &db).await;
 }
+
+/// Issue 24, point 10: with the topic's partition count unknown (0: no metadata answer yet), the
+/// partitions committed so far are not all there are, so nothing becomes final on their watermarks
+/// alone; once the count is known, the same rows do.
+#[tokio::test]
+async fn an_unknown_partition_count_makes_nothing_final() {
+    let (sink, db) = fresh().await;
+    let w = window_table(&sink).await;
+    let b = contribution(&[("x", 0, 1, 5.0, (1, 1.0), (1, 1.0), 0)]);
+    let empty = contribution(&[]);
+    let drained = |expected, next| {
+        [PartitionProgress {
+            status: PartitionStatus::Drained,
+            watermark_ms: Some(T0 + 600_000),
+            ..progress(0, expected, next)
+        }]
+    };
+    let (first, second) = (drained(None, 1), drained(Some(1), 2));
+    let (m, me) = ([(&w, &b)], [(&w, &empty)]);
+    let commit = |partitions, merges, partition_count| Commit {
+        group: "grp",
+        topic: "trades",
+        partition_count,
+        partitions,
+        merges,
+    };
+    let out = sink.commit(&commit(&first, &m, 0)).await.unwrap();
+    assert!(
+        matches!(
+            out,
+            CommitOutcome::Committed {
+                finalized: 0,
+                low_watermark: None,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let out = sink.commit(&commit(&second, &me, 1)).await.unwrap();
+    assert!(
+        matches!(out, CommitOutcome::Committed { finalized: 1, .. }),
+        "{out:?}"
+    );
+    cleanup(sink, &db).await;
+}

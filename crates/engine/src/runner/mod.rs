@@ -701,8 +701,13 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "could not read the topic's partition count"),
         }
-        let highest = self.parts.keys().max().map_or(0, |p| p + 1);
-        self.partition_count = self.partition_count.max(highest);
+        // A partition owned beyond the metadata's count is a count increase not seen yet. While the
+        // count is unknown (no metadata answer yet) it stays 0: the partitions owned are not all
+        // there are, so nothing is made final on their watermarks alone.
+        if self.partition_count > 0 {
+            let highest = self.parts.keys().max().map_or(0, |p| p + 1);
+            self.partition_count = self.partition_count.max(highest);
+        }
     }
 
     /// Marks which records of `polled` are new (see [`PartState::admit`]), seeks where needed, and
