@@ -832,6 +832,43 @@ fn a_second_consumer_group_is_refused_and_counts_nothing_again() {
     assert_eq!(total(&rt), inp.good.len() as u64);
 }
 
+/// Issue 24, point 9: "too far in the future" is judged against the record's Kafka timestamp, not
+/// the wall clock at decode time, so reading a record again (after a fence, a restart, or by another
+/// replica) gives the same verdict. Both trades below are long past by the wall clock; the first is
+/// 65 s after its record's timestamp (beyond the 60 s tolerance), the second 30 s after.
+#[test]
+fn the_future_check_is_judged_against_the_records_kafka_timestamp() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    let trade = |ts: i64| {
+        format!(
+            r#"{{"exchange":"binance","base":"bitcoin","quote":"tether","direction":"buy","price":10,"volume":1,"timestamp":{ts},"priceUsd":10}}"#
+        )
+    };
+    let producer: BaseProducer = tradewind_kafka::producer_config(brokers)
+        .create()
+        .expect("producer");
+    for ts in [START_MS + 65_000, START_MS + 30_000] {
+        let payload = trade(ts);
+        let rec = BaseRecord::<[u8], [u8]>::to("trades")
+            .key(b"bitcoin".as_slice())
+            .payload(payload.as_bytes())
+            .timestamp(START_MS);
+        producer.send(rec).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let db = TestDb::new("future");
+    let rt = runtime();
+    let s = drain_in_process(&rt, engine_args(brokers, &db, "g1"));
+    assert_eq!((s.records, s.trades, s.rejected), (2, 1, 1), "{s:?}");
+    let reasons: Vec<String> = read_topic(brokers, "trades.dlq")
+        .into_iter()
+        .map(|(_, r)| r.unwrap_or_default())
+        .collect();
+    assert_eq!(reasons, ["future_timestamp"]);
+}
+
 /// The schema drifted (asset_1m.base narrowed): MySQL refuses the rows of a long but valid base
 /// (error 1406). Those trades go to the dead-letter topic with the MySQL error; everything else
 /// commits and equals the oracle, and the engine goes on. Both ways of committing: micro-batches

@@ -499,7 +499,16 @@ impl PollThread {
                         self.eof.remove(&m.partition);
                     }
                     let key = (!m.key.is_null()).then(|| bytes(m.key, m.key_len));
-                    raw.push(m.partition, m.offset, key, bytes(m.payload, m.len));
+                    let mut kind =
+                        rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+                    let ts = rdsys::rd_kafka_message_timestamp(msg.as_ptr(), &mut kind);
+                    let ts = if ts >= 0 {
+                        ts
+                    } else {
+                        crate::raw::NO_TIMESTAMP
+                    };
+                    let payload = bytes(m.payload, m.len);
+                    raw.push_at(m.partition, m.offset, ts, key, payload);
                 } else if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF {
                     self.eof.insert(m.partition);
                     self.brokers_up();
@@ -525,9 +534,14 @@ impl PollThread {
                 None => break,
                 Some(Ok(m)) => {
                     self.eof.remove(&m.partition());
-                    raw.push(
+                    let ts = m
+                        .timestamp()
+                        .to_millis()
+                        .unwrap_or(crate::raw::NO_TIMESTAMP);
+                    raw.push_at(
                         m.partition(),
                         m.offset(),
+                        ts,
                         m.key(),
                         m.payload().unwrap_or(&[]),
                     );

@@ -56,7 +56,8 @@ impl BatchDecoder {
         }
     }
 
-    /// Decodes and validates `raw` against processing time `now_ms`. `skip(i)` marks messages to
+    /// Decodes and validates `raw` against each record's Kafka timestamp (processing time `now_ms`
+    /// for a record without one, or with a later one). `skip(i)` marks messages to
     /// leave out entirely (neither decoded nor rejected).
     pub fn decode(
         &self,
@@ -186,7 +187,10 @@ fn decode_range(
         if skip(i) {
             continue;
         }
-        match validate(raw.payload(i), now_ms, policy) {
+        // "Too far in the future" is judged against the record's Kafka timestamp (never later than
+        // now): the same verdict however often, and however late, the record is read.
+        let reference = raw.timestamp(i).map_or(now_ms, |t| t.min(now_ms));
+        match validate(raw.payload(i), reference, policy) {
             Ok(t) => {
                 b.append(&t);
                 source.push(i as u32);

@@ -16,7 +16,13 @@ pub struct RawBatch {
     pub partitions: Vec<i32>,
     /// Kafka offset of each message.
     pub offsets: Vec<i64>,
+    /// Kafka timestamp of each message (epoch ms; [`NO_TIMESTAMP`] when the broker gave none): the
+    /// reference time of the future check, so that reading a record again gives the same verdict.
+    pub timestamps: Vec<i64>,
 }
+
+/// A message without a Kafka timestamp.
+pub const NO_TIMESTAMP: i64 = i64::MIN;
 
 /// Payload bytes a raw batch reserves per message of its row limit; a batch is cut once its payloads
 /// reach that many bytes per row limit (so large messages cannot make one batch unbounded).
@@ -35,11 +41,24 @@ impl RawBatch {
             key_spans: Vec::with_capacity(rows),
             partitions: Vec::with_capacity(rows),
             offsets: Vec::with_capacity(rows),
+            timestamps: Vec::with_capacity(rows),
         }
     }
 
-    /// Appends one message.
+    /// Appends one message without a Kafka timestamp.
     pub fn push(&mut self, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+        self.push_at(partition, offset, NO_TIMESTAMP, key, payload);
+    }
+
+    /// Appends one message with its Kafka timestamp (epoch ms, or [`NO_TIMESTAMP`]).
+    pub fn push_at(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) {
         let start = self.buf.len() as u32;
         self.buf.extend_from_slice(payload);
         self.spans.push((start, self.buf.len() as u32));
@@ -54,6 +73,7 @@ impl RawBatch {
         }
         self.partitions.push(partition);
         self.offsets.push(offset);
+        self.timestamps.push(timestamp);
     }
 
     /// Number of messages.
@@ -72,6 +92,11 @@ impl RawBatch {
         &self.buf[s as usize..e as usize]
     }
 
+    /// The Kafka timestamp of message `i`, if it has one.
+    pub fn timestamp(&self, i: usize) -> Option<i64> {
+        Some(self.timestamps[i]).filter(|t| *t != NO_TIMESTAMP && *t >= 0)
+    }
+
     /// Key bytes of message `i`, if it has a key.
     pub fn key(&self, i: usize) -> Option<&[u8]> {
         let (s, e) = self.key_spans[i];
@@ -86,5 +111,6 @@ impl RawBatch {
         self.key_spans.clear();
         self.partitions.clear();
         self.offsets.clear();
+        self.timestamps.clear();
     }
 }
