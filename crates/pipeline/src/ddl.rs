@@ -117,6 +117,13 @@ pub fn table_ddl(view: &View) -> tradewind_sink::TableDdl {
             .into_iter()
             .map(|c| (c.name, c.definition))
             .collect(),
+        primary_key: view
+            .keys
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(["window_start".to_string()])
+            .collect(),
+        window_ms: view.window_ms,
     }
 }
 

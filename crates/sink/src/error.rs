@@ -47,6 +47,17 @@ pub enum SinkError {
         /// The statement size limit.
         limit: usize,
     },
+    /// A view's definition changed in a way its existing table cannot follow (keys, window).
+    #[error(
+        "view `{table}`: {change}; its table cannot be altered in place (the rows would merge into \
+         the old definition's). Give the changed view a new name, or drain into a new database"
+    )]
+    ViewChanged {
+        /// The view's table.
+        table: String,
+        /// What changed, from what to what.
+        change: String,
+    },
     /// The database's window tables belong to another consumer group or topic (`tw_owner`).
     #[error(
         "this database's window tables belong to consumer group `{owner_group}` on topic `{owner_topic}`; \

@@ -146,6 +146,7 @@ impl MySqlSink {
         conn.query_drop(create)
             .await
             .map_err(SinkError::mysql(format!("creating table `{table}`")))?;
+        check_unchanged(&mut conn, ddl).await?;
         let existing: Vec<String> = conn
             .exec(
                 "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
@@ -174,6 +175,49 @@ impl MySqlSink {
             tracing::info!(table, column = %name, "added column to view table");
         }
         Ok(())
+    }
+}
+
+/// Refuses a view whose keys or window differ from its existing table's: `ALTER` cannot change
+/// them in place, and merging on would fold rows of different keys or window sizes into one.
+async fn check_unchanged(conn: &mut mysql_async::Conn, ddl: &TableDdl) -> Result<(), SinkError> {
+    let table = ddl.name.as_str();
+    let read = |what: &str| SinkError::mysql(format!("reading the {what} of `{table}`"));
+    let pk: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+             ORDER BY ORDINAL_POSITION",
+            (table,),
+        )
+        .await
+        .map_err(read("primary key"))?;
+    let same = pk.len() == ddl.primary_key.len()
+        && pk
+            .iter()
+            .zip(&ddl.primary_key)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b));
+    if !same {
+        return Err(SinkError::ViewChanged {
+            table: table.to_string(),
+            change: format!(
+                "its keys changed from ({}) to ({})",
+                pk.join(", "),
+                ddl.primary_key.join(", ")
+            ),
+        });
+    }
+    let mut sql =
+        String::from("SELECT TIMESTAMPDIFF(MICROSECOND, window_start, window_end) DIV 1000 FROM ");
+    write_ident(table, &mut sql);
+    sql.push_str(" LIMIT 1");
+    let stored: Option<i64> = conn.query_first(sql).await.map_err(read("window"))?;
+    match stored {
+        Some(w) if w != ddl.window_ms => Err(SinkError::ViewChanged {
+            table: table.to_string(),
+            change: format!("its window changed from {w} ms to {} ms", ddl.window_ms),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -222,7 +266,8 @@ pub struct MigrateConfig {
     pub tables: Vec<TableDdl>,
 }
 
-/// A table whose DDL is generated (a pipeline view's): created if missing, missing columns added.
+/// A table whose DDL is generated (a pipeline view's): created if missing, missing columns added;
+/// a changed primary key or window is refused (the rows would merge into the old definition's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableDdl {
     /// Table name.
@@ -231,6 +276,10 @@ pub struct TableDdl {
     pub create: String,
     /// Every column: (name, definition), e.g. `("n", "BIGINT NOT NULL DEFAULT 0")`.
     pub columns: Vec<(String, String)>,
+    /// The primary key's columns, in order (the view's keys, then `window_start`).
+    pub primary_key: Vec<String>,
+    /// The view's window length, ms (rows hold `window_end - window_start` of it).
+    pub window_ms: i64,
 }
 
 impl MigrateConfig {

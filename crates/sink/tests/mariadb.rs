@@ -1228,3 +1228,75 @@ async fn an_unknown_partition_count_makes_nothing_final() {
     );
     cleanup(sink, &db).await;
 }
+
+/// Issue 24, point 8: `migrate` only adds missing columns, so a view whose keys or window changed
+/// would merge rows of different keys (or window sizes) into the old primary key. Such a change is
+/// refused, naming it; the unchanged view, and one that only gained a column, pass.
+#[tokio::test]
+async fn a_view_whose_keys_or_window_changed_is_refused_by_migrate() {
+    let (sink, db) = fresh().await;
+    let ddl = |keys: &[&str], window_ms: i64, extra: bool| {
+        let mut columns: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (k.to_string(), "VARCHAR(64) NOT NULL".to_string()))
+            .collect();
+        columns.push(("window_start".into(), "DATETIME(3) NOT NULL".into()));
+        columns.push(("window_end".into(), "DATETIME(3) NOT NULL".into()));
+        columns.push(("n".into(), "BIGINT NOT NULL DEFAULT 0".into()));
+        if extra {
+            columns.push(("m".into(), "BIGINT NOT NULL DEFAULT 0".into()));
+        }
+        let pk: Vec<String> = keys
+            .iter()
+            .map(|k| k.to_string())
+            .chain(["window_start".to_string()])
+            .collect();
+        let body: Vec<String> = columns.iter().map(|(n, d)| format!("`{n}` {d}")).collect();
+        tradewind_sink::TableDdl {
+            name: "vw".into(),
+            create: format!(
+                "CREATE TABLE IF NOT EXISTS vw ({}, PRIMARY KEY ({}))",
+                body.join(", "),
+                pk.join(", ")
+            ),
+            columns,
+            primary_key: pk,
+            window_ms,
+        }
+    };
+    sink.ensure_table(&ddl(&["base"], 300_000, false))
+        .await
+        .unwrap();
+    {
+        let mut c = sink.pool().get_conn().await.unwrap();
+        c.query_drop(
+            "INSERT INTO vw VALUES ('bitcoin', '2023-11-14 22:10:00', '2023-11-14 22:15:00', 3)",
+        )
+        .await
+        .unwrap();
+    }
+    let keys = sink
+        .ensure_table(&ddl(&["base", "quote"], 300_000, false))
+        .await
+        .expect_err("changed keys accepted");
+    assert!(
+        keys.to_string()
+            .contains("keys changed from (base, window_start) to (base, quote, window_start)"),
+        "{keys}"
+    );
+    let window = sink
+        .ensure_table(&ddl(&["base"], 900_000, false))
+        .await
+        .expect_err("changed window accepted");
+    assert!(
+        window
+            .to_string()
+            .contains("window changed from 300000 ms to 900000 ms"),
+        "{window}"
+    );
+    sink.ensure_table(&ddl(&["base"], 300_000, true))
+        .await
+        .expect("a gained column is added in place");
+    assert_eq!(count(&sink, "SELECT m FROM vw").await, 0);
+    cleanup(sink, &db).await;
+}
