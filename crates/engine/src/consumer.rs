@@ -396,7 +396,7 @@ impl PollThread {
             raw.clear();
             // Messages left over from the last batch were taken under that batch's generation:
             // a seek since must not make them look post-seek.
-            let gen = if taken.is_empty() {
+            let mut gen = if taken.is_empty() {
                 self.seek_gen.load(Ordering::Acquire)
             } else {
                 self.leftover_gen
@@ -414,6 +414,12 @@ impl PollThread {
                 let mut room = self.max_rows - raw.len();
                 if !paused && raw.is_empty() {
                     room = room.div_ceil(2);
+                }
+                if raw.is_empty() && taken.is_empty() {
+                    // Nothing taken yet: whatever this call returns was fetched after every seek
+                    // issued so far (an idle batch is not left tagged with a generation before a
+                    // seek that lands while it waits, which would skip the seek's own records).
+                    gen = self.seek_gen.load(Ordering::Acquire);
                 }
                 let n = self.queue.consume(wait, room, &mut taken);
                 failed |= self.take(&mut taken, &mut raw);

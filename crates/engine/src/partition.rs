@@ -483,6 +483,10 @@ mod model {
         fn step(&mut self, e: &Ev) {
             match e {
                 Ev::Gather(n) => {
+                    // The poll thread re-reads the seek generation while its batch is empty.
+                    if self.gathering.1.is_empty() {
+                        self.gathering.0 = self.seek_gen;
+                    }
                     let take = (*n).min(self.log.len() - self.pos);
                     let from = self.pos;
                     self.gathering
@@ -596,8 +600,10 @@ mod model {
                 for e in [Ev::Gather(50), Ev::Cut, Ev::Process, Ev::Commit] {
                     self.step(&e);
                 }
-                // A drain with nothing pending that stays behind: the engine's stall safety net.
-                if self.cut.is_empty() && self.pos == self.log.len() && self.st.next < self.end() {
+                // A drain with nothing pending that stays behind: the engine's stall safety net
+                // (`Engine::reseek_stalled`, after 5 s).
+                let nothing_cut = self.cut.iter().all(|(_, b)| b.is_empty());
+                if nothing_cut && self.pos == self.log.len() && self.st.next < self.end() {
                     let to = self.st.next;
                     self.seek(to);
                 }
