@@ -198,6 +198,9 @@ async fn start_pipeline(
         // The embedded cluster starts empty every time: offsets stored in MySQL by an earlier demo
         // belong to a log that no longer exists, so each run is its own consumer group.
         engine_args.group = format!("demo-{}", tradewind_model::now_ms());
+        // One group owns a database's window tables; an earlier demo's group owned a log that is
+        // gone, so it hands them over.
+        release_earlier_demos(&args.mysql_url).await?;
     }
     let (reg, st) = (registry.clone(), stop.clone());
     let engine =
@@ -280,4 +283,18 @@ async fn plain_view(
             println!("{line}");
         }
     }
+}
+
+/// Applies the schema and releases the window tables from earlier demo runs' groups (their
+/// embedded cluster, and so their offsets, are gone).
+async fn release_earlier_demos(mysql_url: &str) -> anyhow::Result<()> {
+    let sink = tradewind_sink::MySqlSink::connect(mysql_url)
+        .await
+        .context("connecting to MySQL")?;
+    sink.migrate().await.context("applying the MySQL schema")?;
+    sink.release_ephemeral_groups("demo-")
+        .await
+        .context("releasing earlier demo runs' tables")?;
+    let _ = sink.disconnect().await;
+    Ok(())
 }

@@ -324,6 +324,27 @@ impl MySqlSink {
         }
     }
 
+    /// Hands the window tables to a new run of a source whose log starts empty every time (the
+    /// demo's embedded cluster): forgets the ownership and stored offsets of earlier groups named
+    /// `<prefix>...`, whose log no longer exists. Their window rows stay (they counted other trades).
+    pub async fn release_ephemeral_groups(&self, prefix: &str) -> Result<(), SinkError> {
+        let ctx = || format!("releasing the groups {prefix}*");
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(SinkError::mysql(ctx()))?;
+        for table in ["tw_owner", "tw_offsets"] {
+            conn.exec_drop(
+                format!("DELETE FROM {table} WHERE group_id LIKE CONCAT(?, '%')"),
+                (prefix,),
+            )
+            .await
+            .map_err(SinkError::mysql(ctx()))?;
+        }
+        Ok(())
+    }
+
     /// The exactly-once commit, in ONE `READ COMMITTED` transaction:
     /// 1. advance every partition's stored offset by compare-and-set (`UPDATE ... WHERE next_offset =
     ///    expected`, or insert-if-absent); any mismatch rolls back and returns [`CommitOutcome::Fenced`];
