@@ -93,6 +93,7 @@ fn aggregate(views: &Views, raw: &RawBatch, d: &Decoded) -> usize {
         source: &d.source,
         partitions: &raw.partitions,
         offsets: &raw.offsets,
+        timestamps: &raw.timestamps,
     };
     let clock = |_| Some(PartitionClock::default());
     let plan = views

@@ -201,6 +201,14 @@ fn check_against_oracle(
     let days = rt.block_on(read_asset_table(&pool, "asset_1d"));
     let mut want_days = oracle(&with_late, 86_400_000).asset;
     revisions(&mut want_days, 86_400_000);
+    // The first drain made every row final: each trade the second merges into its day is a
+    // correction to a final row, whatever its partition's watermark says (final means final).
+    for t in with_late.iter().skip(inp.good.len()) {
+        let ws = t.timestamp.div_euclid(86_400_000) * 86_400_000;
+        if let Some(r) = want_days.get_mut(&asset_key(t, ws)) {
+            *r.revision.get_or_insert(0) += 1;
+        }
+    }
     assert_tables_match(
         &Tables {
             market: Default::default(),
@@ -1083,4 +1091,180 @@ fn sigterm_during_a_mysql_outage_commits_nothing_half_written() {
         Duration::from_secs(120),
     );
     check_against_oracle(&rt, c.bootstrap_servers(), &db, &inp, false);
+}
+
+/// One trade of `base` at `ts` (epoch ms), as the wire has it.
+fn trade_json(base: &str, ts: i64, price: f64, volume: f64, direction: &str) -> Vec<u8> {
+    format!(
+        r#"{{"exchange":"binance","base":"{base}","quote":"tether","direction":"{direction}","price":{price},"volume":{volume},"timestamp":{ts},"priceUsd":{price}}}"#
+    )
+    .into_bytes()
+}
+
+/// `(window start ms, trades, volume, revision, is_final)` of every `asset_1m` row of `base`.
+fn minute_rows(
+    rt: &tokio::runtime::Runtime,
+    db: &TestDb,
+    base: &str,
+) -> Vec<(i64, i64, f64, i64, i64)> {
+    use mysql_async::prelude::Queryable;
+    rt.block_on(async {
+        let pool = db.pool();
+        let mut conn = pool.get_conn().await.expect("conn");
+        let rows: Vec<(i64, i64, f64, i64, i64)> = conn
+            .exec(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01', window_start) DIV 1000, trades, \
+                 volume, revision, is_final FROM asset_1m WHERE base = ? ORDER BY window_start",
+                (base,),
+            )
+            .await
+            .expect("rows");
+        drop(conn);
+        pool.disconnect().await.ok();
+        rows
+    })
+}
+
+/// Issue 24 point 3: final means final. A drain makes every minute of partition 0 final; then a
+/// partition that had nothing (its own watermark unknown, so every trade is on time for it)
+/// delivers a trade of the last final minute and one of a minute long past: the first is a
+/// correction (`revision` goes up, the row stays final), the second goes to `trades.late`, and the
+/// old minute's final row does not change.
+#[test]
+fn a_trade_for_a_final_window_is_a_correction_or_too_late_whatever_its_partition_says() {
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    let m0 = START_MS - START_MS.rem_euclid(WINDOW_MS);
+    let minute = |k: i64| m0 + k * WINDOW_MS;
+    let mut first: Vec<(Option<Vec<u8>>, Vec<u8>)> = (0..5)
+        .map(|k| {
+            (
+                None,
+                trade_json("bitcoin", minute(k) + 1_000, 10.0, 1.0, "buy"),
+            )
+        })
+        .collect();
+    for s in [10_000, 20_000, 30_000] {
+        first.push((None, trade_json("bitcoin", minute(5) + s, 10.0, 1.0, "buy")));
+    }
+    common::produce_to(brokers, "trades", &first, |_| Some(0));
+    let db = TestDb::new("final");
+    let rt = runtime();
+    let mut args = engine_args(brokers, &db, "g1");
+    args.allowed_lateness = Duration::from_secs(120);
+    let s = drain_in_process(&rt, args.clone());
+    assert_eq!(s.trades, 8, "{s:?}");
+    let before = minute_rows(&rt, &db, "bitcoin");
+    assert_eq!(before.len(), 6, "{before:?}");
+    assert!(
+        before.iter().all(|r| r.4 == 1 && r.3 == 0),
+        "every minute final, no revision: {before:?}"
+    );
+    assert_eq!(before[5].1, 3);
+
+    let second = [
+        (
+            None,
+            trade_json("bitcoin", minute(5) + 40_000, 10.0, 5.0, "buy"),
+        ),
+        (
+            None,
+            trade_json("bitcoin", minute(0) + 2_000, 10.0, 7.0, "buy"),
+        ),
+    ];
+    common::produce_to(brokers, "trades", &second, |_| Some(1));
+    let s = drain_in_process(&rt, args);
+    // Both are corrections to the final hour and day; the old minute's trade is too late for it.
+    assert_eq!((s.records, s.too_late, s.corrected), (2, 1, 2), "{s:?}");
+    let after = minute_rows(&rt, &db, "bitcoin");
+    assert_eq!(
+        after[..5],
+        before[..5],
+        "minutes past the allowed lateness changed"
+    );
+    let (ws, trades, volume, revision, is_final) = after[5];
+    assert_eq!(
+        (ws, trades, volume, is_final),
+        (minute(5), 4, 8.0, 1),
+        "{after:?}"
+    );
+    assert!(
+        revision > 0,
+        "a final row changed without its revision: {after:?}"
+    );
+    let late = read_topic(brokers, "trades.late");
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(String::from_utf8_lossy(&late[0].0).contains(&(minute(0) + 2_000).to_string()));
+}
+
+/// Issue 24 point 2: a user view whose filter divides by zero for trades priced under 1 fails for
+/// those trades and that view only: they go to `trades.dlq` (reason `view_error`, the detail naming
+/// the view), the view counts every other trade, and the built-in views count all of them.
+#[test]
+fn a_view_whose_sql_fails_at_run_time_dead_letters_only_the_trades_it_fails_on() {
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    let file = std::env::temp_dir().join(format!("tw-ratio-{}.sql", std::process::id()));
+    std::fs::write(
+        &file,
+        "CREATE MATERIALIZED VIEW ratio_1m AS
+         SELECT base, date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) AS n
+         FROM trades WHERE CAST(volume AS BIGINT) / CAST(price AS BIGINT) > 0
+         GROUP BY base, date_bin(INTERVAL '1 minute', ts);",
+    )
+    .expect("pipeline file");
+    let mut records = Vec::new();
+    for k in 0..200i64 {
+        let cheap = k % 50 == 7;
+        let price = if cheap { 0.5 } else { 10.0 };
+        records.push((
+            None,
+            trade_json("bitcoin", START_MS + k * 1_000, price, 20.0, "buy"),
+        ));
+    }
+    common::produce_to(brokers, "trades", &records, |i| Some((i % 4) as i32));
+    let db = TestDb::new("viewerr");
+    let rt = runtime();
+    let mut args = engine_args(brokers, &db, "g1");
+    args.pipeline = Some(file.clone());
+    let s = drain_in_process(&rt, args);
+    std::fs::remove_file(&file).ok();
+    assert_eq!((s.trades, s.view_errors), (200, 4), "{s:?}");
+    use mysql_async::prelude::Queryable;
+    let (builtin, user): (i64, i64) = rt.block_on(async {
+        let pool = db.pool();
+        let mut conn = pool.get_conn().await.expect("conn");
+        let b: Option<i64> = conn
+            .query_first("SELECT CAST(SUM(trades) AS SIGNED) FROM asset_1m")
+            .await
+            .expect("asset_1m");
+        let u: Option<i64> = conn
+            .query_first("SELECT CAST(SUM(n) AS SIGNED) FROM ratio_1m")
+            .await
+            .expect("ratio_1m");
+        drop(conn);
+        pool.disconnect().await.ok();
+        (b.unwrap_or(0), u.unwrap_or(0))
+    });
+    assert_eq!((builtin, user), (200, 196));
+    let dlq = read_topic(brokers, "trades.dlq");
+    assert_eq!(dlq.len(), 4, "{dlq:?}");
+    assert!(dlq.iter().all(|(p, r)| r.as_deref() == Some("view_error")
+        && String::from_utf8_lossy(p).contains("\"price\":0.5")));
+    let mut details = Vec::new();
+    common::consume_all(brokers, "trades.dlq", Duration::from_secs(30), |m| {
+        use rdkafka::message::{Headers, Message};
+        let detail = m.headers().and_then(|h| {
+            h.iter()
+                .find(|x| x.key == tradewind_model::HEADER_DETAIL)
+                .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).to_string()))
+        });
+        details.push(detail.unwrap_or_default());
+    });
+    assert!(
+        details
+            .iter()
+            .all(|d| d.contains("ratio_1m") && d.to_lowercase().contains("divide by zero")),
+        "{details:?}"
+    );
 }

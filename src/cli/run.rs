@@ -69,6 +69,11 @@ pub struct RunArgs {
     /// commits at once. 0 commits every micro-batch on its own.
     #[arg(long, env = "TRADEWIND_COMMIT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub commit_interval: Duration,
+    /// Most window rows (across views) folded in memory before they are committed, whatever the
+    /// commit interval: bounds the engine's memory when keys are many (a producer emitting unique
+    /// ids), at the cost of more commits.
+    #[arg(long, env = "TRADEWIND_COMMIT_MAX_ROWS", default_value_t = tradewind_engine::DEFAULT_COMMIT_MAX_ROWS)]
+    pub commit_max_rows: usize,
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "TRADEWIND_METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
@@ -135,6 +140,7 @@ impl RunArgs {
             max_batch_rows: self.max_batch_rows,
             max_batch_wait: self.max_batch_wait,
             commit_interval: self.commit_interval,
+            commit_max_rows: self.commit_max_rows,
             metrics_addr: self.metrics_addr,
             drain: self.drain,
             migrate: self.migrate,

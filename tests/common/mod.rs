@@ -475,7 +475,7 @@ pub fn produce_all(brokers: &str, topic: &str, payloads: &[(Option<Vec<u8>>, Vec
 
 /// Produces `payloads` in order, each to the partition `partition(i)` names (`None`: the
 /// producer's partitioner), and waits for all.
-fn produce_to(
+pub fn produce_to(
     brokers: &str,
     topic: &str,
     payloads: &[(Option<Vec<u8>>, Vec<u8>)],
@@ -508,7 +508,7 @@ fn produce_to(
 
 /// Calls `each` with every record of `topic` (all partitions, from the beginning) until every
 /// partition's end is reached, within `limit`.
-fn consume_all(
+pub fn consume_all(
     brokers: &str,
     topic: &str,
     limit: Duration,

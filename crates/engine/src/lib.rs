@@ -31,6 +31,10 @@ pub mod window;
 /// commits more often (benches/RESULTS.md). Below about 12,500 the per-batch work shows.
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 20_000;
 
+/// Default for [`EngineConfig::commit_max_rows`]: a fold of high-cardinality keys (every trade
+/// its own row in every view) commits every few micro-batches instead of growing for a second.
+pub const DEFAULT_COMMIT_MAX_ROWS: usize = 50_000;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -74,6 +78,9 @@ pub struct EngineConfig {
     /// (each window row merged once) while a backlog is read; an engine with nothing more waiting
     /// commits at once. Zero commits every micro-batch on its own.
     pub commit_interval: Duration,
+    /// Most window rows (across views) folded before they are committed, whatever the interval:
+    /// the fold's memory is bounded by size, not only by time.
+    pub commit_max_rows: usize,
     /// Address of the /metrics, /healthz and /readyz endpoint.
     pub metrics_addr: SocketAddr,
     /// Consume until every partition is caught up, mark them drained (when every partition of the
@@ -123,6 +130,7 @@ impl EngineConfig {
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
             max_batch_wait: Duration::from_millis(100),
             commit_interval: Duration::from_secs(1),
+            commit_max_rows: DEFAULT_COMMIT_MAX_ROWS,
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             drain: false,
             migrate: true,

@@ -35,8 +35,12 @@ pub struct Pending {
     trades: u64,
     /// Late trades folded in as corrections.
     corrected: u64,
+    /// Per view, the final horizon the folded verdicts hold under ([`BatchPlan::guards`]).
+    guards: Vec<i64>,
     /// Micro-batches folded.
     micro_batches: usize,
+    /// Window rows held in `parts`, across views (after the last partial fold).
+    rows: usize,
     /// When the oldest folded micro-batch was polled.
     since: Option<Instant>,
 }
@@ -70,13 +74,18 @@ impl Pending {
                 continue;
             }
             let parts = &mut self.parts[v];
+            self.rows += b.num_rows();
             parts.push(b);
             if parts.len() >= FOLD_EVERY {
+                let before: usize = parts.iter().map(|p| p.num_rows()).sum();
                 let folded = views.combine(v, parts, now_ms, RowOrder::Any)?;
                 parts.clear();
                 parts.extend(folded);
+                let after: usize = parts.iter().map(|p| p.num_rows()).sum();
+                self.rows = self.rows.saturating_sub(before) + after;
             }
         }
+        crate::views::fold_guards(&mut self.guards, &plan.guards);
         self.clocks.extend(plan.clocks);
         self.partitions.extend(in_batch.iter().copied());
         audit::merge(&mut self.tally, tally);
@@ -88,9 +97,18 @@ impl Pending {
     }
 
     /// Whether to commit now: something is folded and either no further micro-batch is waiting
-    /// (caught up), or the oldest one has waited `interval`.
-    pub fn due(&self, more_waiting: bool, interval: Duration) -> bool {
-        !self.is_empty() && (!more_waiting || self.since.is_some_and(|t| t.elapsed() >= interval))
+    /// (caught up), the oldest one has waited `interval`, or the fold holds `max_rows` window rows
+    /// (memory is bounded by size as well as by time).
+    pub fn due(&self, more_waiting: bool, interval: Duration, max_rows: usize) -> bool {
+        !self.is_empty()
+            && (!more_waiting
+                || self.rows >= max_rows
+                || self.since.is_some_and(|t| t.elapsed() >= interval))
+    }
+
+    /// Window rows folded, across views.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
     /// Empties the fold into one plan: each view's rows folded into one batch (an empty batch for
@@ -113,11 +131,14 @@ impl Pending {
             too_late: Vec::new(),
             corrected: self.corrected,
             trades: self.trades,
+            guards: std::mem::take(&mut self.guards),
+            ..BatchPlan::default()
         };
         self.parts.clear();
         self.trades = 0;
         self.corrected = 0;
         self.micro_batches = 0;
+        self.rows = 0;
         self.since = None;
         Ok(plan)
     }

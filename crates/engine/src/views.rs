@@ -6,6 +6,17 @@
 //! its own partition as of the records before it ([`PartitionClock`]), so the verdict depends only on
 //! the partition's log, never on replicas, batch sizes or restarts. Each view judges against its own
 //! window: a trade too late for a closed minute may still belong in an open hour.
+//!
+//! Final means final: a trade of a window MySQL already holds as final is a correction (counted in
+//! `revision`) or, past the allowed lateness, too late, whatever its own partition's watermark
+//! says (an idle partition that wakes, a new partition, a live run after a drain). Each view judges
+//! against the larger of the partition's watermark and its table's final horizon ([`Views::learn_horizons`]);
+//! each plan says up to which horizon its verdicts hold ([`BatchPlan::guards`]), and the commit
+//! refuses to merge when MySQL's final rows reach further (they were made final meanwhile).
+//!
+//! A view's SQL that fails at run time (a division by zero in its filter) fails for that view
+//! only: the trades that make it fail are found by bisection and dead-lettered ([`ViewError`]),
+//! every other trade and view goes on.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,6 +51,20 @@ pub struct Views {
     execs: Vec<ViewExec>,
     tables: Arc<[MergeTable]>,
     lateness: Lateness,
+    /// Per view, the end of the latest window MySQL holds as final, as far as this engine knows.
+    horizons: Vec<Option<i64>>,
+}
+
+/// A trade one view's SQL failed on at run time: dead-lettered with reason `view_error`, left out
+/// of that view only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewError {
+    /// Raw index of the trade's record.
+    pub raw: usize,
+    /// Pipeline index of the view.
+    pub view: usize,
+    /// The view's name and the error.
+    pub message: String,
 }
 
 /// One micro-batch's window work, computed without touching the engine's committed state.
@@ -56,6 +81,23 @@ pub struct BatchPlan {
     pub corrected: u64,
     /// Trades windowed by at least one view.
     pub trades: u64,
+    /// Per view, the largest final horizon under which this plan's verdicts hold (`i64::MAX`: any):
+    /// the commit is refused when the view's table has final rows further on.
+    pub guards: Vec<i64>,
+    /// Per view, the decoded rows it judged on time or a correction (before its own filter).
+    pub keep: Vec<BooleanArray>,
+    /// Trades a view's SQL failed on (dead-lettered, left out of that view).
+    pub view_errors: Vec<ViewError>,
+}
+
+/// Folds `other`'s guards ([`BatchPlan::guards`]) into `into`: the smaller holds for both.
+pub fn fold_guards(into: &mut Vec<i64>, other: &[i64]) {
+    if into.len() < other.len() {
+        into.resize(other.len(), i64::MAX);
+    }
+    for (g, o) in into.iter_mut().zip(other) {
+        *g = (*g).min(*o);
+    }
 }
 
 /// Where each decoded row came from: raw index -> (partition, offset).
@@ -66,6 +108,9 @@ pub struct Origins<'a> {
     pub partitions: &'a [i32],
     /// Offset of each raw record.
     pub offsets: &'a [i64],
+    /// Kafka timestamp of each raw record (epoch ms, negative or absent: none): a trade dated
+    /// ahead of its record moves its partition's clock no further than the record's time.
+    pub timestamps: &'a [i64],
 }
 
 impl Views {
@@ -92,9 +137,33 @@ impl Views {
         }
         Ok(Views {
             tables: pipeline.merge_tables().into(),
+            horizons: vec![None; execs.len()],
             execs,
             lateness,
         })
+    }
+
+    /// Takes in the final horizons MySQL reported (one per view, see
+    /// [`tradewind_sink::MySqlSink::final_horizons`]); a horizon only moves forward.
+    pub fn learn_horizons(&mut self, horizons: &[Option<i64>]) {
+        for (h, new) in self.horizons.iter_mut().zip(horizons) {
+            *h = (*h).max(*new);
+        }
+    }
+
+    /// Takes in a committed low watermark: every window ending at or before it is final in every
+    /// table (`i64::MAX`, a drain's end, says nothing about where the rows end).
+    pub fn learn_low_watermark(&mut self, low: i64) {
+        if low != i64::MAX {
+            for h in &mut self.horizons {
+                *h = (*h).max(Some(low));
+            }
+        }
+    }
+
+    /// Per view, the final horizon lateness is judged against.
+    pub fn horizons(&self) -> &[Option<i64>] {
+        &self.horizons
     }
 
     /// The views' merge tables, in pipeline order.
@@ -127,26 +196,96 @@ impl Views {
             .values();
         let mut plan = BatchPlan::default();
         let (marks, ord) = self.marks(ts, origins, clock, excluded, &mut plan.clocks);
-        let (keep, late) = self.verdicts(ts, &marks);
+        let (keep, late) = self.verdicts(ts, &marks, &mut plan.guards);
         count(&marks, &keep, &late, origins, &mut plan);
         let ord = Decimal128Array::from(ord).with_precision_and_scale(38, 0)?;
         let input = ViewInput {
             trades: trades_batch(batch)?,
             ord: Arc::new(ord) as ArrayRef,
         };
+        let mut failed = vec![false; self.execs.len()];
         for (v, exec) in self.execs.iter().enumerate() {
             // Rolled up from its source's rows when both judged every trade alike (always, unless
-            // a trade was late for one window size and not the other).
-            let same = |u: usize| keep[u] == keep[v] && late[u] == late[v];
-            let batch = match exec.rollup_source() {
+            // a trade was late for one window size and not the other) and the source's SQL failed
+            // on none of them.
+            let same = |u: usize| keep[u] == keep[v] && late[u] == late[v] && !failed[u];
+            let rolled = match exec.rollup_source() {
                 Some(u) if u < v && same(u) => {
-                    exec.contribute_from(&plan.batches[u], now_ms, order)?
+                    exec.contribute_from(&plan.batches[u], now_ms, order).ok()
                 }
-                _ => exec.contribute(&input, &keep[v], &late[v], now_ms, order)?,
+                _ => None,
+            };
+            let batch = match rolled {
+                Some(b) => b,
+                None => {
+                    let errors_before = plan.view_errors.len();
+                    let b = self.contribute_isolating(
+                        v,
+                        &input,
+                        (&keep[v], &late[v]),
+                        (now_ms, order),
+                        &decoded.source,
+                        &mut plan.view_errors,
+                    )?;
+                    failed[v] = plan.view_errors.len() > errors_before;
+                    b
+                }
             };
             plan.batches.push(batch);
         }
+        plan.keep = keep;
         Ok(plan)
+    }
+
+    /// View `v`'s contribution of the trades `keep` selects; when its SQL fails at run time, the
+    /// trades that make it fail are found by bisection, recorded in `errors` and left out (all of
+    /// them, when the failure needs no particular trade).
+    fn contribute_isolating(
+        &self,
+        v: usize,
+        input: &ViewInput,
+        (keep, late): (&BooleanArray, &BooleanArray),
+        (now_ms, order): (i64, RowOrder),
+        source: &[u32],
+        errors: &mut Vec<ViewError>,
+    ) -> Result<RecordBatch, PipelineError> {
+        let exec = &self.execs[v];
+        let first = match exec.contribute(input, keep, late, now_ms, order) {
+            Ok(b) => return Ok(b),
+            Err(e) => e,
+        };
+        let name = &exec.view().name;
+        let rows: Vec<usize> = (0..keep.len()).filter(|&r| keep.value(r)).collect();
+        let attempt = |rows: &[usize]| {
+            let mask = mask_of(keep.len(), rows);
+            exec.contribute(input, &mask, late, now_ms, RowOrder::Any)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let mut bad: Vec<(usize, String)> = Vec::new();
+        bisect(&rows, first.to_string(), &attempt, &mut bad);
+        let bad_rows: HashSet<usize> = bad.iter().map(|(r, _)| *r).collect();
+        let good: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|r| !bad_rows.contains(r))
+            .collect();
+        let out = match exec.contribute(input, &mask_of(keep.len(), &good), late, now_ms, order) {
+            Ok(b) => b,
+            Err(e) => {
+                // Only all of them together fail: none of this batch reaches the view.
+                let msg = e.to_string();
+                bad.extend(good.iter().map(|&r| (r, msg.clone())));
+                exec.contribute(input, &mask_of(keep.len(), &[]), late, now_ms, order)?
+            }
+        };
+        tracing::warn!(view = %name, trades = bad.len(), error = %first, "the view's SQL failed at run time; the trades it fails on go to the dead-letter topic (view_error), the rest go on");
+        errors.extend(bad.into_iter().map(|(r, message)| ViewError {
+            raw: source[r] as usize,
+            view: v,
+            message: format!("view `{name}`: {message}"),
+        }));
+        Ok(out)
     }
 
     /// Pass 1, record by record in offset order: each trade's ordering key and the watermark of its
@@ -184,6 +323,10 @@ impl Views {
             };
             ord.push(order_key(t, p, origins.offsets[i]));
             marks.push(st.watermark(ooo).unwrap_or(NO_WATERMARK));
+            // A trade dated ahead of its record (within the future tolerance) moves the clock
+            // only to the record's time: the watermark never runs ahead of the log.
+            let logged = origins.timestamps.get(i).copied().filter(|k| *k >= 0);
+            let t = logged.map_or(t, |k| t.min(k));
             st.max_event_ms = Some(st.max_event_ms.map_or(t, |m| m.max(t)));
         }
         if let Some((cp, c)) = current {
@@ -192,29 +335,45 @@ impl Views {
         (marks, ord)
     }
 
-    /// Pass 2, per view, vectorised: kept (not too late) and late (a correction).
-    fn verdicts(&self, ts: &[i64], marks: &[i64]) -> (Vec<BooleanArray>, Vec<BooleanArray>) {
+    /// Pass 2, per view, vectorised: kept (not too late) and late (a correction), each trade judged
+    /// against the larger of its partition's watermark and the view's final horizon; and per view
+    /// the largest horizon under which these verdicts hold (into `guards`).
+    fn verdicts(
+        &self,
+        ts: &[i64],
+        marks: &[i64],
+        guards: &mut Vec<i64>,
+    ) -> (Vec<BooleanArray>, Vec<BooleanArray>) {
         let n = ts.len();
         let allowed = self.lateness.allowed_ms;
         let mut keep = Vec::with_capacity(self.execs.len());
         let mut late = Vec::with_capacity(self.execs.len());
-        for exec in &self.execs {
+        for (exec, horizon) in self.execs.iter().zip(&self.horizons) {
             let size = exec.view().window_ms;
             let end = |r: usize| window_start(ts[r], size).saturating_add(size);
-            // A window ends after each of its trades, so a trade at or after the watermark is on
-            // time for every view: only the (few) older ones need their window computed.
-            let may_be_late = |r: usize| marks[r] > NO_WATERMARK && ts[r] < marks[r];
-            let too_late = |r: usize| may_be_late(r) && end(r).saturating_add(allowed) <= marks[r];
-            keep.push(BooleanArray::new(
-                BooleanBuffer::collect_bool(n, |r| marks[r] != NO_ROW && !too_late(r)),
+            let mark = |r: usize| match (marks[r], *horizon) {
+                (NO_ROW, _) => NO_ROW,
+                (NO_WATERMARK, Some(h)) => h,
+                (m, Some(h)) => m.max(h),
+                (m, None) => m,
+            };
+            // A window ends after each of its trades, so a trade at or after the mark is on time
+            // for every view: only the (few) older ones need their window computed.
+            let may_be_late = |r: usize| mark(r) > NO_WATERMARK && ts[r] < mark(r);
+            let too_late = |r: usize| may_be_late(r) && end(r).saturating_add(allowed) <= mark(r);
+            let k = BooleanArray::new(
+                BooleanBuffer::collect_bool(n, |r| mark(r) != NO_ROW && !too_late(r)),
                 None,
-            ));
-            late.push(BooleanArray::new(
+            );
+            let l = BooleanArray::new(
                 BooleanBuffer::collect_bool(n, |r| {
-                    may_be_late(r) && end(r) <= marks[r] && !too_late(r)
+                    may_be_late(r) && end(r) <= mark(r) && !too_late(r)
                 }),
                 None,
-            ));
+            );
+            guards.push(guard(ts, &k, &l, size, allowed));
+            keep.push(k);
+            late.push(l);
         }
         (keep, late)
     }
@@ -243,19 +402,35 @@ impl Views {
     }
 
     /// The raw indices of the trades behind row `row` of view `view`'s contribution batch: same key
-    /// values, same window.
+    /// values, same window, and aggregated by the view (`keep`: the plan's verdicts for the view,
+    /// and its row filter), so a refused row sets aside no trade outside the view's filter and none
+    /// routed as too late.
     pub fn trades_of_row(
         &self,
         view: usize,
         contribution: &RecordBatch,
         row: usize,
         decoded: &Decoded,
-        excluded: &HashSet<usize>,
+        keep: Option<&BooleanArray>,
     ) -> Vec<usize> {
         let Some(exec) = self.execs.get(view) else {
             return Vec::new();
         };
         let v = exec.view();
+        let n = decoded.batch.num_rows();
+        let all = BooleanArray::from(vec![true; n]);
+        let keep = keep.filter(|k| k.len() == n).unwrap_or(&all);
+        let admitted = trades_batch(&decoded.batch)
+            .map_err(PipelineError::from)
+            .and_then(|trades| {
+                let ord = Decimal128Array::from(vec![0i128; n]).with_precision_and_scale(38, 0)?;
+                let input = ViewInput {
+                    trades,
+                    ord: Arc::new(ord) as ArrayRef,
+                };
+                exec.admitted(&input, keep)
+            })
+            .unwrap_or_else(|_| keep.clone());
         let keys: Vec<(usize, String)> = v
             .keys
             .iter()
@@ -277,8 +452,8 @@ impl Views {
             .batch
             .column(6)
             .as_primitive::<TimestampMillisecondType>();
-        (0..decoded.batch.num_rows())
-            .filter(|&r| !excluded.contains(&(decoded.source[r] as usize)))
+        (0..n)
+            .filter(|&r| admitted.value(r))
             .filter(|&r| Some(window_start(ts.value(r), v.window_ms)) == start)
             .filter(|&r| {
                 keys.iter().all(|(c, value)| {
@@ -291,6 +466,72 @@ impl Views {
             })
             .map(|r| decoded.source[r] as usize)
             .collect()
+    }
+}
+
+/// The largest final horizon under which a view's verdicts (`keep`, `late`, windows of `size`)
+/// hold: a horizon reaching the end of an on-time trade's window would make it a correction, one
+/// reaching the end of a correction's window plus the allowed lateness would make it too late.
+fn guard(ts: &[i64], keep: &BooleanArray, late: &BooleanArray, size: i64, allowed: i64) -> i64 {
+    let (mut on_time, mut corrections) = (i64::MAX, i64::MAX);
+    for r in keep.values().set_indices() {
+        if late.value(r) {
+            corrections = corrections.min(ts[r]);
+        } else {
+            on_time = on_time.min(ts[r]);
+        }
+    }
+    let end = |t: i64| window_start(t, size).saturating_add(size);
+    let holds = |t: i64, slack: i64| {
+        if t == i64::MAX {
+            i64::MAX
+        } else {
+            end(t).saturating_add(slack).saturating_sub(1)
+        }
+    };
+    holds(on_time, 0).min(holds(corrections, allowed))
+}
+
+/// A mask over `n` rows selecting `rows`.
+fn mask_of(n: usize, rows: &[usize]) -> BooleanArray {
+    let mut bits = vec![false; n];
+    for &r in rows {
+        if let Some(b) = bits.get_mut(r) {
+            *b = true;
+        }
+    }
+    BooleanArray::from(bits)
+}
+
+/// At most this many extra aggregation runs to find the trades a view's SQL fails on; past it the
+/// failing subsets are set aside whole.
+const BISECT_BUDGET: usize = 512;
+
+/// Finds the rows of `rows` (which fail together with `err`) that make `attempt` fail: halves that
+/// fail are split again; a failing row alone, or a failing set neither of whose halves fails, or
+/// any failing set once the budget is spent, goes into `bad` with its error.
+fn bisect(
+    rows: &[usize],
+    err: String,
+    attempt: &dyn Fn(&[usize]) -> Option<String>,
+    bad: &mut Vec<(usize, String)>,
+) {
+    let mut budget = BISECT_BUDGET;
+    let mut stack = vec![(rows, err)];
+    while let Some((rows, err)) = stack.pop() {
+        if rows.len() <= 1 || budget < 2 {
+            bad.extend(rows.iter().map(|&r| (r, err.clone())));
+            continue;
+        }
+        budget -= 2;
+        let (a, b) = rows.split_at(rows.len() / 2);
+        match (attempt(a), attempt(b)) {
+            (None, None) => bad.extend(rows.iter().map(|&r| (r, err.clone()))),
+            (ea, eb) => {
+                stack.extend(ea.map(|e| (a, e)));
+                stack.extend(eb.map(|e| (b, e)));
+            }
+        }
     }
 }
 

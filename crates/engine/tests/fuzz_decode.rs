@@ -121,6 +121,7 @@ fn check(records: &[Vec<u8>], threads: usize) {
         source: &d.source,
         partitions: &partitions,
         offsets: &offsets,
+        timestamps: &[],
     };
     let clock = |_| Some(PartitionClock::default());
     let plan = match views().plan(&d, &origins, clock, &HashSet::new(), NOW, RowOrder::Keys) {

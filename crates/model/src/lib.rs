@@ -256,11 +256,14 @@ pub enum RejectKind {
     /// Valid by the model, but the database refused the row it belongs to (the detail names the
     /// MySQL error): set aside so the rest of the batch commits.
     Storage,
+    /// Valid by the model, but a pipeline view's SQL fails on it at run time (the detail names the
+    /// view and the error, e.g. a division by zero in its filter): left out of that view only.
+    ViewError,
 }
 
 impl RejectKind {
     /// Every kind, for pre-registering metric label values.
-    pub const ALL: [RejectKind; 13] = [
+    pub const ALL: [RejectKind; 14] = [
         RejectKind::Syntax,
         RejectKind::NotObject,
         RejectKind::MissingField,
@@ -274,6 +277,7 @@ impl RejectKind {
         RejectKind::InvalidId,
         RejectKind::OutOfRange,
         RejectKind::Storage,
+        RejectKind::ViewError,
     ];
 
     /// Stable snake_case label used in the `tw-reason` header and the `reason` metric label.
@@ -292,6 +296,7 @@ impl RejectKind {
             RejectKind::InvalidId => "invalid_id",
             RejectKind::OutOfRange => "out_of_range",
             RejectKind::Storage => "storage",
+            RejectKind::ViewError => "view_error",
         }
     }
 }

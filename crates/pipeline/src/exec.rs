@@ -76,6 +76,11 @@ impl LazyBatchGenerator for Slot {
     }
 }
 
+/// The error of a row filter whose value is not boolean.
+fn not_boolean() -> arrow_schema::ArrowError {
+    arrow_schema::ArrowError::SchemaError("the row filter is not boolean".into())
+}
+
 /// An aggregate's `FILTER (WHERE ...)`, physical.
 type Filter = Option<Arc<dyn PhysicalExpr>>;
 
@@ -401,6 +406,35 @@ impl ViewExec {
         keep: &BooleanArray,
         late: &BooleanArray,
     ) -> Result<RecordBatch, PipelineError> {
+        let (batch, mask) = self.admit(input, keep, late)?;
+        let batch = if mask.true_count() == batch.num_rows() {
+            batch
+        } else {
+            arrow_select::filter::filter_record_batch(&batch, &mask)?
+        };
+        self.with_state_filters(batch)
+    }
+
+    /// Which trades of `input` the view aggregates: those `keep` selects that its row filter
+    /// admits. The trades behind its contribution rows (a row MySQL refuses sets aside only these).
+    pub fn admitted(
+        &self,
+        input: &ViewInput,
+        keep: &BooleanArray,
+    ) -> Result<BooleanArray, PipelineError> {
+        let late = BooleanArray::from(vec![false; keep.len()]);
+        Ok(self.admit(input, keep, &late)?.1)
+    }
+
+    /// The trades with the hidden columns, and the mask of those the view aggregates. The row
+    /// filter is evaluated over the kept trades only: a trade set aside (too late, not ours,
+    /// refused) cannot make the view's SQL fail.
+    fn admit(
+        &self,
+        input: &ViewInput,
+        keep: &BooleanArray,
+        late: &BooleanArray,
+    ) -> Result<(RecordBatch, BooleanArray), PipelineError> {
         let n = input.trades.num_rows();
         let ts = input
             .trades
@@ -416,20 +450,29 @@ impl ViewExec {
         columns.push(Arc::new(late.clone()));
         columns.push(Arc::new(window));
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        let mut mask = keep.clone();
-        if let Some(f) = &self.filter {
-            let v = f.evaluate(&batch)?.into_array(n)?;
-            let v = v.as_boolean_opt().ok_or_else(|| {
-                arrow_schema::ArrowError::SchemaError("the row filter is not boolean".into())
-            })?;
-            mask = arrow_arith::boolean::and(&mask, v)?;
-        }
-        let batch = if mask.true_count() == n {
-            batch
-        } else {
-            arrow_select::filter::filter_record_batch(&batch, &mask)?
+        let Some(f) = &self.filter else {
+            return Ok((batch, keep.clone()));
         };
-        self.with_state_filters(batch)
+        let kept = keep.true_count();
+        if kept == n {
+            let v = f.evaluate(&batch)?.into_array(n)?;
+            let v = v.as_boolean_opt().ok_or_else(not_boolean)?;
+            let mask = arrow_arith::boolean::and(keep, v)?;
+            return Ok((batch, mask));
+        }
+        // Evaluated over the kept rows, then spread back over the batch.
+        let subset = arrow_select::filter::filter_record_batch(&batch, keep)?;
+        let v = f.evaluate(&subset)?.into_array(kept)?;
+        let v = v.as_boolean_opt().ok_or_else(not_boolean)?;
+        let mut values = v.iter();
+        let mask: BooleanArray = keep
+            .iter()
+            .map(|k| match k {
+                Some(true) => Some(values.next().flatten() == Some(true)),
+                _ => Some(false),
+            })
+            .collect();
+        Ok((batch, mask))
     }
 
     /// `batch` (the rows the view aggregates) with a column per distinct state filter, evaluated

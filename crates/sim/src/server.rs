@@ -941,7 +941,7 @@ pub fn malformed(market: &mut Market, now_ms: i64, kind: RejectKind, out: &mut V
             t.volume = 1e16;
             write_json(&t, out);
         }
-        RejectKind::SourceError | RejectKind::Storage => {
+        RejectKind::SourceError | RejectKind::Storage | RejectKind::ViewError => {
             out.extend_from_slice(b"Unauthorized");
         }
     }

@@ -123,6 +123,11 @@ pub struct Commit<'a> {
     /// Every window table with the contribution to merge into it (possibly empty): each table's
     /// trend is refreshed for the merged rows and its rows are finalized up to the low watermark.
     pub merges: &'a [(&'a MergeTable, &'a RecordBatch)],
+    /// Per merge (same order), the largest final horizon (see [`MySqlSink::final_horizons`]) under
+    /// which the engine's lateness verdicts for that contribution hold: a table whose final rows
+    /// reach further refuses the commit with [`CommitOutcome::Stale`]. Missing entries (or
+    /// `i64::MAX`) check nothing.
+    pub guards: &'a [i64],
 }
 
 /// Result of [`MySqlSink::commit`].
@@ -142,6 +147,14 @@ pub enum CommitOutcome {
     Fenced {
         /// Partitions whose stored offset did not match.
         partitions: Vec<i32>,
+    },
+    /// Nothing was written: rows some contribution merges into were made final (by another
+    /// replica, or by a commit the engine had not taken in) after the engine judged its trades, so
+    /// trades it took as on time belong to final rows. The caller judges them again against these
+    /// horizons (one per merge, see [`MySqlSink::final_horizons`]) and commits again.
+    Stale {
+        /// Per merge, the end of the latest final window (`None`: no final row).
+        horizons: Vec<Option<i64>>,
     },
 }
 
@@ -382,6 +395,18 @@ impl MySqlSink {
             rows += self.merge_batch(&mut tx, table, batch, &mut buf).await?;
         }
         let merged = started.elapsed();
+        if let Some(horizons) = stale_horizons(&mut tx, c).await? {
+            tracing::info!(
+                group = c.group,
+                topic = c.topic,
+                ?horizons,
+                "commit refused: rows it merges into became final since its trades were judged"
+            );
+            tx.rollback()
+                .await
+                .map_err(SinkError::mysql("rolling back a stale commit"))?;
+            return Ok(CommitOutcome::Stale { horizons });
+        }
         let low_watermark = low_watermark(&mut tx, c).await?;
         let mut finalized = 0;
         if let Some(low) = low_watermark {
@@ -415,6 +440,22 @@ impl MySqlSink {
             finalized,
             low_watermark,
         })
+    }
+
+    /// Per table, the end of its latest final window (`None`: no final row yet): every trade of a
+    /// window ending at or before it is a correction to a final row (or too late), whatever its own
+    /// partition's watermark says. The engine judges lateness against it from start-up on.
+    pub async fn final_horizons(
+        &self,
+        tables: &[MergeTable],
+    ) -> Result<Vec<Option<i64>>, SinkError> {
+        let mut conn = self
+            .pool
+            .get_conn()
+            .await
+            .map_err(SinkError::mysql("reading the final horizons"))?;
+        let refs: Vec<&MergeTable> = tables.iter().collect();
+        read_horizons(&mut conn, &refs).await
     }
 
     /// Finds the rows of `batch` that MySQL refuses with a data error when merged into `table`
@@ -689,6 +730,66 @@ async fn low_watermark(tx: &mut Transaction<'_>, c: &Commit<'_>) -> Result<Optio
             max
         },
     )
+}
+
+/// The end of each table's latest final window, in one statement. Read inside a commit after its
+/// merges, no lock is needed: a replica finalizing a row this commit merged into waits for the
+/// row's lock, so it finalizes the row with this contribution in it; one that finalized it before
+/// has committed, and this read sees it.
+async fn read_horizons<Q: Queryable>(
+    q: &mut Q,
+    tables: &[&MergeTable],
+) -> Result<Vec<Option<i64>>, SinkError> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "(SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01', MAX(`window_start`)) DIV 1000 FROM {} WHERE `is_final` = 1)",
+                merge::quoted(&t.name)
+            )
+        })
+        .collect();
+    let sql = format!("SELECT {}", parts.join(", "));
+    let row: Option<Row> = q
+        .query_first(sql)
+        .await
+        .map_err(SinkError::mysql("reading the final horizons"))?;
+    let Some(row) = row else {
+        return Ok(vec![None; tables.len()]);
+    };
+    let mut out = Vec::with_capacity(tables.len());
+    for (i, t) in tables.iter().enumerate() {
+        let start: Option<i64> = row.get_opt(i).and_then(|v| v.ok()).flatten();
+        out.push(start.map(|s| s.saturating_add(t.window_ms)));
+    }
+    Ok(out)
+}
+
+/// The final horizons of the merged tables when one of them is past the commit's guard for it
+/// (the commit must not go on); `None` when every guard holds (or there are none).
+async fn stale_horizons(
+    tx: &mut Transaction<'_>,
+    c: &Commit<'_>,
+) -> Result<Option<Vec<Option<i64>>>, SinkError> {
+    let guarded = c
+        .merges
+        .iter()
+        .zip(c.guards)
+        .any(|((_, b), g)| *g != i64::MAX && b.num_rows() > 0);
+    if !guarded {
+        return Ok(None);
+    }
+    let tables: Vec<&MergeTable> = c.merges.iter().map(|(t, _)| *t).collect();
+    let horizons = read_horizons(tx, &tables).await?;
+    let stale = horizons
+        .iter()
+        .zip(c.guards)
+        .zip(c.merges)
+        .any(|((h, g), (_, b))| b.num_rows() > 0 && h.is_some_and(|h| h > *g));
+    Ok(stale.then_some(horizons))
 }
 
 /// Relative difference under which two windows' trend values count as equal (`flat`).

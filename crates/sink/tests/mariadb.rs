@@ -785,6 +785,7 @@ async fn contributions_merge_exactly_and_rows_become_final_at_the_low_watermark(
         partition_count: 2,
         partitions: parts,
         merges,
+        guards: &[],
     };
     let out = sink.commit(&c(&p0, &m0)).await.unwrap();
     assert_eq!(
@@ -904,6 +905,7 @@ async fn every_partition_drained_finalizes_everything() {
                 partition_count: 2,
                 partitions: &parts,
                 merges: &[(&w, &b)],
+                guards: &[],
             })
             .await
             .unwrap();
@@ -941,6 +943,7 @@ async fn a_stale_owner_is_fenced_under_read_committed_and_writes_nothing() {
         partition_count: 1,
         partitions: parts,
         merges: &merges,
+        guards: &[],
     };
     let ok: &'static [PartitionProgress] = Box::leak(Box::new([progress(0, None, 10)]));
     assert!(matches!(
@@ -989,6 +992,7 @@ async fn rows_refused_by_mysql_are_found_one_by_one() {
             partition_count: 1,
             partitions: &parts,
             merges: &[(&w, &b)],
+            guards: &[],
         })
         .await
         .unwrap_err();
@@ -1048,6 +1052,7 @@ async fn concurrent_owners_cannot_both_commit() {
             partition_count: 4,
             partitions: &pa,
             merges: &[(&w, &a_rows)],
+            guards: &[],
         };
         let cb = Commit {
             group: g,
@@ -1055,6 +1060,7 @@ async fn concurrent_owners_cannot_both_commit() {
             partition_count: 4,
             partitions: &pb,
             merges: &[(&w, &b_rows)],
+            guards: &[],
         };
         let (ra, rb) = tokio::join!(sink.commit(&ca), other.commit(&cb));
         let won =
@@ -1167,6 +1173,7 @@ async fn the_trend_of_a_flat_market_does_not_depend_on_summation_order() {
         partition_count: 1,
         partitions: &drained,
         merges: &merges,
+        guards: &[],
     };
     sink.commit(&c).await.unwrap();
     let t: Vec<Option<String>> = rows(
@@ -1208,6 +1215,7 @@ async fn an_unknown_partition_count_makes_nothing_final() {
         partition_count,
         partitions,
         merges,
+        guards: &[],
     };
     let out = sink.commit(&commit(&first, &m, 0)).await.unwrap();
     assert!(
@@ -1298,5 +1306,71 @@ async fn a_view_whose_keys_or_window_changed_is_refused_by_migrate() {
         .await
         .expect("a gained column is added in place");
     assert_eq!(count(&sink, "SELECT m FROM vw").await, 0);
+    cleanup(sink, &db).await;
+}
+
+/// Final means final (issue 24 point 3): a commit whose trades were judged before rows it merges
+/// into became final is refused with the tables' final horizons, and writes nothing; judged
+/// against the horizon (its guard past it), the same contribution commits.
+#[tokio::test]
+async fn a_commit_judged_before_its_rows_became_final_is_refused_as_stale() {
+    let (sink, db) = fresh().await;
+    let w = window_table(&sink).await;
+    assert_eq!(
+        sink.final_horizons(std::slice::from_ref(&w)).await.unwrap(),
+        [None]
+    );
+    let b = contribution(&[("x", 5, 1, 1.0, (1, 1.0), (1, 1.0), 0)]);
+    let drained = [PartitionProgress {
+        status: PartitionStatus::Drained,
+        ..progress(0, None, 1)
+    }];
+    let commit = |parts: &'static [PartitionProgress], guards: &'static [i64]| {
+        let (w, b) = (w.clone(), b.clone());
+        let sink = sink.clone();
+        async move {
+            sink.commit(&Commit {
+                group: "g",
+                topic: "t",
+                partition_count: 1,
+                partitions: parts,
+                merges: &[(&w, &b)],
+                guards,
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let drained: &'static [PartitionProgress] = Box::leak(Box::new(drained));
+    assert!(matches!(
+        commit(drained, &[]).await,
+        CommitOutcome::Committed { finalized: 1, .. }
+    ));
+    let end = T0 + 6 * 60_000;
+    assert_eq!(
+        sink.final_horizons(std::slice::from_ref(&w)).await.unwrap(),
+        [Some(end)]
+    );
+    let next: &'static [PartitionProgress] = Box::leak(Box::new([PartitionProgress {
+        status: PartitionStatus::Drained,
+        ..progress(0, Some(1), 2)
+    }]));
+    // Judged on time: valid only while no row of minute 5 is final.
+    let guard: &'static [i64] = Box::leak(Box::new([end - 1]));
+    assert_eq!(
+        commit(next, guard).await,
+        CommitOutcome::Stale {
+            horizons: vec![Some(end)]
+        }
+    );
+    assert_eq!(count(&sink, "SELECT MAX(n) FROM w").await, 1);
+    assert_eq!(count(&sink, "SELECT next_offset FROM tw_offsets").await, 1);
+    // Judged as a correction: its verdict holds up to the end plus the allowed lateness.
+    let guard: &'static [i64] = Box::leak(Box::new([end + 59_999]));
+    assert!(matches!(
+        commit(next, guard).await,
+        CommitOutcome::Committed { .. }
+    ));
+    assert_eq!(count(&sink, "SELECT MAX(n) FROM w").await, 2);
     cleanup(sink, &db).await;
 }

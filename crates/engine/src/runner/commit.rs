@@ -24,7 +24,7 @@ use super::{Engine, Rejected};
 use crate::audit::{self, Tallies};
 use crate::consumer::Polled;
 use crate::decode::Decoded;
-use crate::views::BatchPlan;
+use crate::views::{BatchPlan, ViewError};
 
 /// A commit of folded micro-batches, running on the runtime while the engine reads and folds the
 /// next ones. Its outcome is taken in ([`Engine::settle`]) before the next commit starts, so commits
@@ -59,6 +59,8 @@ struct CommitJob {
     topic: String,
     partition_count: i32,
     progress: Vec<PartitionProgress>,
+    /// Per view, the final horizon the batches' verdicts hold under ([`BatchPlan::guards`]).
+    guards: Vec<i64>,
 }
 
 impl CommitJob {
@@ -76,6 +78,7 @@ impl CommitJob {
             partition_count: self.partition_count,
             partitions: &self.progress,
             merges: &merges,
+            guards: &self.guards,
         };
         let sink = &self.sink;
         let result = retry_async(shutdown, io, "sink commit", || sink.commit(&c)).await;
@@ -92,6 +95,9 @@ pub(super) enum Committed {
     Fenced,
     /// MySQL refused a value (permanent): the rows behind it must be isolated.
     DataError(SinkError),
+    /// Rows it merges into became final after its trades were judged: nothing committed; the
+    /// views now know the horizons, and the trades are judged again.
+    Stale,
 }
 
 impl Engine {
@@ -115,7 +121,7 @@ impl Engine {
         if progress.is_empty() {
             return Ok(());
         }
-        let job = self.commit_job(progress.clone(), plan.batches.clone());
+        let job = self.commit_job(progress.clone(), plan.batches.clone(), plan.guards.clone());
         let task = rt.spawn(job.run(shutdown.clone(), self.io.retry_io()));
         self.in_flight = Some(InFlight {
             task,
@@ -145,7 +151,9 @@ impl Engine {
             .metrics
             .sink_duration
             .observe((done_at - f.started).as_secs_f64());
-        match self.committed(rt, shutdown, result, &f.progress, f.polled_at, done_at)? {
+        let outcome = self.committed(rt, shutdown, result, &f.progress, f.polled_at, done_at)?;
+        let stale = matches!(outcome, Committed::Stale);
+        match outcome {
             Committed::Done => {
                 self.apply(&f.plan, &f.progress, &f.tally);
                 return Ok(true);
@@ -157,6 +165,15 @@ impl Engine {
                 }
             }
             Committed::Fenced => {}
+            Committed::Stale => {
+                // Judged again from what MySQL holds. Their dead letters and too-late trades are
+                // routed again (the new verdicts may send more trades to the late topic): the side
+                // topics are at-least-once.
+                for p in f.partitions {
+                    self.routed.remove(&p);
+                    self.rewind(p);
+                }
+            }
             Committed::DataError(e) => {
                 self.summary.refused_folds += 1;
                 tracing::warn!(error = %e, partitions = ?f.partitions, "MySQL refused values of a folded commit; reading its partitions again one micro-batch per commit to isolate the rows");
@@ -174,6 +191,9 @@ impl Engine {
         let since = std::mem::take(&mut self.pending.partitions);
         self.pending.clear();
         for p in since {
+            if stale {
+                self.routed.remove(&p);
+            }
             self.rewind(p);
         }
         Ok(false)
@@ -229,10 +249,18 @@ impl Engine {
         let mut excluded: HashSet<usize> = HashSet::new();
         let mut sent_dlq = 0usize;
         let mut sent_late: HashSet<usize> = HashSet::new();
+        let mut sent_view_errors: HashSet<(usize, usize)> = HashSet::new();
         loop {
             let plan = self.plan(raw, decoded, &excluded, RowOrder::Keys)?;
             self.route_rejects(rt, raw, &rejected[sent_dlq..])?;
             sent_dlq = rejected.len();
+            let errors: Vec<&ViewError> = self
+                .view_errors_to_route(raw, &plan.view_errors)
+                .into_iter()
+                .filter(|e| !sent_view_errors.contains(&(e.raw, e.view)))
+                .collect();
+            self.route_view_errors(rt, raw, &errors)?;
+            sent_view_errors.extend(errors.iter().map(|e| (e.raw, e.view)));
             let fresh: Vec<&(usize, i64, Vec<usize>)> = self
                 .not_routed(raw, &plan.too_late)
                 .into_iter()
@@ -245,7 +273,7 @@ impl Engine {
                 return Ok(());
             }
             let batches = &plan.batches;
-            match self.commit(rt, shutdown, &progress, batches, polled.at)? {
+            match self.commit(rt, shutdown, &progress, batches, &plan.guards, polled.at)? {
                 Committed::Done => {
                     let mut tally = tally;
                     // Trades behind rows MySQL refused were dead-lettered, not merged.
@@ -270,9 +298,11 @@ impl Engine {
                     return Ok(());
                 }
                 Committed::Fenced => return Ok(()),
+                // The views know the new horizons now: judged again.
+                Committed::Stale => continue,
                 Committed::DataError(e) => {
                     let bad =
-                        self.find_bad_trades(rt, shutdown, decoded, &excluded, batches, &e)?;
+                        self.find_bad_trades(rt, shutdown, decoded, &plan.keep, batches, &e)?;
                     if bad.is_empty() {
                         return Err(anyhow::Error::new(e)
                             .context("MySQL refused the commit and no single row reproduces it"));
@@ -414,7 +444,7 @@ impl Engine {
             return Ok(());
         }
         if let Committed::Done =
-            self.commit(rt, shutdown, &progress, &plan.batches, Instant::now())?
+            self.commit(rt, shutdown, &progress, &plan.batches, &[], Instant::now())?
         {
             self.apply(&plan, &progress, &Tallies::new());
         }
@@ -422,8 +452,14 @@ impl Engine {
     }
 
     /// The transaction that merges `batches` (one per view) and advances `progress`.
-    fn commit_job(&self, progress: Vec<PartitionProgress>, batches: Vec<RecordBatch>) -> CommitJob {
+    fn commit_job(
+        &self,
+        progress: Vec<PartitionProgress>,
+        batches: Vec<RecordBatch>,
+        guards: Vec<i64>,
+    ) -> CommitJob {
         CommitJob {
+            guards,
             sink: self.io.sink.clone(),
             tables: self.views.shared_tables(),
             batches,
@@ -441,9 +477,10 @@ impl Engine {
         shutdown: &watch::Receiver<bool>,
         progress: &[PartitionProgress],
         batches: &[RecordBatch],
+        guards: &[i64],
         polled_at: Instant,
     ) -> anyhow::Result<Committed> {
-        let job = self.commit_job(progress.to_vec(), batches.to_vec());
+        let job = self.commit_job(progress.to_vec(), batches.to_vec(), guards.to_vec());
         let started = Instant::now();
         let (result, done_at) = rt.block_on(job.run(shutdown.clone(), self.io.retry_io()));
         self.io
@@ -481,8 +518,21 @@ impl Engine {
             }) => {
                 self.summary.commits += 1;
                 self.summary.rows_finalized += finalized;
+                if let Some(low) = low_watermark {
+                    self.views.learn_low_watermark(low);
+                }
                 self.after_commit(finalized, low_watermark, done_at - polled_at);
                 Ok(Committed::Done)
+            }
+            Some(CommitOutcome::Stale { horizons }) => {
+                self.summary.stale += 1;
+                self.undone += 1;
+                tracing::info!(
+                    ?horizons,
+                    "commit refused: windows it merges into became final meanwhile; judging its trades again"
+                );
+                self.views.learn_horizons(&horizons);
+                Ok(Committed::Stale)
             }
             Some(CommitOutcome::Fenced { partitions }) => {
                 self.summary.fenced += 1;

@@ -67,6 +67,11 @@ pub struct EngineSummary {
     /// Folded commits MySQL refused a value of (their partitions were read again one micro-batch
     /// per commit to find the trades behind the refused rows).
     pub refused_folds: u64,
+    /// Commits refused because rows they merged into became final after their trades were judged
+    /// (judged again as corrections or too late).
+    pub stale: u64,
+    /// Trades a view's SQL failed on, sent to the dead-letter topic (reason `view_error`).
+    pub view_errors: u64,
     /// Payload bytes of the largest micro-batch read (batches are cut by rows, time and bytes).
     pub largest_batch_bytes: u64,
     /// Per partition: the offsets this run committed and what was in them.
@@ -82,7 +87,7 @@ pub async fn run_engine(
 ) -> anyhow::Result<EngineSummary> {
     let metrics = EngineMetrics::register(registry)?;
     let pipeline = load_pipeline(args.pipeline.as_deref())?;
-    let views = Views::new(
+    let mut views = Views::new(
         &pipeline,
         Lateness {
             out_of_orderness_ms: args.out_of_orderness.as_millis() as i64,
@@ -99,6 +104,12 @@ pub async fn run_engine(
     sink.claim_owner(&args.group, &args.topic)
         .await
         .context("checking who owns the window tables")?;
+    // Final rows stay final: trades of windows already final are judged as corrections.
+    let horizons = sink
+        .final_horizons(views.tables())
+        .await
+        .context("reading where the window tables' final rows end")?;
+    views.learn_horizons(&horizons);
     let (producer, consumer) = kafka_clients(&args, &metrics)?;
     let heartbeat = Arc::new(AtomicI64::new(now_ms()));
     let watchdog = tokio::spawn(watch_liveness(
@@ -419,9 +430,11 @@ impl Engine {
             waiting = poller.batches.try_recv().ok();
             if caught_up
                 || self.pending.is_empty()
-                || self
-                    .pending
-                    .due(waiting.is_some(), self.args.commit_interval)
+                || self.pending.due(
+                    waiting.is_some(),
+                    self.args.commit_interval,
+                    self.args.commit_max_rows,
+                )
             {
                 self.flush(rt, shutdown)?;
             }
@@ -906,6 +919,7 @@ impl Engine {
             source: &decoded.source,
             partitions: &raw.partitions,
             offsets: &raw.offsets,
+            timestamps: &raw.timestamps,
         };
         // Partitions advance from the folded, uncommitted micro-batches' clocks.
         let clock = |p: i32| {

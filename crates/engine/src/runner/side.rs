@@ -8,7 +8,7 @@ use anyhow::Context;
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tradewind_model::{now_ms, Reject};
+use tradewind_model::{now_ms, Reject, RejectKind};
 use tradewind_pipeline::RowOrder;
 use tradewind_sink::SinkError;
 
@@ -18,6 +18,7 @@ use crate::audit::{self, Tallies};
 use crate::consumer::Polled;
 use crate::decode::Decoded;
 use crate::raw::RawBatch;
+use crate::views::ViewError;
 
 impl Engine {
     /// Plans one batch, routes its side outputs and folds its contributions into the pending commit.
@@ -36,6 +37,8 @@ impl Engine {
         self.route_rejects(rt, raw, rejected)?;
         let fresh: Vec<&(usize, i64, Vec<usize>)> = self.not_routed(raw, &plan.too_late);
         self.route_too_late(rt, raw, &fresh)?;
+        let errors = self.view_errors_to_route(raw, &plan.view_errors);
+        self.route_view_errors(rt, raw, &errors)?;
         if in_batch.is_empty() {
             return Ok(());
         }
@@ -58,6 +61,39 @@ impl Engine {
                     .is_none_or(|&o| raw.offsets[*i] >= o)
             })
             .collect()
+    }
+
+    /// The trades of `errors` not routed before (records read again after an undone commit).
+    pub(super) fn view_errors_to_route<'a>(
+        &self,
+        raw: &RawBatch,
+        errors: &'a [ViewError],
+    ) -> Vec<&'a ViewError> {
+        errors
+            .iter()
+            .filter(|e| {
+                self.routed
+                    .get(&raw.partitions[e.raw])
+                    .is_none_or(|&o| raw.offsets[e.raw] >= o)
+            })
+            .collect()
+    }
+
+    /// Sends the trades a view's SQL failed on to the dead-letter topic, reason `view_error`, one
+    /// copy per failing view (awaited: at-least-once). Every other view counted them.
+    pub(super) fn route_view_errors(
+        &mut self,
+        rt: &Handle,
+        raw: &RawBatch,
+        errors: &[&ViewError],
+    ) -> anyhow::Result<()> {
+        let rejects: Vec<(usize, Reject)> = errors
+            .iter()
+            .map(|e| (e.raw, Reject::new(RejectKind::ViewError, e.message.clone())))
+            .collect();
+        self.route_rejects(rt, raw, &rejects)?;
+        self.summary.view_errors += rejects.len() as u64;
+        Ok(())
     }
 
     /// Sends validator and MySQL rejects to the dead-letter topic (awaited: at-least-once).
@@ -146,7 +182,7 @@ impl Engine {
         rt: &Handle,
         shutdown: &watch::Receiver<bool>,
         decoded: &Decoded,
-        excluded: &HashSet<usize>,
+        keep: &[arrow_array::BooleanArray],
         batches: &[arrow_array::RecordBatch],
         error: &SinkError,
     ) -> anyhow::Result<Vec<(usize, Reject)>> {
@@ -163,10 +199,12 @@ impl Engine {
             };
             for b in bad {
                 let reason = Reject::new(
-                    tradewind_model::RejectKind::Storage,
+                    RejectKind::Storage,
                     format!("MySQL error {} on `{}`: {}", b.code, table.name, b.message),
                 );
-                let trades = self.views.trades_of_row(v, batch, b.row, decoded, excluded);
+                let trades = self
+                    .views
+                    .trades_of_row(v, batch, b.row, decoded, keep.get(v));
                 tracing::warn!(table = %table.name, row = b.row, trades = trades.len(), code = b.code, message = %b.message, "row refused by MySQL; its trades go to the dead-letter topic");
                 for i in trades {
                     if seen.insert(i) {
