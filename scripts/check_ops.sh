@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Operations checks, run by scripts/test.sh after the cargo tests (stack up): deploy/ validated offline,
 # alert rules unit-tested, Grafana files checked, the data-quality SQL run against MariaDB, MySQL over TLS
-# with CA verification, and a live Prometheus scraping a running pipeline. Runs every check even when
-# one fails; prints one line per check and `ops: N passed, M failed`; exits 1 if any failed.
+# with CA verification, a live Prometheus scraping a running pipeline, and no dead relative links in the
+# Markdown docs. Runs every check even when one fails; prints one line per check and `ops: N passed, M
+# failed`; exits 1 if any failed.
 # Run alone: `bash scripts/check_ops.sh` (starts the stack if needed).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,6 +39,7 @@ run "grafana provisioning and dashboards" "$py" scripts/check_grafana.py
 run "data-quality SQL on MariaDB" python3 scripts/check_quality_sql.py --binary "$bin"
 run "MySQL over TLS with CA verification" bash scripts/mysql_tls_test.sh
 run "live Prometheus on a running pipeline" bash scripts/live_prometheus.sh
+run "Markdown links (README, docs/, CONTRIBUTING.md)" python3 scripts/check_links.py
 
 printf '\n==================== ops checks ====================\n'
 printf '%s\n' "${names[@]}"

@@ -28,7 +28,7 @@ pub struct RunArgs {
     )]
     pub mysql_url: String,
     /// SQL pipeline file: `CREATE MATERIALIZED VIEW` statements whose tumbling-window views are
-    /// maintained beside the built-in tables, with the same guarantees (see the README). Apply their
+    /// maintained beside the built-in tables, with the same guarantees (see docs/sql.md). Apply their
     /// tables with `migrate --pipeline` (or `--migrate`, the default).
     #[arg(long, env = "TRADEWIND_PIPELINE")]
     pub pipeline: Option<std::path::PathBuf>,

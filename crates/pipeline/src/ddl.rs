@@ -3,7 +3,7 @@
 
 use arrow_schema::DataType;
 
-use crate::compile::{OutputKind, StateKind, View, REVISION};
+use crate::view::{OutputKind, StateKind, View, REVISION};
 
 /// One column of a view's table: name and MySQL definition.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,15 +19,18 @@ mod compile;
 pub mod ddl;
 pub mod derived;
 mod exec;
+mod origin;
 mod parse;
+mod view;
 
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tradewind_sink::MergeTable;
 
-pub use compile::{rollup_of, OutputKind, StateAgg, StateKind, View};
+pub use compile::rollup_of;
 pub use exec::{RowOrder, ViewExec, ViewInput};
+pub use view::{OutputKind, StateAgg, StateKind, View};
 
 /// The shipped pipeline: `market_1m`, `asset_1m`, and the `asset_1h` / `asset_1d` rollups.
 pub const BUILTIN_SQL: &str = include_str!("builtin.sql");

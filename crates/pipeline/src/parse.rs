@@ -18,7 +18,9 @@ use datafusion_sql::sqlparser::ast::{Spanned, Statement};
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::parser::Parser;
 
-use crate::compile::{self, View};
+use crate::compile;
+use crate::origin::Origin;
+use crate::view::View;
 use crate::PipelineError;
 
 /// What the planner may resolve: the `trades` table, the scalar functions of DataFusion's datetime
@@ -103,38 +105,6 @@ impl ContextProvider for Catalog {
 
     fn higher_order_function_names(&self) -> Vec<String> {
         Vec::new()
-    }
-}
-
-/// A statement's place in the file, for errors.
-pub(crate) struct Origin<'a> {
-    pub source_name: &'a str,
-    /// The statement's text.
-    pub text: String,
-    /// 1-based line where the statement starts.
-    pub line: u64,
-    pub view: String,
-}
-
-impl Origin<'_> {
-    /// An "unsupported" error at the line where `needle` first appears in the statement (or at
-    /// the statement's first line).
-    pub fn unsupported(&self, needle: &str, construct: impl Into<String>) -> PipelineError {
-        let lower = self.text.to_ascii_lowercase();
-        let offset = if needle.is_empty() {
-            None
-        } else {
-            lower.find(&needle.to_ascii_lowercase())
-        };
-        let line = offset.map_or(self.line, |o| {
-            self.line + self.text[..o].matches('\n').count() as u64
-        });
-        PipelineError::Unsupported {
-            source_name: self.source_name.to_string(),
-            line,
-            view: self.view.clone(),
-            construct: construct.into(),
-        }
     }
 }
 
