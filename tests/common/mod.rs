@@ -473,8 +473,11 @@ pub fn produce_all(brokers: &str, topic: &str, payloads: &[(Option<Vec<u8>>, Vec
     produce_to(brokers, topic, payloads, |_| None);
 }
 
-/// Produces `records` in order, each (key, payload) to the partition it names, and waits for all.
-pub fn produce_into(brokers: &str, topic: &str, records: &[((Option<Vec<u8>>, Vec<u8>), i32)]) {
+/// A Kafka record to produce: (key, payload).
+pub type Record = (Option<Vec<u8>>, Vec<u8>);
+
+/// Produces `records` in order, each to the partition it names, and waits for all.
+pub fn produce_into(brokers: &str, topic: &str, records: &[(Record, i32)]) {
     let payloads: Vec<_> = records.iter().map(|(r, _)| r.clone()).collect();
     produce_to(brokers, topic, &payloads, |i| Some(records[i].1));
 }
