@@ -473,6 +473,15 @@ pub fn produce_all(brokers: &str, topic: &str, payloads: &[(Option<Vec<u8>>, Vec
     produce_to(brokers, topic, payloads, |_| None);
 }
 
+/// A Kafka record to produce: (key, payload).
+pub type Record = (Option<Vec<u8>>, Vec<u8>);
+
+/// Produces `records` in order, each to the partition it names, and waits for all.
+pub fn produce_into(brokers: &str, topic: &str, records: &[(Record, i32)]) {
+    let payloads: Vec<_> = records.iter().map(|(r, _)| r.clone()).collect();
+    produce_to(brokers, topic, &payloads, |i| Some(records[i].1));
+}
+
 /// Produces `payloads` in order, each to the partition `partition(i)` names (`None`: the
 /// producer's partitioner), and waits for all.
 pub fn produce_to(
@@ -785,4 +794,228 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)>
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((code, body))
+}
+
+// ---- MySQL fault relay (latency, cut connections, swallowed COMMIT replies) ---------------------
+
+/// What a [`MySqlFaultRelay`] does to the traffic it relays.
+#[derive(Debug, Clone, Copy)]
+pub struct MySqlFaults {
+    /// Each relayed chunk (either way) is held back a random time up to this long.
+    pub max_latency: Duration,
+    /// Probability that a chunk (either way) cuts its connection instead of being relayed.
+    pub cut_per_chunk: f64,
+    /// Probability that a `COMMIT` is relayed to the server and its reply swallowed: the relay reads
+    /// the server's answer (so the server has applied the commit), drops it and closes both sides.
+    pub swallow_commit: f64,
+    /// Seed of the relay's choices (each connection draws from its own stream).
+    pub seed: u64,
+}
+
+/// Counters of a [`MySqlFaultRelay`].
+#[derive(Debug, Default)]
+pub struct MySqlFaultStats {
+    pub connections: std::sync::atomic::AtomicU64,
+    pub cuts: std::sync::atomic::AtomicU64,
+    pub commits: std::sync::atomic::AtomicU64,
+    pub swallowed: std::sync::atomic::AtomicU64,
+}
+
+impl MySqlFaultStats {
+    /// (connections, cuts, COMMITs seen, COMMIT replies swallowed).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.connections.load(Relaxed),
+            self.cuts.load(Relaxed),
+            self.commits.load(Relaxed),
+            self.swallowed.load(Relaxed),
+        )
+    }
+}
+
+/// A TCP relay on 127.0.0.1 to a MySQL server that understands just enough of the client/server
+/// protocol to find the `COMMIT` queries in the client's packets (4-byte header: 3-byte
+/// little-endian length and a sequence id; a command starts a sequence at 0, and `COM_QUERY` is
+/// 0x03 followed by the SQL text), and injects [`MySqlFaults`]. Clients must connect over TCP
+/// (`prefer_socket=false`), or mysql_async switches to the server's Unix socket.
+pub struct MySqlFaultRelay {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    pub stats: std::sync::Arc<MySqlFaultStats>,
+}
+
+/// Whether a `COM_QUERY` text is a commit: `COMMIT`, `COMMIT WORK`, `XA COMMIT ...`, any case,
+/// trimmed, with or without a trailing `;`.
+fn is_commit(sql: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(sql).trim().to_ascii_uppercase();
+    let text = text.trim_end_matches(';').trim();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    matches!(words.as_slice(), ["COMMIT", ..]) || matches!(words.as_slice(), ["XA", "COMMIT", ..])
+}
+
+struct FaultRng(u64);
+
+impl FaultRng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.next() as f64 / (1u64 << 53) as f64) < p
+    }
+
+    async fn delay(&mut self, max: Duration) {
+        let max_us = max.as_micros() as u64;
+        if max_us > 0 {
+            tokio::time::sleep(Duration::from_micros(self.next() % max_us)).await;
+        }
+    }
+}
+
+impl MySqlFaultRelay {
+    /// Starts the relay on `rt`.
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        target: std::net::SocketAddr,
+        faults: MySqlFaults,
+    ) -> MySqlFaultRelay {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind relay");
+        let addr = listener.local_addr().expect("relay addr");
+        let stats = std::sync::Arc::new(MySqlFaultStats::default());
+        let s = stats.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let n = s.connections.fetch_add(1, Relaxed);
+                let seed = faults.seed ^ (n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                tokio::spawn(fault_connection(inbound, outbound, faults, seed, s.clone()));
+            }
+        });
+        MySqlFaultRelay { addr, stats }
+    }
+}
+
+/// Relays one connection until either side closes or a fault ends it (dropping both sockets).
+async fn fault_connection(
+    inbound: tokio::net::TcpStream,
+    outbound: tokio::net::TcpStream,
+    faults: MySqlFaults,
+    seed: u64,
+    stats: std::sync::Arc<MySqlFaultStats>,
+) {
+    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = inbound.set_nodelay(true);
+    let _ = outbound.set_nodelay(true);
+    let (mut client_rd, mut client_wr) = inbound.into_split();
+    let (mut server_rd, mut server_wr) = outbound.into_split();
+    // Set before a COMMIT to swallow reaches the server, so its reply is never relayed.
+    let swallow = std::sync::atomic::AtomicBool::new(false);
+    let upstream = async {
+        let mut rng = FaultRng(seed);
+        let mut buf = vec![0u8; 64 * 1024];
+        // Bytes of the client's packets not yet complete (a packet may span chunks).
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match client_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            rng.delay(faults.max_latency).await;
+            if rng.chance(faults.cut_per_chunk) {
+                stats.cuts.fetch_add(1, Relaxed);
+                return;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            let mut at = 0;
+            let mut commit = false;
+            while pending.len() - at >= 4 {
+                let len =
+                    u32::from_le_bytes([pending[at], pending[at + 1], pending[at + 2], 0]) as usize;
+                if pending.len() - at < 4 + len {
+                    break;
+                }
+                let seq = pending[at + 3];
+                let payload = &pending[at + 4..at + 4 + len];
+                if seq == 0 && payload.first() == Some(&0x03) && is_commit(&payload[1..]) {
+                    commit = true;
+                }
+                at += 4 + len;
+            }
+            pending.drain(..at);
+            if commit {
+                stats.commits.fetch_add(1, Relaxed);
+                if rng.chance(faults.swallow_commit) {
+                    swallow.store(true, SeqCst);
+                }
+            }
+            if server_wr.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downstream = async {
+        let mut rng = FaultRng(seed.rotate_left(17) ^ 0x5bd1_e995);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if swallow.load(SeqCst) {
+                // The server answered the COMMIT: it is applied, and the client never hears so.
+                stats.swallowed.fetch_add(1, Relaxed);
+                return;
+            }
+            rng.delay(faults.max_latency).await;
+            if rng.chance(faults.cut_per_chunk) {
+                stats.cuts.fetch_add(1, Relaxed);
+                return;
+            }
+            if client_wr.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+    }
+}
+
+#[cfg(test)]
+mod fault_relay_tests {
+    #[test]
+    fn commits_are_recognised() {
+        for q in [
+            "COMMIT",
+            "commit",
+            "  Commit ;",
+            "COMMIT WORK",
+            "XA COMMIT 'x'",
+        ] {
+            assert!(super::is_commit(q.as_bytes()), "{q}");
+        }
+        for q in [
+            "START TRANSACTION",
+            "SELECT 'COMMIT'",
+            "COMMITTED",
+            "ROLLBACK",
+        ] {
+            assert!(!super::is_commit(q.as_bytes()), "{q}");
+        }
+    }
 }
