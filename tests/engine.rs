@@ -1807,6 +1807,24 @@ fn live_group_killed_behind_a_faulty_mysql_equals_the_oracle_and_final_rows_neve
             format!("{k:?}"),
         );
     }
+    // A row short of (or over) the oracle: name the records behind it, to find them in the logs.
+    for (k, e) in &expected.market {
+        if actual.market.get(k).map(|a| a.trades) != Some(e.trades) {
+            let records: Vec<(i32, i64)> = log
+                .iter()
+                .filter(|(_, _, p)| {
+                    tradewind_model::validate(p, now_ms(), &Default::default())
+                        .ok()
+                        .map(|t| t.to_owned_trade())
+                        .is_some_and(|t| {
+                            market_key(&t, t.timestamp.div_euclid(WINDOW_MS) * WINDOW_MS) == *k
+                        })
+                })
+                .map(|(p, o, _)| (*p, *o))
+                .collect();
+            eprintln!("[live chaos] market row {k:?}: records (partition, offset) {records:?}");
+        }
+    }
     assert_tables_match(&actual, &expected);
     assert!(
         revision_problems.is_empty(),

@@ -8,7 +8,8 @@
 //! the first record it delivers against.
 //!
 //! Transitions (each a method): [`PartState::loaded`] (assign, or reload after a fence),
-//! [`PartState::admit`] (a fetched record), [`PartState::sought`] / [`PartState::seek_failed`]
+//! [`PartState::admit`] (a fetched record), [`PartState::reached_end`] (a partition-end event),
+//! [`PartState::sought`] / [`PartState::seek_failed`]
 //! (seek done / failed), [`PartState::rewind`] (a commit refused, interrupted or built on one that
 //! did not happen), [`PartState::committed_to`] (a commit applied) and [`PartState::skip_deleted`]
 //! (the log no longer holds the records at `next`).
@@ -18,10 +19,13 @@
 //!   that is counted ([`Admit::Accept`]'s `gap`, [`PartState::skip_deleted`]); a rewind moves it
 //!   back to `committed` (or `base`). So the records accepted since the last commit are exactly the
 //!   log's records in `[committed, next)`, each once, and a commit never passes an unmerged record.
-//! - A record polled before a pending seek is accepted only if it is the seek's target; the first
-//!   record delivered after it must be the target too (a forward jump is sought again, a bounded
-//!   number of times, and then accepted as a counted gap, loudly).
+//! - While a seek is pending, a record polled before it is accepted only if it is `next` (the old
+//!   stream may run on from the target); the seek's own stream must deliver `next` (a forward jump
+//!   is sought again, a bounded number of times, and then accepted as a counted gap, loudly).
+//! - A forward jump from an offset at which librdkafka reported the partition's end is librdkafka
+//!   resuming past it after a pause (see [`PartState::eof_at`]): sought back, never a gap.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use tradewind_sink::{PartitionSnapshot, PartitionStatus};
@@ -32,6 +36,10 @@ use crate::window::PartitionClock;
 /// as a gap in the log (a control record or a compacted range at the seek target).
 pub const MAX_GAP_RESEEKS: u32 = 3;
 
+/// At most this many partition-end offsets ahead of the read position are remembered (they only
+/// pile up while the partition is read again far behind its end; one per end reached).
+const MAX_EOF_OFFSETS: usize = 1_024;
+
 /// Where a partition stands with respect to the seeks the engine issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seek {
@@ -39,7 +47,8 @@ pub enum Seek {
     /// assigned there); any other first record asks for a seek.
     Expect,
     /// A seek to `to` is in flight: records polled before it (seek generation below `gen`) are
-    /// skipped unless they are `to` itself, and the first record polled after it must be `to`.
+    /// taken only in order from `next` (the old stream may overlap the target), and the seek's own
+    /// stream is read from `next` on (what it delivers below `next` was taken already).
     Pending {
         /// Seek generation from which polled batches are known to be post-seek.
         gen: u64,
@@ -55,7 +64,8 @@ pub enum Seek {
         to: i64,
     },
     /// Reading on from `next` in order: a later jump forward is the broker's gap (compaction,
-    /// transaction markers), accepted and counted.
+    /// transaction markers), accepted and counted, unless librdkafka reported the partition's end
+    /// at `next` (then it is librdkafka's skip, see [`PartState::eof_at`], and `next` is sought).
     Reading,
 }
 
@@ -77,6 +87,13 @@ pub struct PartState {
     pub last_activity: Instant,
     /// Caught up with the end of the partition (as of the last batch).
     pub at_eof: bool,
+    /// The end offsets (at or after `next`) of the partition-end events librdkafka delivered.
+    /// librdkafka moves its application position to one past such an offset (it counts the event
+    /// like a message), and a pause (every group rebalance pauses the assigned partitions)
+    /// resumes fetching there: the record at the end offset, the first one produced after the
+    /// event, is then never delivered. A forward jump from `next` while `next` is such an offset
+    /// is therefore sought back, never taken as a gap in the log (see [`PartState::admit`]).
+    pub eof_at: BTreeSet<i64>,
     /// The seek state.
     pub seek: Seek,
     /// When the engine last sought this partition (see `Engine::reseek_stalled`).
@@ -113,6 +130,7 @@ impl PartState {
             status: snap.next_offset.map(|_| PartitionStatus::Active),
             last_activity: Instant::now(),
             at_eof: false,
+            eof_at: BTreeSet::new(),
             seek: Seek::Expect,
             sought_at: None,
             reset_reported: false,
@@ -139,24 +157,32 @@ impl PartState {
                 to,
                 retries,
             } => {
-                if offset == to {
-                    self.seek = Seek::Reading; // the target, whether polled before or after the seek
-                } else if gen < target {
-                    return Admit::Skip; // polled before the seek
-                } else if offset < to {
-                    self.report_behind(offset, to);
-                    return Admit::Skip;
+                let post_seek = gen >= target;
+                if offset == self.next {
+                    // The next record: from the seek's own stream it ends the seek; polled before
+                    // it (the old stream overlapping the target), it is taken and the seek stays
+                    // pending, so the old stream's later jumps are never taken as gaps.
+                    if post_seek {
+                        self.seek = Seek::Reading;
+                    }
+                } else if offset < self.next {
+                    if post_seek && offset < to {
+                        self.report_behind(offset, to);
+                    }
+                    return Admit::Skip; // read already, or polled before the seek
+                } else if !post_seek {
+                    return Admit::Skip; // the old stream jumps: the seek's own stream delivers it
                 } else if retries < MAX_GAP_RESEEKS {
                     // A jump forward right after our own seek: never an accept.
                     self.seek = Seek::Pending {
                         gen,
-                        to,
+                        to: self.next,
                         retries: retries + 1,
                     };
-                    return Admit::SeekTo(to);
+                    return Admit::SeekTo(self.next);
                 } else {
                     tracing::error!(
-                        expected = to,
+                        expected = self.next,
                         got = offset,
                         "the log delivers a later offset than the one sought, after {MAX_GAP_RESEEKS} seeks; taking it as a gap in the log"
                     );
@@ -172,6 +198,10 @@ impl PartState {
             Seek::Reading => {
                 if offset < self.next {
                     return Admit::Skip; // read already (a seek's stream overlapping the old one)
+                }
+                if offset > self.next && self.eof_at.contains(&self.next) {
+                    // librdkafka skipped the record at the partition's end (see `eof_at`).
+                    return Admit::SeekTo(self.next);
                 }
             }
         }
@@ -201,6 +231,17 @@ impl PartState {
         };
         self.seek = Seek::Pending { gen, to, retries };
         self.sought_at = Some(Instant::now());
+    }
+
+    /// librdkafka reported the partition's end at `offset` (see [`PartState::eof_at`]). Call it
+    /// for a batch's events before admitting its records (each event follows the records before
+    /// it, whose offsets are lower).
+    pub fn reached_end(&mut self, offset: i64) {
+        let next = self.next;
+        self.eof_at.retain(|&o| o >= next);
+        if self.eof_at.len() < MAX_EOF_OFFSETS {
+            self.eof_at.insert(offset);
+        }
     }
 
     /// The seek call to `to` failed: the consumer's position is unknown, so only `to` itself is
@@ -286,6 +327,24 @@ mod tests {
     const ACCEPT: Admit = Admit::Accept { gap: 0 };
 
     #[test]
+    fn a_jump_from_the_partition_end_is_sought_back_not_taken_as_a_gap() {
+        let mut p = part(Some(10), 0);
+        assert_eq!(p.admit(10, 0), ACCEPT);
+        p.reached_end(11);
+        // A rebalance paused the partition; librdkafka resumed at 12 (past the end event).
+        assert_eq!(p.admit(12, 0), Admit::SeekTo(11));
+        p.sought(11, 1);
+        assert_eq!(p.admit(12, 0), Admit::Skip, "polled before the seek");
+        assert_eq!(p.admit(11, 1), ACCEPT);
+        assert_eq!(
+            p.admit(13, 1),
+            Admit::Accept { gap: 1 },
+            "a later jump is the log's gap"
+        );
+        assert_eq!(p.next, 14);
+    }
+
+    #[test]
     fn skips_committed_records_and_seeks_once() {
         let mut p = part(Some(10), 0);
         assert_eq!(p.admit(0, 0), Admit::SeekTo(10));
@@ -319,12 +378,20 @@ mod tests {
         assert_eq!(p.admit(1, 4), ACCEPT);
         assert_eq!(p.admit(2, 5), ACCEPT);
         assert_eq!(p.next, 3);
-        // And a next micro-batch that starts elsewhere is never accepted as a start.
+        // The old stream's records are taken in order only (its jumps are left to the seek's own
+        // stream), and the seek's own stream must deliver `next`: a jump is sought again.
         let mut q = part(None, 0);
         q.sought(0, 5);
         assert_eq!(q.admit(0, 4), ACCEPT);
         assert_eq!(q.admit(1, 4), ACCEPT);
-        assert_eq!(q.admit(20_000, 5), Admit::Accept { gap: 19_998 });
+        assert_eq!(q.admit(7, 4), Admit::Skip, "the old stream jumps");
+        assert_eq!(
+            q.admit(0, 5),
+            Admit::Skip,
+            "the seek's stream, read already"
+        );
+        assert_eq!(q.admit(20_000, 5), Admit::SeekTo(2));
+        assert_eq!(q.next, 2);
     }
 
     #[test]
@@ -382,8 +449,9 @@ mod tests {
 }
 
 /// Model-based test of the partition lifecycle: random interleavings of fetches (a micro-batch
-/// gathered in pieces while the engine seeks), commits, fences by another replica, undone commits
-/// and failed seeks, against a model of the log and of what MySQL holds.
+/// gathered in pieces while the engine seeks), commits, fences by another replica, undone commits,
+/// failed seeks, records appended to a live log and librdkafka's pauses (which resume after a
+/// partition-end event's offset), against a model of the log and of what MySQL holds.
 #[cfg(test)]
 mod model {
     use super::*;
@@ -407,6 +475,11 @@ mod model {
         Undo,
         /// The next seek call fails.
         FailNextSeek,
+        /// n records are appended to the log (a live partition).
+        Produce(usize),
+        /// librdkafka pauses the partition (a group rebalance) and resumes it: fetching goes on
+        /// from its application position, which a partition-end event moved past the end offset.
+        Pause,
     }
 
     fn ev() -> impl Strategy<Value = Ev> {
@@ -418,8 +491,12 @@ mod model {
             1 => (0usize..60).prop_map(Ev::OtherCommits),
             1 => Just(Ev::Undo),
             1 => Just(Ev::FailNextSeek),
+            1 => (1usize..20).prop_map(Ev::Produce),
+            1 => Just(Ev::Pause),
         ]
     }
+
+    type Batch = (u64, Vec<i64>, Vec<i64>);
 
     /// The world around one partition's state.
     struct World {
@@ -428,8 +505,13 @@ mod model {
         /// Index into `log` of the consumer's next delivery.
         pos: usize,
         seek_gen: u64,
-        gathering: (u64, Vec<i64>),
-        cut: std::collections::VecDeque<(u64, Vec<i64>)>,
+        /// librdkafka's application position: one past the last message or partition-end event
+        /// handed to the poll thread.
+        app_pos: i64,
+        /// The batch being gathered: its seek generation, records, and the partition-end events
+        /// taken into it.
+        gathering: Batch,
+        cut: std::collections::VecDeque<Batch>,
         /// MySQL: the partition's next offset, and how often each offset was merged.
         mysql: Option<i64>,
         merged: std::collections::BTreeMap<i64, u32>,
@@ -454,7 +536,8 @@ mod model {
                 log,
                 pos: 0,
                 seek_gen: 0,
-                gathering: (0, Vec::new()),
+                app_pos: 0,
+                gathering: (0, Vec::new(), Vec::new()),
                 cut: Default::default(),
                 mysql: None,
                 merged: Default::default(),
@@ -476,6 +559,7 @@ mod model {
                 return;
             }
             self.pos = self.log.partition_point(|&o| o < to);
+            self.app_pos = to;
             self.seek_gen += 1;
             self.st.sought(to, self.seek_gen);
         }
@@ -493,16 +577,36 @@ mod model {
                         .1
                         .extend_from_slice(&self.log[from..from + take]);
                     self.pos += take;
+                    if take > 0 {
+                        self.app_pos = self.log[self.pos - 1] + 1;
+                    }
+                    if self.pos == self.log.len() {
+                        // The partition-end event, at the end offset; librdkafka counts it like
+                        // a message in its application position.
+                        let end = self.end();
+                        self.gathering.2.push(end);
+                        self.app_pos = self.app_pos.max(end + 1);
+                    }
+                }
+                Ev::Produce(n) => {
+                    let end = self.end();
+                    self.log.extend(end..end + *n as i64);
+                }
+                Ev::Pause => {
+                    self.pos = self.log.partition_point(|&o| o < self.app_pos);
                 }
                 Ev::Cut => {
-                    let next = (self.seek_gen, Vec::new());
+                    let next = (self.seek_gen, Vec::new(), Vec::new());
                     let b = std::mem::replace(&mut self.gathering, next);
                     self.cut.push_back(b);
                 }
                 Ev::Process => {
-                    let Some((gen, batch)) = self.cut.pop_front() else {
+                    let Some((gen, batch, ends)) = self.cut.pop_front() else {
                         return;
                     };
+                    for end in ends {
+                        self.st.reached_end(end);
+                    }
                     for o in batch {
                         match self.st.admit(o, gen) {
                             Admit::Accept { gap } => {
@@ -602,7 +706,7 @@ mod model {
                 }
                 // A drain with nothing pending that stays behind: the engine's stall safety net
                 // (`Engine::reseek_stalled`, after 5 s).
-                let nothing_cut = self.cut.iter().all(|(_, b)| b.is_empty());
+                let nothing_cut = self.cut.iter().all(|(_, b, _)| b.is_empty());
                 if nothing_cut && self.pos == self.log.len() && self.st.next < self.end() {
                     let to = self.st.next;
                     self.seek(to);

@@ -428,7 +428,11 @@ impl MySqlSink {
             rows,
             finalized,
             ?low_watermark,
-            partitions = c.partitions.len(),
+            offsets = ?c
+                .partitions
+                .iter()
+                .map(|p| (p.partition, p.expected_offset, p.next_offset))
+                .collect::<Vec<_>>(),
             merge_ms = merged.as_millis() as u64,
             finalize_ms = (finalized_at - merged).as_millis() as u64,
             trend_ms = (trended - finalized_at).as_millis() as u64,

@@ -730,6 +730,11 @@ impl Engine {
         for (p, st) in self.parts.iter_mut() {
             st.at_eof = polled.eof.contains(p);
         }
+        for &(p, end) in &polled.ends {
+            if let Some(st) = self.parts.get_mut(&p) {
+                st.reached_end(end);
+            }
+        }
         let mut accepted = vec![false; raw.len()];
         let mut tally = Tallies::new();
         let now = Instant::now();
@@ -739,7 +744,7 @@ impl Engine {
                 continue;
             };
             let (mut records, mut gaps, mut seek) = (0u64, 0u64, None);
-            for i in run {
+            for i in run.clone() {
                 match st.admit(raw.offsets[i], polled.gen) {
                     Admit::Accept { gap } => {
                         accepted[i] = true;
@@ -764,6 +769,14 @@ impl Engine {
                     }
                 }
             }
+            tracing::trace!(
+                partition = p,
+                first = raw.offsets[run.start],
+                last = raw.offsets[run.end - 1],
+                accepted = records,
+                gen = polled.gen,
+                "admitted a run"
+            );
             if let Some((to, served)) = seek {
                 gaps += self.seek_to(p, to, served);
             }
