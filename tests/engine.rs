@@ -1269,6 +1269,145 @@ fn a_view_whose_sql_fails_at_run_time_dead_letters_only_the_trades_it_fails_on()
     );
 }
 
+/// Issue 24 point 15: a row MySQL refuses in a filtered view sets aside only the trades that view
+/// aggregated into it. `buys_1m` counts buys; its `base` column is narrowed so that a long base is
+/// refused there (`storage`). The buys of that base are dead-lettered; its sells, outside the
+/// view's filter, are not, and count in the built-in tables.
+#[test]
+fn a_row_refused_in_a_filtered_view_sets_aside_only_the_trades_the_view_aggregated() {
+    use mysql_async::prelude::Queryable;
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    let file = std::env::temp_dir().join(format!("tw-buys-{}.sql", std::process::id()));
+    std::fs::write(
+        &file,
+        "CREATE MATERIALIZED VIEW buys_1m AS
+         SELECT base, date_bin(INTERVAL '1 minute', ts) AS window_start, count(*) AS n
+         FROM trades WHERE direction = 'buy'
+         GROUP BY base, date_bin(INTERVAL '1 minute', ts);",
+    )
+    .expect("pipeline file");
+    let db = TestDb::new("filtered");
+    let rt = runtime();
+    let args = |group: &str| {
+        let mut a = engine_args(brokers, &db, group);
+        a.pipeline = Some(file.clone());
+        a
+    };
+    // The tables first (one trade), then the view's key column narrowed.
+    common::produce_to(
+        brokers,
+        "trades",
+        &[(None, trade_json("bitcoin", START_MS, 10.0, 1.0, "buy"))],
+        |_| Some(0),
+    );
+    drain_in_process(&rt, args("g1"));
+    rt.block_on(async {
+        let pool = db.pool();
+        let mut conn = pool.get_conn().await.expect("conn");
+        conn.query_drop("ALTER TABLE buys_1m MODIFY base VARCHAR(24) NOT NULL")
+            .await
+            .expect("narrow");
+        drop(conn);
+        pool.disconnect().await.ok();
+    });
+    let long = "averyveryverylongcoinname12345";
+    let mut records = Vec::new();
+    for k in 0..120i64 {
+        let direction = if k % 3 == 0 { "buy" } else { "sell" };
+        let base = if k % 2 == 0 { long } else { "ethereum" };
+        records.push((
+            None,
+            trade_json(base, START_MS + 1_000 + k * 500, 10.0, 2.0, direction),
+        ));
+    }
+    common::produce_to(brokers, "trades", &records, |i| Some((i % 4) as i32));
+    let s = drain_in_process(&rt, args("g1"));
+    std::fs::remove_file(&file).ok();
+    let long_buys = (0..120).filter(|k| k % 2 == 0 && k % 3 == 0).count();
+    let long_sells = (0..120).filter(|k| k % 2 == 0 && k % 3 != 0).count();
+    let dlq = read_topic(brokers, "trades.dlq");
+    assert_eq!(dlq.len(), long_buys, "{s:?}");
+    assert!(dlq.iter().all(|(p, r)| r.as_deref() == Some("storage")
+        && String::from_utf8_lossy(p).contains(long)
+        && String::from_utf8_lossy(p).contains("\"buy\"")));
+    let (long_in_builtin, eth_in_builtin, eth_buys): (i64, i64, i64) = rt.block_on(async {
+        let pool = db.pool();
+        let mut conn = pool.get_conn().await.expect("conn");
+        let sum = |table: &str, col: &str, base: &str| {
+            format!(
+                "SELECT CAST(COALESCE(SUM({col}), 0) AS SIGNED) FROM {table} WHERE base = '{base}'"
+            )
+        };
+        let a: Option<i64> = conn
+            .query_first(sum("asset_1m", "trades", long))
+            .await
+            .expect("asset_1m");
+        let e: Option<i64> = conn
+            .query_first(sum("asset_1m", "trades", "ethereum"))
+            .await
+            .expect("asset_1m");
+        let b: Option<i64> = conn
+            .query_first(sum("buys_1m", "n", "ethereum"))
+            .await
+            .expect("buys_1m");
+        drop(conn);
+        pool.disconnect().await.ok();
+        (a.unwrap_or(0), e.unwrap_or(0), b.unwrap_or(0))
+    });
+    assert_eq!(
+        long_in_builtin as usize, long_sells,
+        "the sells of the refused base"
+    );
+    assert_eq!(eth_in_builtin, 60);
+    assert_eq!(
+        eth_buys as usize,
+        (0..120).filter(|k| k % 2 == 1 && k % 3 == 0).count()
+    );
+}
+
+/// Issue 24 point 9: a trade dated ahead of its Kafka record, within the future tolerance, is
+/// windowed, but moves its partition's clock no further than the record's own timestamp (the
+/// watermark cannot run ahead of the log by the tolerance).
+#[test]
+fn a_trade_ahead_of_its_record_moves_the_clock_no_further_than_the_record() {
+    use mysql_async::prelude::Queryable;
+    let c = cluster();
+    let brokers = c.bootstrap_servers();
+    let before = now_ms();
+    common::produce_to(
+        brokers,
+        "trades",
+        &[(
+            None,
+            trade_json("bitcoin", before + 55_000, 10.0, 1.0, "buy"),
+        )],
+        |_| Some(0),
+    );
+    let db = TestDb::new("ahead");
+    let rt = runtime();
+    let s = drain_in_process(&rt, engine_args(brokers, &db, "g1"));
+    let after = now_ms();
+    assert_eq!((s.trades, s.rejected), (1, 0), "{s:?}");
+    let max_event: Option<i64> = rt.block_on(async {
+        let pool = db.pool();
+        let mut conn = pool.get_conn().await.expect("conn");
+        let m = conn
+            .query_first("SELECT max_event_ms FROM tw_offsets WHERE kpartition = 0")
+            .await
+            .expect("tw_offsets");
+        drop(conn);
+        pool.disconnect().await.ok();
+        m.flatten()
+    });
+    let m = max_event.expect("partition 0's clock");
+    assert!(
+        (before..=after).contains(&m),
+        "the clock is at {m}, the record was produced in [{before}, {after}] and the trade is dated {}",
+        before + 55_000
+    );
+}
+
 // ---- live chaos: a 3-member group killed and replaced, MySQL behind a fault relay ---------------
 
 /// A window row as the final-row watcher compares it: finality, revision and the row's own

@@ -160,6 +160,11 @@ fn unsupported_sql_names_the_line_and_the_construct() {
     let (_, what) = refused("DELETE FROM trades;");
     assert!(what.contains("CREATE MATERIALIZED VIEW"), "{what}");
 
+    // A literal that overflows to infinity cannot be rendered for MySQL's recomputation.
+    let (_, what) = refused(&view("sum(volume) * 1e400 AS huge"));
+    assert!(what.contains("1e400") || what.contains("inf"), "{what}");
+    assert!(what.contains("huge") && what.contains("DOUBLE"), "{what}");
+
     let (_, what) = refused(&view("count(*) AS revision"));
     assert!(what.contains("revision"), "{what}");
 

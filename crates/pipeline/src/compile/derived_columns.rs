@@ -20,7 +20,11 @@ impl Compiler<'_, '_> {
             Expr::Cast(c) if c.field.data_type().is_numeric() => self.derived(&c.expr, name)?,
             Expr::TryCast(c) if c.field.data_type().is_numeric() => self.derived(&c.expr, name)?,
             Expr::Literal(v, _) => match v.clone().cast_to(&DataType::Float64) {
-                Ok(ScalarValue::Float64(Some(x))) => DExpr::Lit(x),
+                Ok(ScalarValue::Float64(Some(x))) if x.is_finite() => DExpr::Lit(x),
+                // MySQL has no infinite DOUBLE: the recomputation would fail on every commit.
+                Ok(ScalarValue::Float64(Some(_))) => {
+                    return Err(o.unsupported(name, format!("literal `{v}` in `{name}` is beyond the range of a DOUBLE (MySQL has no infinity)")))
+                }
                 _ => return Err(o.unsupported(name, format!("literal `{v}` in `{name}`: numbers only"))),
             },
             Expr::Negative(x) => DExpr::Neg(Box::new(self.derived(x, name)?)),
